@@ -1,0 +1,77 @@
+"""``filters``: the weights feeding a layer from the input, drawn as images.
+
+The simplest visualization there is, and the end-to-end check of the plugin path: it needs only
+the ``weights`` capability and works on any layer whose weights live in input space (first
+dense layer, first convolution, tied decoder templates).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+import vizkit
+from vizkit import Option, Probe, ProbeContext, Result, capabilities as caps
+from vizkit.render import as_images, image_grid
+
+
+class Filters(Probe):
+    name = "filters"
+    summary = "first-layer weights (or decoder templates) as an image grid"
+    requires = frozenset({caps.ACTIVATIONS, caps.WEIGHTS})
+    options = (
+        Option("scale", str, "unit", "colour scale: each filter its own (unit) or one for all (shared)",
+               choices=("unit", "shared")),
+        Option("order", str, "index", "tile order: unit index, or decreasing weight norm",
+               choices=("index", "norm")),
+        Option("columns", int, 0, "tiles per row (0: square grid)", min=0, max=100),
+    )
+
+    @classmethod
+    def valid_layers(cls, model: vizkit.ProbeModel) -> list[str]:
+        out = []
+        for name in model.layer_infos():
+            try:
+                if model.weights(name).source == "input":
+                    out.append(name)
+            except vizkit.UsageError:
+                continue
+        return out
+
+    def run(self, ctx: ProbeContext) -> Result:
+        weights = ctx.model.weights(ctx.layer).matrix
+        picked = weights.index_select(0, ctx.units.to(weights.device)).detach().cpu().double().numpy()
+        if picked.ndim == 4:  # conv filters [units, channels, kh, kw] are images already
+            shape = picked.shape[1:]
+        else:
+            shape = tuple(ctx.model.input_shape)
+            picked = picked.reshape(len(picked), *shape)
+        norms = np.sqrt((picked.reshape(len(picked), -1) ** 2).sum(axis=1))
+        order = np.argsort(-norms, kind="stable") if ctx.options["order"] == "norm" else np.arange(len(picked))
+        units = ctx.units.cpu().numpy()
+        images = as_images(picked[order], shape)
+        shared = ctx.options["scale"] == "shared"
+        fig = image_grid(
+            images,
+            labels=units[order].tolist(),
+            title=f"filters into {ctx.layer}: {len(units)} units"
+            + (" (sorted by weight norm)" if ctx.options["order"] == "norm" else ""),
+            shared_scale=shared,
+            ncols=ctx.options["columns"] or None,
+        )
+        caption = (
+            f"Weights from the input to {len(units)} units of {ctx.layer}; "
+            f"norms {norms.min():.3g}–{norms.max():.3g}."
+        )
+        return Result(
+            arrays={"filters": picked.astype(np.float32), "norms": norms.astype(np.float32),
+                    "units": units.astype(np.int64)},
+            figures={"filters": fig},
+            captions={"filters": caption},
+        )
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(Filters)

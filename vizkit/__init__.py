@@ -1,0 +1,74 @@
+"""vizkit: see what the units of a neural network respond to and what they are invariant to.
+
+The public API lives here; plugins (built-in or third-party) use only these names. Attributes are
+imported on first use so ``import vizkit`` stays fast and loads no plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # Python API
+    "load": "vizkit.api",
+    "run_probe": "vizkit.api",
+    "list_probes": "vizkit.api",
+    "list_models": "vizkit.api",
+    "list_datasets": "vizkit.api",
+    "compatible_probes": "vizkit.api",
+    "wrap": "vizkit.wrap",
+    "WrappedModel": "vizkit.wrap",
+    # writing plugins
+    "hookimpl": "vizkit.hookspecs",
+    "Probe": "vizkit.probe",
+    "ProbeContext": "vizkit.probe",
+    "Result": "vizkit.probe",
+    "Video": "vizkit.probe",
+    "Option": "vizkit.options",
+    "LayerInfo": "vizkit.model",
+    "Weights": "vizkit.model",
+    "ProbeModel": "vizkit.model",
+    "WeightsModel": "vizkit.model",
+    "ReconstructModel": "vizkit.model",
+    "ClampedSampleModel": "vizkit.model",
+    "TemplateModel": "vizkit.model",
+    "VizModel": "vizkit.model",
+    "unit_activations": "vizkit.model",
+    "paired_unit_activations": "vizkit.model",
+    "ReferenceModel": "vizkit.models.base",
+    "DatasetSpec": "vizkit.data",
+    "VizDataModule": "vizkit.data.base",
+    "capabilities": "vizkit.capabilities",
+    "render": "vizkit.render",
+    # errors
+    "VizkitError": "vizkit.errors",
+    "UsageError": "vizkit.errors",
+    "UnknownNameError": "vizkit.errors",
+    "OptionError": "vizkit.errors",
+    "UnitError": "vizkit.errors",
+    "CapabilityError": "vizkit.errors",
+    "CheckpointError": "vizkit.errors",
+    "DataError": "vizkit.errors",
+    "OutputError": "vizkit.errors",
+    "PluginError": "vizkit.errors",
+    "ProbeFailure": "vizkit.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if name in ("capabilities", "render") else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

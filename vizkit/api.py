@@ -1,0 +1,217 @@
+"""The Python API: load a checkpoint, run a probe, list what is installed.
+
+The CLI is a thin layer over these functions, so everything the command line can do is available
+(and validated the same way) from Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import file_sha256, read_checkpoint
+from .errors import (
+    CapabilityError,
+    CheckpointError,
+    ProbeFailure,
+    UnitError,
+    UnknownNameError,
+    UsageError,
+)
+from .model import ProbeModel, layer_info
+from .options import resolve_options
+from .output import ensure_writable
+from .plugins import get_host
+from .probe import ProbeContext, Result
+from .units import parse_units
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Rebuild a model from a vizkit checkpoint or a Lightning ``.ckpt`` of a vizkit model.
+
+    Nothing in the file is executed: it is read with ``weights_only=True`` and the model is built
+    from its kind's registered class.
+    """
+    ckpt = read_checkpoint(path, map_location)
+    host = get_host()
+    if ckpt["kind"] not in host.models:
+        known = ", ".join(sorted(host.models)) or "(none)"
+        raise CheckpointError(
+            f"{path} holds model kind {ckpt['kind']!r}, which no installed plugin provides "
+            f"(installed kinds: {known})"
+        )
+    try:
+        model = host.model_class(ckpt["kind"]).from_checkpoint(ckpt)
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} does not match model kind {ckpt['kind']!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    model.source = {"path": str(path), "sha256": file_sha256(path)}
+    return model
+
+
+def list_probes() -> list[str]:
+    return sorted(get_host().probes)
+
+
+def list_models() -> list[str]:
+    return sorted(get_host().models)
+
+
+def list_datasets() -> list[str]:
+    return sorted(get_host().datasets)
+
+
+def compatible_probes(model: ProbeModel) -> list[str]:
+    """Probes whose required capabilities the model has."""
+    host = get_host()
+    have = set(model.capabilities)
+    return sorted(name for name, reg in host.probes.items() if set(reg.obj.requires) <= have)
+
+
+def model_description(model: ProbeModel) -> dict[str, Any]:
+    data = {k: v for k, v in (getattr(model, "data_info", None) or {}).items() if k != "buffers"}
+    hparams = getattr(model, "hparams", None)
+    return {
+        "kind": getattr(model, "kind", type(model).__name__),
+        "checkpoint": getattr(model, "source", None),
+        "hparams": dict(hparams) if hparams is not None else None,
+        "input_shape": list(model.input_shape),
+        "data": data,
+    }
+
+
+def _move(model: Any, device: torch.device) -> None:
+    target = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
+    if isinstance(target, torch.nn.Module):
+        target.to(device)
+
+
+def run_probe(
+    name: str,
+    model: ProbeModel,
+    layer: str,
+    units: Any = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    show_progress: bool = False,
+    **options: Any,
+) -> Result:
+    """Run probe ``name`` on ``model``'s ``layer`` and return its :class:`Result`.
+
+    Every check (probe exists, capabilities, layer, units, options, output directory) happens
+    before any compute. With ``out`` the result is written there; re-running with the same model,
+    layer, units, options and seed reuses the finished result instead of recomputing it.
+    """
+    host = get_host()
+    probe_cls = host.probe(name)
+    if isinstance(model, torch.nn.Module) and not isinstance(model, ProbeModel):
+        raise UsageError("that is a plain torch module; wrap it first: vizkit.wrap(module, input_shape=...)")
+    missing = set(probe_cls.requires) - set(model.capabilities)
+    if missing:
+        working = ", ".join(compatible_probes(model)) or "(none)"
+        raise CapabilityError(
+            f"probe {name!r} needs capability {', '.join(sorted(missing))!r}, which model "
+            f"{getattr(model, 'kind', type(model).__name__)!r} does not have; "
+            f"probes that work on this model: {working}"
+        )
+    info = layer_info(model, layer)
+    allowed = probe_cls.valid_layers(model)
+    if layer not in allowed:
+        raise UnknownNameError(
+            f"probe {name!r} cannot run on layer {layer!r}; valid layers for it: "
+            f"{', '.join(allowed) or '(none in this model)'}"
+        )
+    try:
+        unit_idx = parse_units(units, info.n_units)
+    except UnitError as exc:
+        raise UnitError(f"layer {layer!r}: {exc}") from None
+    opts = resolve_options(probe_cls.options, options, f"probe {name!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    out_path = ensure_writable(out) if out is not None else None
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+
+    model_meta = model_description(model)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [name, model_meta, layer, unit_idx.tolist(), opts, seed, str(dev)], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
+    if out_path is not None:
+        reused = _reuse(out_path, fingerprint)
+        if reused is not None:
+            return reused
+
+    _move(model, dev)
+    ctx = ProbeContext(model, layer, info, unit_idx.to(dev), opts, seed, dev, show_progress)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    result = probe_cls().run(ctx)
+    elapsed = time.perf_counter() - start
+    for key, arr in result.arrays.items():
+        arr = np.asarray(arr)
+        result.arrays[key] = arr
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ProbeFailure(f"probe {name!r} produced non-finite values in {key!r} (diverged?)")
+    from . import __version__
+
+    result.meta.update(
+        {
+            "probe": name,
+            "plugin": host.probes[name].plugin,
+            "model": model_meta,
+            "data": model_meta["data"].get("name"),
+            "layer": layer,
+            "layer_shape": list(info.shape),
+            "units": unit_idx.tolist(),
+            "units_spec": "all" if units is None else str(units),
+            "options": opts,
+            "seed": seed,
+            "device": str(dev),
+            "versions": {
+                "vizkit": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "timings": {"run_s": round(elapsed, 4)},
+            "fingerprint": fingerprint,
+        }
+    )
+    if out_path is not None:
+        start = time.perf_counter()
+        result.meta["timings"]["write_s"] = 0.0
+        result.save(out_path)
+        result.meta["timings"]["write_s"] = round(time.perf_counter() - start, 4)
+    return result
+
+
+def _reuse(out: Path, fingerprint: str) -> Result | None:
+    """A finished identical run in ``out``, or None (then the probe runs again)."""
+    meta_path = out / "result.json"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    files = [out / f for f in meta.get("files", [])]
+    if not all(f.exists() for f in files):
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    if (out / "arrays.npz").exists():
+        with np.load(out / "arrays.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    meta["reused"] = True
+    return Result(arrays=arrays, meta=meta, files=files)

@@ -1,0 +1,120 @@
+"""Checkpoints: one ``torch.save`` file that rebuilds a model without executing code.
+
+A vizkit checkpoint is a plain dict of primitives and tensors (kind, hyperparameters, state dict,
+dataset description, metrics, versions), so it loads with ``torch.load(weights_only=True)``; a file
+whose pickle needs any other object is refused before that object could be built. Lightning
+``.ckpt`` files of vizkit models carry the same description under the ``"vizkit"`` key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError, UsageError
+from .output import atomic_write
+
+FORMAT = "vizkit-checkpoint"
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_checkpoint(
+    kind: str,
+    hparams: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    data: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The checkpoint dict; every value is something ``weights_only`` loading accepts."""
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "hparams": dict(hparams),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in state_dict.items()},
+        "data": data,
+        "metrics": metrics or {},
+        "vizkit_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically, then prove the file loads safely (a checkpoint we cannot read is a bug)."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    read_checkpoint(path)
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict, turning every failure into one clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory, not a checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise CheckpointError(
+                f"refusing to load {path}: its pickle asks for arbitrary Python objects, which could "
+                "run code (vizkit checkpoints only hold tensors and plain values)"
+            ) from None
+        raise CheckpointError(f"{path} is not a checkpoint (not a torch file)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        if head.startswith(b"PK"):
+            raise CheckpointError(f"{path} is truncated or corrupted ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a checkpoint (not a torch file)") from None
+    return _normalise(raw, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+
+
+def _normalise(raw: Any, path: Path) -> dict[str, Any]:
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        ckpt = raw
+    elif isinstance(raw, dict) and isinstance(raw.get("vizkit"), dict) and "state_dict" in raw:
+        meta = raw["vizkit"]
+        ckpt = make_checkpoint(
+            meta.get("kind", "?"),
+            meta.get("hparams", {}),
+            raw["state_dict"],
+            meta.get("data", {}),
+            meta.get("metrics", {}),
+        )
+        ckpt["lightning"] = {"epoch": raw.get("epoch"), "global_step": raw.get("global_step")}
+    else:
+        raise CheckpointError(
+            f"{path} is a torch file but not a vizkit checkpoint (write one with `vizkit train`)"
+        )
+    for key in ("kind", "hparams", "state_dict"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path} is missing {key!r}; it is not a complete vizkit checkpoint")
+    for name, tensor in ckpt["state_dict"].items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path} has non-finite values (NaN/inf) in {name!r}; training probably diverged"
+            )
+    return ckpt

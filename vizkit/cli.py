@@ -1,0 +1,275 @@
+"""The ``vizkit`` command line: a thin click layer over :mod:`vizkit.api` and the harness.
+
+Errors from the core arrive as typed :class:`~vizkit.errors.VizkitError`s and leave as one line on
+stderr with exit code 2 (usage) or 1 (runtime); ``vizkit --traceback ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import UsageError, VizkitError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class LazyGroup(click.Group):
+    """Loads plugins (and their ``register_commands``) only when an unknown command is asked for."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            from .plugins import get_host
+
+            get_host().register_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(package_name="vizkit")
+@click.option("--traceback", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, traceback: bool) -> None:
+    """See what the units of a neural network respond to and what they are invariant to."""
+    ctx.ensure_object(dict)["traceback"] = traceback
+
+
+# -- train ---------------------------------------------------------------------------------------
+def _key_values(pairs: tuple[str, ...], flag: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _model_flags(args: list[str]) -> dict[str, str]:
+    """Turn ``--layers 500,500 --binarize`` into ``{"layers": "500,500", "binarize": "true"}``."""
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or len(token) < 3:
+            raise UsageError(f"unexpected argument {token!r}")
+        key, eq, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if eq:
+            flags[key] = value
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            flags[key] = args[i + 1]
+            i += 1
+        else:
+            flags[key] = "true"
+        i += 1
+    return flags
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("kind")
+@click.option("--data", "data", required=True, help="Dataset name (see `vizkit datasets`) or a .npy/.npz/image folder.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Directory with the dataset's files (e.g. MNIST IDX).")
+@click.option("-D", "--data-option", "data_option", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. -D size=16 -D whiten=zca.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs (per greedy stage).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default: the model's).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
+@click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: cpu, gpu, mps, auto.")
+@click.option("--devices", default="1", show_default=True, help="Lightning devices (a count, a list, or auto).")
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--strategy", default="auto", show_default=True, help="Lightning strategy, e.g. ddp.")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, help="Lightning .ckpt to resume from.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default="lightning_logs", show_default=True, help="Where the CSV metrics and Lightning checkpoints go.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_option: tuple[str, ...],
+          epochs: int, batch_size: int, lr: float | None, seed: int, out: str, accelerator: str,
+          devices: str, num_nodes: int, strategy: str, resume: str | None, log_dir: str, quiet: bool) -> None:
+    """Train a reference model KIND and write a vizkit checkpoint.
+
+    Model options follow as flags (see `vizkit models`), e.g. `--layers 1000,1000,1000`.
+    """
+    from .training import train as run_training
+
+    data_options: dict[str, Any] = _key_values(data_option, "-D/--data-option")
+    if data_dir is not None:
+        data_options["data_dir"] = data_dir
+    path = run_training(
+        kind, data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        model_options=_model_flags(list(ctx.args)), data_options=data_options,
+        accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+        num_nodes=num_nodes, strategy=strategy, resume=resume, log_dir=log_dir, progress=not quiet,
+    )
+    click.echo(f"wrote {path}")
+
+
+# -- inspect ---------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def inspect(checkpoint: str) -> None:
+    """Show a checkpoint's kind, data, layers, capabilities and compatible probes."""
+    import json
+
+    from . import api
+
+    model = api.load(checkpoint)
+    info = api.model_description(model)
+    data = info["data"]
+    click.echo(f"checkpoint   {checkpoint}")
+    click.echo(f"sha256       {model.source['sha256']}")
+    click.echo(f"kind         {info['kind']}")
+    click.echo(f"input shape  {tuple(info['input_shape'])}")
+    if data:
+        stats = data.get("stats", {})
+        opts = ", ".join(f"{k}={v}" for k, v in (data.get("options") or {}).items())
+        click.echo(f"data         {data.get('name')}" + (f" ({opts})" if opts else ""))
+        if stats:
+            click.echo("data stats   " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+    if info["hparams"]:
+        click.echo("hparams      " + ", ".join(f"{k}={v}" for k, v in info["hparams"].items() if k != "input_shape"))
+    click.echo("layers")
+    for name, layer in model.layer_infos().items():
+        kind = "maps" if layer.is_map else "units"
+        click.echo(f"  {name:<10} {layer.n_units:>6} {kind}  shape {tuple(layer.shape)}")
+    click.echo("capabilities " + ", ".join(sorted(model.capabilities)))
+    click.echo("probes       " + (", ".join(api.compatible_probes(model)) or "(none installed)"))
+    if getattr(model, "metrics", None):
+        click.echo("metrics")
+        for stage, values in model.metrics.items():
+            click.echo(f"  {stage}: " + (json.dumps(values) if not isinstance(values, dict)
+                                         else ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())))
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# -- probe -----------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.option("--plugin", "plugin", required=True, help="Probe name (see `vizkit plugins`).")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--layer", default=None, help="Layer name (see `vizkit inspect`).")
+@click.option("--units", default=None, help="Units: 0:36, 3,5,9 or all (default: all).")
+@click.option("-o", "--option", "option", type=(str, str), multiple=True, metavar="KEY VALUE", help="Probe option (see `vizkit plugins`).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default cpu).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the result.")
+def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
+          seed: int, device: str | None, out: str) -> None:
+    """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out."""
+    from . import api
+    from .options import resolve_options
+    from .output import ensure_writable
+    from .plugins import get_host
+
+    probe_cls = get_host().probe(plugin)
+    options = {}
+    for key, value in option:
+        options[key.replace("-", "_")] = value
+    resolve_options(probe_cls.options, options, f"probe {plugin!r}")
+    ensure_writable(out)
+    model = api.load(checkpoint)
+    if layer is None:
+        valid = probe_cls.valid_layers(model)
+        raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
+    result = api.run_probe(plugin, model, layer, units=units, out=out, seed=seed, device=device,
+                           show_progress=True, **options)
+    if result.meta.get("reused"):
+        click.echo(f"{out}: an identical finished run is already there; nothing recomputed")
+    for path in result.files:
+        click.echo(f"wrote {path}")
+    click.echo(f"open {Path(out) / 'index.html'}")
+
+
+# -- listings --------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+def plugins() -> None:
+    """List installed probes with their capabilities and options, and any broken plugin."""
+    from .plugins import get_host
+
+    host = get_host()
+    for name, reg in sorted(host.probes.items()):
+        cls = reg.obj
+        dist = host.distributions.get(reg.plugin, "?")
+        click.echo(f"{name}  [plugin {reg.plugin}, distribution {dist}]  {cls.summary}")
+        click.echo(f"    requires: {', '.join(sorted(cls.requires))}")
+        for opt in cls.options:
+            click.echo(f"    -o {opt.name} {opt.describe()}  {opt.help}")
+    for name, reason in sorted(host.broken.items()):
+        click.echo(f"BROKEN {name}: {reason}")
+
+
+@cli.command(context_settings=CONTEXT)
+def models() -> None:
+    """List model kinds that `vizkit train` and `vizkit.load` know."""
+    from .plugins import get_host
+
+    host = get_host()
+    for name, reg in sorted(host.models.items()):
+        cls = reg.obj
+        click.echo(f"{name}  [plugin {reg.plugin}]  {getattr(cls, 'summary', '')}")
+        click.echo(f"    capabilities: {', '.join(sorted(cls.capabilities))}")
+        for opt in getattr(cls, "train_options", ()):
+            click.echo(f"    --{opt.name.replace('_', '-')} {opt.describe()}  {opt.help}")
+
+
+@cli.command(context_settings=CONTEXT)
+def datasets() -> None:
+    """List datasets that `vizkit train --data` accepts."""
+    from .plugins import get_host
+
+    host = get_host()
+    for name, reg in sorted(host.datasets.items()):
+        spec = reg.obj
+        click.echo(f"{name}  [plugin {reg.plugin}]  {getattr(spec, 'help', '')}")
+        for key, text in (getattr(spec, "options", None) or {}).items():
+            click.echo(f"    -D {key}=...  {text}")
+    click.echo("(any .npy / .npz file or folder of images also works as --data PATH)")
+
+
+# -- entry point -----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: one line per error, exit 2 for usage mistakes and 1 for failures."""
+    args = sys.argv[1:] if argv is None else argv
+    show_tb = "--traceback" in args
+    try:
+        code = cli.main(args=args, prog_name="vizkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 1
+    except click.UsageError as exc:
+        where = f" (see 'vizkit {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in exc.ctx.command_path else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
+        code = 2
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except VizkitError as exc:
+        if show_tb:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

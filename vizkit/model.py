@@ -1,0 +1,169 @@
+"""The probe protocol: what a visualization may ask of a model.
+
+Probes never reach into a model's internals; they go through these calls so that the same probe
+runs on the reference models, on user models wrapped with :func:`vizkit.wrap`, and on models a
+third-party plugin registers. Which optional calls a model supports is stated by its explicit
+``capabilities`` set, never guessed from the methods it happens to have.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+
+from . import capabilities as caps
+from .errors import UnknownNameError, UsageError
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A named layer and the per-example shape of its output.
+
+    A three-dimensional shape is a convolutional map (channels, height, width) whose units are
+    channels; anything else is flattened and every element is a unit.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def is_map(self) -> bool:
+        return len(self.shape) == 3
+
+    @property
+    def n_units(self) -> int:
+        return self.shape[0] if self.is_map else math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weights feeding a layer: row ``i`` is unit ``i``'s filter over ``source``.
+
+    ``source`` is ``"input"`` when the rows live in input space (so they can be drawn as images) or
+    the name of the layer below otherwise.
+    """
+
+    matrix: torch.Tensor
+    source: str
+
+
+@runtime_checkable
+class ProbeModel(Protocol):
+    """Every probe-able model: named layers and their activations."""
+
+    capabilities: frozenset[str]
+    input_shape: tuple[int, ...]
+    data_info: dict[str, Any]
+
+    def layer_infos(self) -> dict[str, LayerInfo]: ...
+
+    def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Return ``layer``'s output for the batch ``x`` ([B, *input_shape]) as [B, *shape]."""
+        ...
+
+
+class WeightsModel(ProbeModel, Protocol):
+    def weights(self, layer: str) -> Weights: ...
+
+
+class ReconstructModel(ProbeModel, Protocol):
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class ClampedSampleModel(ProbeModel, Protocol):
+    def clamped_sample(
+        self,
+        layer: str,
+        units: torch.Tensor,
+        *,
+        chains: int,
+        samples: int,
+        every: int,
+        burn_in: int,
+        probabilities: bool,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """Return [units, chains * samples, *input_shape] images generated with each unit on."""
+        ...
+
+
+class TemplateModel(ProbeModel, Protocol):
+    def templates(self) -> dict[str, torch.Tensor]: ...
+
+
+class VizModel:
+    """Mixin with the shared bookkeeping of a probe-able model.
+
+    Subclasses set ``capabilities`` (validated here) and ``kind``, and implement
+    :meth:`layer_infos` and :meth:`activations`, plus the calls of the capabilities they declare.
+    """
+
+    kind: ClassVar[str] = "model"
+    capabilities: frozenset[str] = frozenset({caps.ACTIVATIONS})
+    input_shape: tuple[int, ...] = ()
+    data_info: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.capabilities = caps.validate(cls.capabilities)
+
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        raise NotImplementedError
+
+    def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def layer_info(model: ProbeModel, layer: str) -> LayerInfo:
+    """Look a layer up, failing with the list of valid names."""
+    infos = model.layer_infos()
+    if layer not in infos:
+        valid = ", ".join(infos) or "(none)"
+        raise UnknownNameError(f"unknown layer {layer!r}; valid layers: {valid}")
+    return infos[layer]
+
+
+def unit_activations(
+    model: ProbeModel,
+    x: torch.Tensor,
+    layer: str,
+    units: torch.Tensor,
+    position: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Activations of the chosen units as [B, len(units)].
+
+    Conv maps reduce each channel to its spatial mean (or one spatial ``position``) so that a
+    "unit" means the same thing to every probe.
+    """
+    out = model.activations(x, layer)
+    if out.dim() == 4:
+        out = out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
+    else:
+        out = out.reshape(out.shape[0], -1)
+    return out.index_select(1, units.to(out.device))
+
+
+def paired_unit_activations(
+    model: ProbeModel,
+    x: torch.Tensor,
+    layer: str,
+    units: torch.Tensor,
+    position: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Activation of unit ``units[b]`` for input ``x[b]`` ([B]); the batched-probe workhorse."""
+    out = model.activations(x, layer)
+    if out.dim() == 4:
+        out = out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
+    else:
+        out = out.reshape(out.shape[0], -1)
+    return out.gather(1, units.to(out.device).reshape(-1, 1)).squeeze(1)
+
+
+def require(model: ProbeModel, needed: set[str] | frozenset[str], what: str) -> None:
+    """Raise a usage error when ``model`` lacks a capability that ``what`` needs."""
+    missing = set(needed) - set(model.capabilities)
+    if missing:
+        raise UsageError(f"{what} needs capabilities {sorted(missing)} that the model lacks")

@@ -1,0 +1,93 @@
+"""Shared machinery of the reference models: checkpoints, options and training stages.
+
+A reference model is rebuilt from ``kind`` + primitive ``hparams`` + a state dict, which is what
+makes a checkpoint safe to load (no pickled classes) and lets Lightning checkpoints load too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+
+from ..checkpoint import make_checkpoint
+from ..model import VizModel
+from ..options import Option, resolve_options
+
+TrainOption = Option
+
+
+class ReferenceModel(VizModel, pl.LightningModule):
+    """Base of the models ``vizkit train`` builds.
+
+    ``train_options`` declares the model-specific ``vizkit train KIND --name value`` flags; they
+    become the hyperparameters stored in the checkpoint. ``stages()`` names greedy layer-wise
+    training stages; the harness runs one Lightning ``fit`` per stage after ``set_stage``.
+    """
+
+    train_options: ClassVar[tuple[Option, ...]] = ()
+    summary: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_info: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.stage = 0
+
+    @classmethod
+    def hparams_from_options(
+        cls, options: Mapping[str, Any], *, input_shape: tuple[int, ...], data: Mapping[str, Any], lr: float | None
+    ) -> dict[str, Any]:
+        """Validate user options and add what the data dictates (shape, value range)."""
+        resolved = resolve_options(cls.train_options, options, f"model {cls.kind!r}")
+        resolved["input_shape"] = [int(s) for s in input_shape]
+        if lr is not None:
+            resolved["lr"] = float(lr)
+        return resolved
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> ReferenceModel:
+        model = cls(**ckpt["hparams"])
+        model.load_state_dict(ckpt["state_dict"])
+        model.data_info = dict(ckpt.get("data") or {})
+        model.metrics = dict(ckpt.get("metrics") or {})
+        model.eval()
+        return model
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return make_checkpoint(
+            self.kind, dict(self.hparams), self.state_dict(), self.data_info, self.metrics
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make Lightning ``.ckpt`` files self-describing so ``vizkit.load`` accepts them."""
+        checkpoint["vizkit"] = {
+            "kind": self.kind,
+            "hparams": dict(self.hparams),
+            "data": self.data_info,
+            "metrics": self.metrics,
+            "stage": self.stage,
+        }
+        checkpoint.pop("hyper_parameters", None)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:  # type: ignore[override]
+        return tuple(int(s) for s in self.hparams["input_shape"])
+
+    def stages(self) -> list[str]:
+        return ["train"]
+
+    def set_stage(self, stage: int) -> None:
+        self.stage = stage
+
+    def stage_epochs(self, stage: int, epochs: int) -> int:
+        """Epochs for ``stage`` given the user's ``--epochs`` (fine-tuning may differ)."""
+        return epochs
+
+    def after_stage(self, stage: int, trainer: pl.Trainer, datamodule: Any) -> None:
+        """Hook for end-of-stage evaluation (e.g. log-likelihoods) recorded in ``self.metrics``."""
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)

@@ -1,0 +1,189 @@
+"""Stacked denoising autoencoder (Vincent et al.), the SDAE of Erhan et al. (2009).
+
+Each layer is h = sigmoid(W x + b) with a tied decoder sigmoid(Wᵀ h + c) (linear at the input for
+real-valued data). Layers are trained greedily, each on the clean codes of the layers below, then
+optionally fine-tuned jointly to reconstruct the input from a corrupted input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import capabilities as caps
+from ..errors import OptionError
+from ..model import LayerInfo, Weights
+from ..options import Option
+from .base import ReferenceModel
+
+
+def parse_layer_sizes(text: str | list[int] | tuple[int, ...]) -> list[int]:
+    """``"1000,1000,1000"`` → [1000, 1000, 1000], refusing anything but positive integers."""
+    parts = text if isinstance(text, list | tuple) else str(text).split(",")
+    sizes = []
+    for part in parts:
+        try:
+            size = int(str(part).strip())
+        except ValueError:
+            size = 0
+        if size <= 0:
+            raise OptionError(f"--layers must be positive integers separated by commas, got {text!r}")
+        sizes.append(size)
+    return sizes
+
+
+class SDAE(ReferenceModel):
+    kind = "sdae"
+    summary = "stacked denoising autoencoder, tied weights, greedy layer-wise (+ fine-tuning)"
+    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT})
+    train_options = (
+        Option("layers", str, "1000,1000,1000", "hidden layer sizes, bottom to top"),
+        Option("corruption", str, "masking", "input corruption", choices=("masking", "salt_pepper", "gaussian")),
+        Option("noise", float, 0.25, "corrupted fraction (masking, salt_pepper) or noise std (gaussian)", min=0.0, max=1.0),
+        Option("loss", str, "auto", "reconstruction loss (auto: cross-entropy for [0,1] data, else MSE)", choices=("auto", "xent", "mse")),
+        Option("optimizer", str, "adam", "optimiser", choices=("adam", "sgd")),
+        Option("lr", float, 1e-3, "learning rate", min=0.0),
+        Option("finetune_epochs", int, 0, "epochs of joint fine-tuning after the greedy stages", min=0),
+        Option("binary_input", bool, True, "data lies in [0,1] (set from the dataset)"),
+    )
+
+    def __init__(
+        self,
+        input_shape: list[int],
+        layers: str = "1000,1000,1000",
+        corruption: str = "masking",
+        noise: float = 0.25,
+        loss: str = "auto",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        finetune_epochs: int = 0,
+        binary_input: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        sizes = [int(torch.tensor(input_shape).prod())] + parse_layer_sizes(layers)
+        self.sizes = sizes
+        self.weight = nn.ParameterList()
+        self.hidden_bias = nn.ParameterList()
+        self.visible_bias = nn.ParameterList()
+        gen = torch.Generator().manual_seed(0)
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            bound = 4.0 * (6.0 / (n_in + n_out)) ** 0.5  # Glorot range for sigmoid units
+            self.weight.append(nn.Parameter((torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound))
+            self.hidden_bias.append(nn.Parameter(torch.zeros(n_out)))
+            self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
+
+    # -- probe protocol -----------------------------------------------------------------------
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
+
+    def _depth(self, layer: str) -> int:
+        from ..model import layer_info
+
+        layer_info(self, layer)
+        return int(layer[1:])
+
+    def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        h = self.flat(x)
+        for i in range(self._depth(layer)):
+            h = self.encode_layer(h, i)
+        return h
+
+    def weights(self, layer: str) -> Weights:
+        depth = self._depth(layer)
+        source = "input" if depth == 1 else f"h{depth - 1}"
+        return Weights(self.weight[depth - 1].detach(), source)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.flat(x)
+        for i in range(len(self.weight)):
+            h = self.encode_layer(h, i)
+        for i in reversed(range(len(self.weight))):
+            h = self.decode_layer(h, i)
+        return h.reshape(x.shape)
+
+    # -- the model ------------------------------------------------------------------------------
+    def encode_layer(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.sigmoid(F.linear(h, self.weight[i], self.hidden_bias[i]))
+
+    def decode_layer(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        pre = F.linear(h, self.weight[i].t(), self.visible_bias[i])
+        return pre if (i == 0 and self._loss_at(0) == "mse") else torch.sigmoid(pre)
+
+    def _loss_at(self, i: int) -> str:
+        if i > 0:
+            return "xent"
+        loss = self.hparams["loss"]
+        if loss == "auto":
+            return "xent" if self.hparams["binary_input"] else "mse"
+        return loss
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        noise = self.hparams["noise"]
+        kind = self.hparams["corruption"]
+        if noise == 0:
+            return x
+        if kind == "masking":
+            return x * (torch.rand_like(x) >= noise)
+        if kind == "salt_pepper":
+            hit = torch.rand_like(x) < noise
+            lo, hi = (0.0, 1.0) if self.hparams["binary_input"] else (float(x.min()), float(x.max()))
+            salt = torch.where(torch.rand_like(x) < 0.5, lo, hi)
+            return torch.where(hit, salt, x)
+        return x + noise * torch.randn_like(x)
+
+    def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor, i: int) -> torch.Tensor:
+        if self._loss_at(i) == "xent":
+            return F.binary_cross_entropy(recon.clamp(1e-6, 1 - 1e-6), target, reduction="sum") / len(target)
+        return F.mse_loss(recon, target, reduction="sum") / len(target)
+
+    # -- Lightning ------------------------------------------------------------------------------
+    def stages(self) -> list[str]:
+        names = [f"layer {i + 1}" for i in range(len(self.weight))]
+        return names + (["fine-tune"] if self.hparams["finetune_epochs"] > 0 else [])
+
+    def stage_epochs(self, stage: int, epochs: int) -> int:
+        return self.hparams["finetune_epochs"] if stage >= len(self.weight) else epochs
+
+    def _stage_loss(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flat(x)
+        if self.stage >= len(self.weight):
+            h = self.corrupt(x)
+            for i in range(len(self.weight)):
+                h = self.encode_layer(h, i)
+            for i in reversed(range(len(self.weight))):
+                h = self.decode_layer(h, i)
+            return self.reconstruction_loss(h, x, 0)
+        with torch.no_grad():
+            for i in range(self.stage):
+                x = self.encode_layer(x, i)
+        code = self.encode_layer(self.corrupt(x), self.stage)
+        return self.reconstruction_loss(self.decode_layer(code, self.stage), x, self.stage)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._stage_loss(batch)
+        self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_loss", self._stage_loss(batch), prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.stage >= len(self.weight):
+            params = list(self.parameters())
+        else:
+            params = [self.weight[self.stage], self.hidden_bias[self.stage], self.visible_bias[self.stage]]
+        if self.hparams["optimizer"] == "sgd":
+            return torch.optim.SGD(params, lr=self.hparams["lr"], momentum=0.9)
+        return torch.optim.Adam(params, lr=self.hparams["lr"])
+
+    @classmethod
+    def hparams_from_options(cls, options, *, input_shape, data, lr):  # type: ignore[override]
+        hp = super().hparams_from_options(options, input_shape=input_shape, data=data, lr=lr)
+        parse_layer_sizes(hp["layers"])
+        if "binary_input" not in options:
+            hp["binary_input"] = bool(data.get("stats", {}).get("binary_like", True))
+        return hp

@@ -1,0 +1,208 @@
+"""The plugin host: finds plugins through entry points and collects what they register.
+
+Loading is lazy (nothing happens at ``import vizkit``), idempotent, and isolates plugins from each
+other: one that fails to import or to register is reported on stderr by name and skipped, unless
+``VIZKIT_STRICT_PLUGINS=1`` asks for failure (as CI should). ``VIZKIT_LOAD_PLUGINS=a,b`` loads only
+the named entry points. Built-in plugins are ordinary entry points of the ``vizkit`` distribution.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UnknownNameError
+
+ENTRY_POINT_GROUP = "vizkit"
+CORE_PLUGIN = "vizkit-core"
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+@dataclass
+class Registered:
+    """Something a plugin registered, with the plugin it came from (for messages and listings)."""
+
+    name: str
+    obj: Any
+    plugin: str
+
+
+@dataclass
+class PluginHost:
+    """One plugin manager and the probes, models and datasets its plugins registered.
+
+    Tests build a fresh host with ``PluginHost(entry_points=[...])`` or register plugin objects
+    directly with :meth:`add_plugin`, so nothing leaks between them.
+    """
+
+    entry_points: Iterable[Any] | None = None
+    strict: bool | None = None
+    only: set[str] | None = None
+    include_core: bool = True
+    probes: dict[str, Registered] = field(default_factory=dict)
+    models: dict[str, Registered] = field(default_factory=dict)
+    datasets: dict[str, Registered] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+    distributions: dict[str, str] = field(default_factory=dict)
+    _loaded: bool = False
+
+    def __post_init__(self) -> None:
+        self.pm = pluggy.PluginManager("vizkit")
+        self.pm.add_hookspecs(hookspecs)
+        if self.strict is None:
+            self.strict = os.environ.get("VIZKIT_STRICT_PLUGINS", "") not in ("", "0")
+        if self.only is None and os.environ.get("VIZKIT_LOAD_PLUGINS") is not None:
+            self.only = {n.strip() for n in os.environ["VIZKIT_LOAD_PLUGINS"].split(",") if n.strip()}
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self) -> PluginHost:
+        """Import every plugin once and collect its registrations; later calls do nothing."""
+        if self._loaded:
+            return self
+        self._loaded = True
+        if self.include_core:
+            from . import builtins
+
+            self.add_plugin(builtins, CORE_PLUGIN, distribution="vizkit")
+        eps = self.entry_points
+        if eps is None:
+            eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(eps, key=lambda e: e.name):
+            if self.only is not None and ep.name not in self.only:
+                continue
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a plugin's import error must not take vizkit down
+                self._broken(ep.name, f"failed to import: {type(exc).__name__}: {exc}")
+                continue
+            self.add_plugin(plugin, ep.name, distribution=dist)
+        return self
+
+    def add_plugin(self, plugin: Any, name: str, distribution: str = "?") -> bool:
+        """Register one plugin object and collect its probes, models and datasets."""
+        if self.pm.has_plugin(name):
+            raise PluginError(f"two plugins are both named {name!r}")
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            self._broken(name, f"has an invalid hook: {exc}")
+            return False
+        self.distributions[name] = distribution
+        collected: list[tuple[dict[str, Registered], str, Any]] = []
+        hooks = {
+            "register_probes": (self.probes, _check_probe),
+            "register_models": (self.models, _check_model),
+            "register_datasets": (self.datasets, _check_dataset),
+        }
+        try:
+            for hook_name, (table, check) in hooks.items():
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin_name != name:
+                        continue
+                    items: list[Any] = []
+                    impl.function(register=items.append)
+                    for item in items:
+                        collected.append((table, check(item, name), item))
+        except PluginError:
+            self.pm.unregister(name=name)
+            raise
+        except Exception as exc:
+            self.pm.unregister(name=name)
+            self._broken(name, f"failed while registering: {type(exc).__name__}: {exc}")
+            return False
+        for table, item_name, item in collected:
+            if item_name in table:
+                kind = {id(self.probes): "probe", id(self.models): "model", id(self.datasets): "dataset"}
+                raise PluginError(
+                    f"{kind[id(table)]} name {item_name!r} is registered by both plugin "
+                    f"{table[item_name].plugin!r} and plugin {name!r}"
+                )
+            table[item_name] = Registered(item_name, item, name)
+        return True
+
+    def _broken(self, name: str, reason: str) -> None:
+        self.broken[name] = reason
+        if self.strict:
+            raise PluginError(f"plugin {name!r} {reason}")
+        print(
+            f"vizkit: plugin {name!r} {reason}; skipped (VIZKIT_STRICT_PLUGINS=1 makes this fatal)",
+            file=sys.stderr,
+        )
+
+    # -- lookups ---------------------------------------------------------------------------
+    def probe(self, name: str) -> Any:
+        return _lookup(self.load().probes, name, "plugin")
+
+    def model_class(self, kind: str) -> Any:
+        return _lookup(self.load().models, kind, "model kind")
+
+    def dataset(self, name: str) -> Any:
+        return _lookup(self.load().datasets, name, "dataset")
+
+    def register_commands(self, cli: Any) -> None:
+        self.load().pm.hook.register_commands(cli=cli)
+
+
+def _lookup(table: dict[str, Registered], name: str, what: str) -> Any:
+    if name not in table:
+        valid = ", ".join(sorted(table)) or "(none installed)"
+        raise UnknownNameError(f"unknown {what} {name!r}; available: {valid}")
+    return table[name].obj
+
+
+def _check_name(name: Any, what: str, plugin: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PluginError(f"plugin {plugin!r} registered a {what} with invalid name {name!r}")
+    return name
+
+
+def _check_probe(obj: Any, plugin: str) -> str:
+    from .probe import Probe
+
+    if not (isinstance(obj, type) and issubclass(obj, Probe)):
+        raise PluginError(f"plugin {plugin!r} registered {obj!r}, which is not a vizkit.Probe subclass")
+    obj.validate_class()
+    return _check_name(obj.name, "probe", plugin)
+
+
+def _check_model(obj: Any, plugin: str) -> str:
+    if not (isinstance(obj, type) and callable(getattr(obj, "from_checkpoint", None))):
+        raise PluginError(
+            f"plugin {plugin!r} registered model {obj!r} without a from_checkpoint classmethod"
+        )
+    return _check_name(getattr(obj, "kind", None), "model kind", plugin)
+
+
+def _check_dataset(obj: Any, plugin: str) -> str:
+    if not callable(getattr(obj, "build", None)):
+        raise PluginError(f"plugin {plugin!r} registered dataset {obj!r} without a build callable")
+    return _check_name(getattr(obj, "name", None), "dataset", plugin)
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide host, created and loaded on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host.load()
+
+
+def reset_host(host: PluginHost | None = None) -> None:
+    """Replace the process-wide host (tests use this to install a fresh one)."""
+    global _host
+    _host = host

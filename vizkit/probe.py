@@ -1,0 +1,114 @@
+"""The probe plugin interface: what a visualization declares and what it receives when run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from . import capabilities as caps
+from .model import LayerInfo, ProbeModel
+from .options import Option
+
+T = TypeVar("T")
+
+
+@dataclass
+class Video:
+    """Frames ([T, H, W, 3] uint8) written as both GIF and MP4 by :meth:`Result.save`."""
+
+    frames: np.ndarray
+    fps: float = 12.0
+
+
+@dataclass
+class Result:
+    """What a probe returns: named arrays, figures, videos and metadata.
+
+    In Python the figures stay in memory; with an output directory everything is written there
+    and ``files`` lists the paths.
+    """
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    videos: dict[str, Video] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write every part atomically into ``out`` and return the paths written."""
+        from .output import write_result
+
+        self.files = write_result(self, Path(out))
+        return self.files
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe's :meth:`Probe.run` may use, already validated by the core."""
+
+    model: ProbeModel
+    layer: str
+    layer_info: LayerInfo
+    units: torch.Tensor
+    options: dict[str, Any]
+    seed: int
+    device: torch.device
+    show_progress: bool = True
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A generator seeded from the run's seed, so equal seeds give equal arrays."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed * 1_000_003 + offset)
+        return gen
+
+    def progress(self, items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+        """Wrap long loops (steps, not units) in a progress bar on stderr."""
+        if not self.show_progress:
+            yield from items
+            return
+        from tqdm.auto import tqdm
+
+        yield from tqdm(items, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+class Probe:
+    """Base class of every probe, built-in or third-party.
+
+    Subclasses set ``name``, ``summary``, ``requires`` (capabilities) and ``options`` and implement
+    :meth:`run`. ``layers`` may narrow which layers make sense (e.g. only layers fed by the input).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset({caps.ACTIVATIONS})
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    @classmethod
+    def validate_class(cls) -> None:
+        """Catch a malformed probe when it is registered rather than when a user runs it."""
+        from .errors import PluginError
+
+        if not isinstance(cls.name, str) or not re.match(r"^[a-z][a-z0-9_\-]*$", cls.name):
+            raise PluginError(f"probe class {cls.__qualname__} has an invalid name {cls.name!r}")
+        unknown = set(cls.requires) - caps.ALL
+        if unknown:
+            raise PluginError(f"probe {cls.name!r} requires unknown capabilities {sorted(unknown)}")
+        if not all(isinstance(o, Option) for o in cls.options):
+            raise PluginError(f"probe {cls.name!r} has options that are not vizkit.Option")
+        if cls.run is Probe.run:
+            raise PluginError(f"probe {cls.name!r} does not implement run()")
+
+    @classmethod
+    def valid_layers(cls, model: ProbeModel) -> list[str]:
+        """Layers this probe can run on; by default every layer of the model."""
+        return list(model.layer_infos())
+
+    def run(self, ctx: ProbeContext) -> Result:
+        raise NotImplementedError

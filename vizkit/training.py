@@ -1,0 +1,151 @@
+"""The Lightning training harness behind ``vizkit train``.
+
+Each reference model trains with an ordinary ``pytorch_lightning.Trainer`` (progress bar, CSV
+metrics, checkpoints, any accelerator/strategy Lightning supports). Models that are trained
+greedily layer by layer name their stages; the harness runs one ``fit`` per stage on the same
+module, and ``--resume`` continues from a Lightning checkpoint at the stage it was written in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .errors import CheckpointError, OutputError, UsageError
+from .plugins import get_host
+
+
+def build_data(name: str, options: Mapping[str, Any], batch_size: int, seed: int) -> Any:
+    """Build a registered dataset (or a user file/folder) with its options."""
+    from .data import build_dataset
+
+    registry = {n: r.obj for n, r in get_host().datasets.items()}
+    return build_dataset(name, registry, batch_size=batch_size, seed=seed, **dict(options))
+
+
+def _check_out(out: str | Path) -> Path:
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"--out {path} is a directory; give a file name such as model.pt")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {path}: directory {parent} is not writable")
+    return path
+
+
+def _resume_stage(resume: str | Path | None, kind: str) -> int:
+    if resume is None:
+        return 0
+    ckpt = read_checkpoint(resume)
+    if ckpt["kind"] != kind:
+        raise UsageError(f"--resume {resume} is a {ckpt['kind']!r} checkpoint, not {kind!r}")
+    if "lightning" not in ckpt:
+        raise CheckpointError(f"--resume needs a Lightning .ckpt written during training, not {resume}")
+    raw = torch.load(resume, map_location="cpu", weights_only=True)
+    return int(raw.get("vizkit", {}).get("stage", 0))
+
+
+def train(
+    kind: str,
+    data: str,
+    *,
+    out: str | Path,
+    epochs: int = 1,
+    batch_size: int = 100,
+    lr: float | None = None,
+    seed: int = 0,
+    model_options: Mapping[str, Any] | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    resume: str | Path | None = None,
+    log_dir: str | Path = "lightning_logs",
+    progress: bool = True,
+) -> Path:
+    """Train a reference model and write its vizkit checkpoint to ``out``.
+
+    All validation (kind, options, data, output path) happens before the first step.
+    """
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    host = get_host()
+    model_cls = host.model_class(kind)
+    if epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    out_path = _check_out(out)
+    dm = build_data(data, data_options or {}, batch_size, seed)
+    described = dm.describe()
+    if lr is not None and "lr" not in {o.name for o in model_cls.train_options}:
+        raise UsageError(f"model {kind!r} takes no --lr")
+    hparams = model_cls.hparams_from_options(
+        dict(model_options or {}), input_shape=dm.input_shape, data=described, lr=lr
+    )
+    first_stage = _resume_stage(resume, kind)
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    model = model_cls(**hparams)
+    model.data_info = described
+    stages = model.stages()
+    if first_stage >= len(stages):
+        raise UsageError(f"--resume {resume} is past the last stage ({len(stages)} stages)")
+    _quiet_lightning()
+    trainer = None
+    for stage, stage_name in enumerate(stages):
+        if stage < first_stage:
+            continue
+        model.set_stage(stage)
+        n_epochs = model.stage_epochs(stage, epochs)
+        if n_epochs < 1:
+            continue
+        tag = f"stage{stage}" if len(stages) > 1 else "train"
+        if progress and len(stages) > 1:
+            print(f"[{kind}] stage {stage + 1}/{len(stages)}: {stage_name}, {n_epochs} epoch(s)", flush=True)
+        trainer = pl.Trainer(
+            max_epochs=n_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            logger=CSVLogger(str(log_dir), name=kind, version=f"{out_path.stem}-{tag}"),
+            callbacks=[ModelCheckpoint(dirpath=Path(log_dir) / kind / f"{out_path.stem}-{tag}" / "checkpoints",
+                                       save_last=True, save_top_k=0)],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=10,
+            num_sanity_val_steps=0,
+        )
+        ckpt_path = resume if (resume is not None and stage == first_stage) else None
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+        model.metrics[stage_name] = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+        }
+        model.metrics[stage_name]["epochs"] = n_epochs
+        model.after_stage(stage, trainer, dm)
+    if trainer is not None and not trainer.is_global_zero:
+        return out_path
+    model.to("cpu")
+    model.eval()
+    return save_checkpoint(model.to_checkpoint(), out_path)
+
+
+def _quiet_lightning() -> None:
+    """Keep the terminal to the progress bar: Lightning's tips are noise for a CLI user."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
+                    ".*Checkpoint directory.*exists and is not empty.*", ".*_pytree.*",
+                    ".*number of training batches.*"):
+        warnings.filterwarnings("ignore", message=pattern)
