@@ -179,7 +179,7 @@ def run_probe(
             "device": str(dev),
             "versions": {
                 "vizkit": __version__,
-                "torch": torch.__version__,
+                "torch": str(torch.__version__),
                 "numpy": np.__version__,
                 "python": platform.python_version(),
             },

@@ -6,7 +6,8 @@ lookups treat them alike.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .hookspecs import hookimpl
 

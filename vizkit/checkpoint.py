@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def make_checkpoint(
         "data": data,
         "metrics": metrics or {},
         "vizkit_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 
@@ -74,22 +74,18 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text:
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
+        if found:
             raise CheckpointError(
-                f"refusing to load {path}: its pickle asks for arbitrary Python objects, which could "
-                "run code (vizkit checkpoints only hold tensors and plain values)"
+                f"refusing to load {path}: its pickle asks for {found.group(1)}, and loading it could "
+                "run code (vizkit checkpoints hold only tensors and plain values)"
             ) from None
         raise CheckpointError(f"{path} is not a checkpoint (not a torch file)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception:  # torch raises many types for garbage: all mean "not readable"
         if head.startswith(b"PK"):
-            raise CheckpointError(f"{path} is truncated or corrupted ({_first_line(exc)})") from None
+            raise CheckpointError(f"{path} is truncated or corrupted (not a complete torch zip archive)") from None
         raise CheckpointError(f"{path} is not a checkpoint (not a torch file)") from None
     return _normalise(raw, path)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
 
 
 def _normalise(raw: Any, path: Path) -> dict[str, Any]:

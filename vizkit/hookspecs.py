@@ -6,7 +6,8 @@ plugin adds, and knows which plugin added it when two claim the same name.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

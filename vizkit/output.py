@@ -27,19 +27,26 @@ if TYPE_CHECKING:
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def ensure_writable(out: str | Path) -> Path:
-    """Create ``out`` if needed and prove it is writable before any compute starts."""
+def ensure_writable(out: str | Path, create: bool = False) -> Path:
+    """Prove ``out`` can become a writable directory before any compute starts.
+
+    Without ``create`` nothing is made on disk, so a run that fails validation leaves no trace.
+    """
     path = Path(out)
-    try:
-        if path.exists() and not path.is_dir():
-            raise OutputError(f"--out {path} exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".vizkit-check-"):
-            pass
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write to --out {path}: it exists and is not a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot write to --out {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to --out {path}: {probe} is not writable")
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -112,7 +119,7 @@ def write_video(base: Path, frames: np.ndarray, fps: float) -> list[Path]:
 
 def write_result(result: Result, out: Path) -> list[Path]:
     """Write arrays, figures, videos, ``result.json`` and ``index.html`` into ``out``."""
-    ensure_writable(out)
+    ensure_writable(out, create=True)
     files: list[Path] = []
     if result.arrays:
         files.append(atomic_write_bytes(out / "arrays.npz", npz_bytes(result.arrays)))

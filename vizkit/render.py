@@ -83,7 +83,7 @@ def image_grid(
     grid = mosaic(shown, ncols, fill=1.0)
     h, w = images.shape[1:3]
     tile = max(tile_inches, 0.55 * 8 / max(h, w) if max(h, w) < 8 else tile_inches)
-    width = min(max(ncols * tile * w / max(h, w) + 1.2, 4.0), 16.0)
+    width = min(max(ncols * tile * w / max(h, w) + 1.2, 5.5), 16.0)
     height = min(max(nrows * tile * h / max(h, w) + 1.2, 3.0), 18.0)
     fig = Figure(figsize=(width, height), layout="constrained")
     ax = fig.add_subplot()
@@ -106,9 +106,9 @@ def image_grid(
     if title:
         ax.set_title(title, fontsize=10)
     key = {
-        "symmetric": "grey = 0, black negative, white positive"
-        + (" (one scale for all)" if shared_scale else " (each tile scaled to its own max |value|)"),
-        "minmax": "each tile stretched from its min (black) to its max (white)",
+        "symmetric": "grey = 0, black negative, white positive;\n"
+        + ("one colour scale for all tiles" if shared_scale else "each tile scaled to its own max |value|"),
+        "minmax": "each tile stretched from its min (black)\nto its max (white)",
     }[mode]
     fig.supxlabel(key, fontsize=8)
     return fig

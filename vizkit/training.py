@@ -42,16 +42,18 @@ def _check_out(out: str | Path) -> Path:
     return path
 
 
-def _resume_stage(resume: str | Path | None, kind: str) -> int:
+def _resume_point(resume: str | Path | None, kind: str) -> tuple[int, dict[str, Any]]:
+    """The stage a Lightning checkpoint was written in, and the metrics of the stages before it."""
     if resume is None:
-        return 0
+        return 0, {}
     ckpt = read_checkpoint(resume)
     if ckpt["kind"] != kind:
         raise UsageError(f"--resume {resume} is a {ckpt['kind']!r} checkpoint, not {kind!r}")
     if "lightning" not in ckpt:
         raise CheckpointError(f"--resume needs a Lightning .ckpt written during training, not {resume}")
     raw = torch.load(resume, map_location="cpu", weights_only=True)
-    return int(raw.get("vizkit", {}).get("stage", 0))
+    meta = raw.get("vizkit", {})
+    return int(meta.get("stage", 0)), dict(meta.get("metrics") or {})
 
 
 def train(
@@ -93,11 +95,12 @@ def train(
     hparams = model_cls.hparams_from_options(
         dict(model_options or {}), input_shape=dm.input_shape, data=described, lr=lr
     )
-    first_stage = _resume_stage(resume, kind)
+    first_stage, earlier_metrics = _resume_point(resume, kind)
 
     pl.seed_everything(seed, workers=True, verbose=False)
     model = model_cls(**hparams)
     model.data_info = described
+    model.metrics.update(earlier_metrics)
     stages = model.stages()
     if first_stage >= len(stages):
         raise UsageError(f"--resume {resume} is past the last stage ({len(stages)} stages)")
@@ -146,6 +149,6 @@ def _quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
-                    ".*Checkpoint directory.*exists and is not empty.*", ".*_pytree.*",
+                    ".*LeafSpec.*", ".*dirpath has changed.*", ".*Experiment logs directory.*",
                     ".*number of training batches.*"):
         warnings.filterwarnings("ignore", message=pattern)

@@ -7,12 +7,14 @@ dense layer, first convolution, tied decoder templates).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, capabilities as caps
+from vizkit import Option, Probe, ProbeContext, Result
+from vizkit import capabilities as caps
 from vizkit.render import as_images, image_grid
 
 

@@ -71,8 +71,9 @@ class SDAE(ReferenceModel):
         self.visible_bias = nn.ParameterList()
         gen = torch.Generator().manual_seed(0)
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            bound = 4.0 * (6.0 / (n_in + n_out)) ** 0.5  # Glorot range for sigmoid units
-            self.weight.append(nn.Parameter((torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound))
+            # Small initial weights: the learned structure, not the initial noise, shows in filters
+            # after even one epoch, and sigmoid units start in their linear range.
+            self.weight.append(nn.Parameter(torch.randn(n_out, n_in, generator=gen) * 0.01))
             self.hidden_bias.append(nn.Parameter(torch.zeros(n_out)))
             self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
 

@@ -1,0 +1,146 @@
+"""The plugin host: isolation, strictness, duplicates, misspelled hooks, lazy loading."""
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+import vizkit
+from vizkit.errors import PluginError
+from vizkit.plugins import PluginHost
+
+
+def probe_plugin(probe_name: str, requires=frozenset({"activations"})) -> types.ModuleType:
+    class P(vizkit.Probe):
+        name = probe_name
+        summary = "test probe"
+
+        def run(self, ctx):
+            return vizkit.Result()
+
+    P.requires = frozenset(requires)
+    mod = types.ModuleType(f"plugin_{probe_name}")
+
+    @vizkit.hookimpl
+    def register_probes(register):
+        register(P)
+
+    mod.register_probes = register_probes
+    return mod
+
+
+class FakeEntryPoint:
+    def __init__(self, name, loader):
+        self.name = name
+        self._loader = loader
+        self.dist = types.SimpleNamespace(name=f"dist-{name}")
+
+    def load(self):
+        return self._loader()
+
+
+def test_entry_points_register_and_load_is_idempotent():
+    host = PluginHost(entry_points=[FakeEntryPoint("a", lambda: probe_plugin("alpha"))], strict=True)
+    host.load()
+    host.load()
+    assert "alpha" in host.probes
+    assert host.probes["alpha"].plugin == "a"
+    assert host.distributions["a"] == "dist-a"
+    assert "sdae" in host.models  # the core registers through the same hooks
+
+
+def test_broken_plugin_is_named_and_skipped(capsys):
+    def boom():
+        raise ImportError("no module named 'missing_dep'")
+
+    host = PluginHost(
+        entry_points=[FakeEntryPoint("bad", boom), FakeEntryPoint("good", lambda: probe_plugin("fine"))],
+        strict=False,
+    ).load()
+    err = capsys.readouterr().err
+    assert "plugin 'bad' failed to import: ImportError: no module named 'missing_dep'; skipped" in err
+    assert "fine" in host.probes
+    assert "bad" in host.broken
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(monkeypatch):
+    monkeypatch.setenv("VIZKIT_STRICT_PLUGINS", "1")
+
+    def boom():
+        raise RuntimeError("kaput")
+
+    with pytest.raises(PluginError, match="plugin 'bad' failed to import: RuntimeError: kaput"):
+        PluginHost(entry_points=[FakeEntryPoint("bad", boom)]).load()
+
+
+def test_load_plugins_env_restricts(monkeypatch):
+    monkeypatch.setenv("VIZKIT_LOAD_PLUGINS", "b")
+    eps = [FakeEntryPoint("a", lambda: probe_plugin("alpha")), FakeEntryPoint("b", lambda: probe_plugin("beta"))]
+    host = PluginHost(entry_points=eps).load()
+    assert "beta" in host.probes and "alpha" not in host.probes
+
+
+def test_duplicate_names_name_both_plugins():
+    eps = [FakeEntryPoint("one", lambda: probe_plugin("same")), FakeEntryPoint("two", lambda: probe_plugin("same"))]
+    with pytest.raises(PluginError, match="probe name 'same' is registered by both plugin 'one' and plugin 'two'"):
+        PluginHost(entry_points=eps, strict=True).load()
+
+
+def test_misspelled_hook_is_caught_by_check_pending(capsys):
+    mod = types.ModuleType("typo")
+
+    @vizkit.hookimpl
+    def register_probe(register):  # missing "s"
+        pass
+
+    mod.register_probe = register_probe
+    host = PluginHost(entry_points=[FakeEntryPoint("typo", lambda: mod)], strict=False).load()
+    assert "typo" in host.broken
+    assert "register_probe" in capsys.readouterr().err
+    assert not host.pm.has_plugin("typo")
+
+
+def test_registering_a_non_probe_is_an_error():
+    mod = types.ModuleType("wrong")
+
+    @vizkit.hookimpl
+    def register_probes(register):
+        register(object)
+
+    mod.register_probes = register_probes
+    with pytest.raises(PluginError, match="not a vizkit.Probe subclass"):
+        PluginHost(entry_points=[FakeEntryPoint("wrong", lambda: mod)], strict=True).load()
+
+
+def test_probe_class_validation():
+    class Nameless(vizkit.Probe):
+        def run(self, ctx):
+            return vizkit.Result()
+
+    with pytest.raises(PluginError, match="invalid name"):
+        Nameless.validate_class()
+
+    class Misspelled(vizkit.Probe):
+        name = "x"
+        requires = frozenset({"activation"})
+
+        def run(self, ctx):
+            return vizkit.Result()
+
+    with pytest.raises(PluginError, match="unknown capabilities"):
+        Misspelled.validate_class()
+
+
+def test_builtin_filters_registers_through_entry_points(fresh_host):
+    assert fresh_host.probes["filters"].plugin == "filters"
+    assert fresh_host.distributions["filters"] == "vizkit"
+    assert vizkit.list_probes() == sorted(fresh_host.probes)
+    assert "sdae" in vizkit.list_models()
+    assert {"mnist", "digits", "patches"} <= set(vizkit.list_datasets())
+
+
+def test_import_vizkit_loads_no_plugin():
+    code = "import vizkit, vizkit.plugins as p, sys; vizkit.wrap; print(p._host is None, 'vizkit_filters' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]

@@ -1,0 +1,82 @@
+"""The Lightning harness and the SDAE: greedy stages, checkpoints, resume, real training."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vizkit
+from vizkit.models.sdae import SDAE
+
+
+def test_train_sdae_on_digits_then_probe(fresh_host, tmp_path, cli):
+    out = tmp_path / "sdae.pt"
+    res = cli("train", "sdae", "--data", "digits", "--layers", "16,8", "--epochs", "2", "--out", out,
+              "--log-dir", tmp_path / "logs", "-q", "--finetune-epochs", "1")
+    assert res.code == 0, res.err
+    model = vizkit.load(out)
+    assert model.hparams["layers"] == "16,8" and model.data_info["name"] == "digits"
+    assert set(model.metrics) == {"layer 1", "layer 2", "fine-tune"}
+    assert model.metrics["layer 1"]["epochs"] == 2 and model.metrics["fine-tune"]["epochs"] == 1
+    metrics_csv = tmp_path / "logs" / "sdae" / "sdae-stage0" / "metrics.csv"
+    assert metrics_csv.exists() and "train_loss" in metrics_csv.read_text()
+    res = cli("probe", "--plugin", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
+    assert res.code == 0, res.err
+
+
+def test_lightning_checkpoint_loads_and_resumes(fresh_host, tmp_path, cli):
+    logs = tmp_path / "logs"
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8,4", "--epochs", "1", "--out", tmp_path / "a.pt",
+              "--log-dir", logs, "-q")
+    assert res.code == 0, res.err
+    ckpt = logs / "sdae" / "a-stage1" / "checkpoints" / "last.ckpt"
+    model = vizkit.load(ckpt)
+    assert model.kind == "sdae" and "layer 1" in model.metrics
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8,4", "--epochs", "2", "--out", tmp_path / "b.pt",
+              "--log-dir", logs, "-q", "--resume", ckpt)
+    assert res.code == 0, res.err
+    resumed = vizkit.load(tmp_path / "b.pt")
+    assert resumed.metrics["layer 2"]["epochs"] == 2 and "layer 1" in resumed.metrics
+
+
+def test_greedy_stage_trains_only_its_layer():
+    model = SDAE(input_shape=[1, 4, 4], layers="5,3")
+    model.set_stage(1)
+    params = [p for group in model.configure_optimizers().param_groups for p in group["params"]]
+    assert {id(p) for p in params} == {id(model.weight[1]), id(model.hidden_bias[1]), id(model.visible_bias[1])}
+
+
+def test_sdae_known_answers():
+    """Tied weights: the decoder of layer 1 is the transpose of its encoder, exactly."""
+    torch.manual_seed(0)
+    model = SDAE(input_shape=[1, 2, 2], layers="3", binary_input=True)
+    x = torch.rand(5, 1, 2, 2)
+    w, b, c = model.weight[0], model.hidden_bias[0], model.visible_bias[0]
+    h = torch.sigmoid(x.reshape(5, 4) @ w.T + b)
+    assert torch.allclose(model.activations(x, "h1"), h)
+    assert torch.allclose(model.reconstruct(x).reshape(5, 4), torch.sigmoid(h @ w + c))
+    model.hparams["noise"] = 0.5
+    masked = model.corrupt(torch.ones(10000))
+    assert set(masked.unique().tolist()) <= {0.0, 1.0} and abs(masked.mean().item() - 0.5) < 0.03
+
+
+@pytest.mark.slow
+def test_train_sdae_on_mnist_one_epoch(fresh_host, tmp_path, cli):
+    out = tmp_path / "sdae.pt"
+    res = cli("train", "sdae", "--data", "mnist", "--epochs", "1", "--out", out, "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    model = vizkit.load(out)
+    assert model.metrics["layer 1"]["val_loss"] < 150  # nats per image; an untrained layer is ~540
+
+
+@pytest.mark.slow
+def test_train_ddp_on_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "vizkit", "train", "sdae", "--data", "digits", "--layers", "16", "--epochs", "1",
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(out), "--log-dir",
+           str(tmp_path / "logs"), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = vizkit.load(out)
+    assert model.metrics["layer 1"]["epochs"] == 1
