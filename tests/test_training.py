@@ -67,7 +67,7 @@ def test_train_sdae_on_mnist_one_epoch(fresh_host, tmp_path, cli):
     res = cli("train", "sdae", "--data", "mnist", "--epochs", "1", "--out", out, "--log-dir", tmp_path / "logs", "-q")
     assert res.code == 0, res.err
     model = vizkit.load(out)
-    assert model.metrics["layer 1"]["val_loss"] < 150  # nats per image; an untrained layer is ~540
+    assert model.metrics["layer 1"]["val_loss"] < 300  # nats per image; an untrained layer gives 784·ln 2 ≈ 543
 
 
 @pytest.mark.slow

@@ -141,9 +141,10 @@ def run_probe(
     dev = torch.device(device) if device is not None else torch.device("cpu")
 
     model_meta = model_description(model)
+    plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
     fingerprint = hashlib.sha256(
         json.dumps(
-            [name, model_meta, layer, unit_idx.tolist(), opts, seed, str(dev)], sort_keys=True, default=str
+            [name, plugin_version, model_meta, layer, unit_idx.tolist(), opts, seed, str(dev)], sort_keys=True, default=str
         ).encode()
     ).hexdigest()
     if out_path is not None:
@@ -168,6 +169,7 @@ def run_probe(
         {
             "probe": name,
             "plugin": host.probes[name].plugin,
+            "plugin_version": plugin_version,
             "model": model_meta,
             "data": model_meta["data"].get("name"),
             "layer": layer,
@@ -193,6 +195,16 @@ def run_probe(
         result.save(out_path)
         result.meta["timings"]["write_s"] = round(time.perf_counter() - start, 4)
     return result
+
+
+def _distribution_version(dist: str) -> str:
+    """Part of a result's fingerprint, so upgrading a probe invalidates its cached results."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except (metadata.PackageNotFoundError, ValueError):
+        return "unknown"
 
 
 def _reuse(out: Path, fingerprint: str) -> Result | None:

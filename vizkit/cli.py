@@ -245,6 +245,26 @@ def datasets() -> None:
     click.echo("(any .npy / .npz file or folder of images also works as --data PATH)")
 
 
+# -- gallery -------------------------------------------------------------------------------------
+@cli.group(context_settings=CONTEXT)
+def gallery() -> None:
+    """Build static HTML galleries from TOML recipes (see gallery/)."""
+
+
+@gallery.command("build", context_settings=CONTEXT)
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory (default: gallery/_build/RECIPE-NAME).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def gallery_build(recipe: str, out: str | None, quiet: bool) -> None:
+    """Train the recipe's models, run its probes and write an index.html."""
+    from .gallery import build
+
+    target = Path(out) if out else Path("gallery") / "_build" / Path(recipe).stem
+    page = build(recipe, target, progress=not quiet)
+    click.echo(f"open {page}")
+
+
 # -- entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one line per error, exit 2 for usage mistakes and 1 for failures."""

@@ -67,7 +67,6 @@ class PluginHost:
         """Import every plugin once and collect its registrations; later calls do nothing."""
         if self._loaded:
             return self
-        self._loaded = True
         if self.include_core:
             from . import builtins
 
@@ -85,51 +84,54 @@ class PluginHost:
                 self._broken(ep.name, f"failed to import: {type(exc).__name__}: {exc}")
                 continue
             self.add_plugin(plugin, ep.name, distribution=dist)
+        self._loaded = True
         return self
 
     def add_plugin(self, plugin: Any, name: str, distribution: str = "?") -> bool:
-        """Register one plugin object and collect its probes, models and datasets."""
+        """Register one plugin object and collect its probes, models and datasets.
+
+        Nothing of a plugin is kept unless all of it registers cleanly; a name another plugin
+        already owns is always an error naming both.
+        """
         if self.pm.has_plugin(name):
             raise PluginError(f"two plugins are both named {name!r}")
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
+        except (pluggy.PluginValidationError, ValueError) as exc:
             if self.pm.has_plugin(name):
                 self.pm.unregister(name=name)
             self._broken(name, f"has an invalid hook: {exc}")
             return False
-        self.distributions[name] = distribution
-        collected: list[tuple[dict[str, Registered], str, Any]] = []
-        hooks = {
-            "register_probes": (self.probes, _check_probe),
-            "register_models": (self.models, _check_model),
-            "register_datasets": (self.datasets, _check_dataset),
-        }
+        tables = {"probe": self.probes, "model": self.models, "dataset": self.datasets}
+        hooks = {"probe": ("register_probes", _check_probe), "model": ("register_models", _check_model),
+                 "dataset": ("register_datasets", _check_dataset)}
+        collected: list[tuple[str, str, Any]] = []
         try:
-            for hook_name, (table, check) in hooks.items():
+            for what, (hook_name, check) in hooks.items():
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin_name != name:
                         continue
                     items: list[Any] = []
                     impl.function(register=items.append)
-                    for item in items:
-                        collected.append((table, check(item, name), item))
-        except PluginError:
-            self.pm.unregister(name=name)
-            raise
+                    collected.extend((what, check(item, name), item) for item in items)
         except Exception as exc:
             self.pm.unregister(name=name)
-            self._broken(name, f"failed while registering: {type(exc).__name__}: {exc}")
+            reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            self._broken(name, f"failed while registering: {reason}")
             return False
-        for table, item_name, item in collected:
-            if item_name in table:
-                kind = {id(self.probes): "probe", id(self.models): "model", id(self.datasets): "dataset"}
+        seen: dict[tuple[str, str], str] = {}
+        for what, item_name, _item in collected:
+            owner = tables[what][item_name].plugin if item_name in tables[what] else seen.get((what, item_name))
+            if owner is not None:
+                self.pm.unregister(name=name)
                 raise PluginError(
-                    f"{kind[id(table)]} name {item_name!r} is registered by both plugin "
-                    f"{table[item_name].plugin!r} and plugin {name!r}"
+                    f"{what} name {item_name!r} is registered by both plugin {owner!r} and plugin {name!r}"
                 )
-            table[item_name] = Registered(item_name, item, name)
+            seen[(what, item_name)] = name
+        for what, item_name, item in collected:
+            tables[what][item_name] = Registered(item_name, item, name)
+        self.distributions[name] = distribution
         return True
 
     def _broken(self, name: str, reason: str) -> None:
@@ -152,7 +154,24 @@ class PluginHost:
         return _lookup(self.load().datasets, name, "dataset")
 
     def register_commands(self, cli: Any) -> None:
-        self.load().pm.hook.register_commands(cli=cli)
+        """Let each plugin add CLI commands; taking an existing command name is an error."""
+        owners = {name: "vizkit" for name in cli.commands}
+        for impl in self.load().pm.hook.register_commands.get_hookimpls():
+            before = dict(cli.commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                cli.commands.clear()
+                cli.commands.update(before)
+                self._broken(impl.plugin_name, f"failed while adding commands: {type(exc).__name__}: {exc}")
+                continue
+            for cmd_name, command in list(cli.commands.items()):
+                if cmd_name in before and before[cmd_name] is not command:
+                    cli.commands[cmd_name] = before[cmd_name]
+                    raise PluginError(
+                        f"command {cmd_name!r} is added by both {owners[cmd_name]!r} and plugin {impl.plugin_name!r}"
+                    )
+                owners.setdefault(cmd_name, impl.plugin_name)
 
 
 def _lookup(table: dict[str, Registered], name: str, what: str) -> Any:

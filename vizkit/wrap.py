@@ -62,6 +62,9 @@ class WrappedModel(VizModel):
                 hooks.append(sub.register_forward_hook(self._recorder(name, shapes)))
             with torch.no_grad(), _eval_mode(self.module):
                 self.module(x)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UsageError(f"the module cannot run on inputs of shape {self.input_shape}: {first}") from None
         finally:
             for hook in hooks:
                 hook.remove()

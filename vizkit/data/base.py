@@ -93,7 +93,7 @@ def coerce_int(
             raise DataError(f"option {name} must be an integer, got {value!r}") from None
     else:
         raise DataError(f"option {name} must be an integer, got {value!r}")
-    if minimum is not None and out < minimum or maximum is not None and out > maximum:
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
         lo = "" if minimum is None else str(minimum)
         hi = "" if maximum is None else str(maximum)
         raise DataError(f"option {name} must be in [{lo}, {hi}], got {out}")

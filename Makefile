@@ -1,0 +1,28 @@
+# Two commands: `make demo` and `make test`. Each installs what is missing first.
+# PYTHON may name another interpreter (e.g. a virtualenv's); torch is pinned to the CPU build
+# that is available locally so an install never pulls the multi-GB CUDA wheels by accident.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test test-slow lint bench clean
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH_VERSION)"
+	@$(PYTHON) -c "import vizkit, pytest, ruff, pytorch_lightning, mlxtend, imageio_ffmpeg" 2>/dev/null \
+		&& $(PIP) show vizkit >/dev/null 2>&1 \
+		|| $(PIP) install -e ".[test]"
+
+demo: install
+	$(PYTHON) -m vizkit gallery build gallery/demo.toml --out gallery/_build/demo
+	@echo "Open gallery/_build/demo/index.html"
+
+test: install
+	$(PYTHON) -m ruff check vizkit plugins tests examples benchmarks
+	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+test-slow: install
+	$(PYTHON) -m pytest -q -m slow
+
+clean:
+	rm -rf gallery/_build lightning_logs .pytest_cache

@@ -1,0 +1,57 @@
+"""``vizkit gallery build``: recipes are validated, models trained once, pages written."""
+
+import pytest
+
+from vizkit.errors import UsageError
+from vizkit.gallery import read_recipe
+
+RECIPE = """
+title = "tiny"
+[[model]]
+name = "tiny-sdae"
+kind = "sdae"
+data = "digits"
+epochs = 1
+options = { layers = "8,4" }
+
+[[probe]]
+model = "tiny-sdae"
+plugin = "*"
+layers = ["h1", "h2"]
+units = "0:4"
+"""
+
+
+def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, cli):
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "site"
+    res = cli("gallery", "build", recipe, "--out", out, "-q")
+    assert res.code == 0, res.err
+    page = (out / "index.html").read_text()
+    assert "tiny-sdae/filters-h1/index.html" in page and "filters-h2" not in page  # filters: h1 only
+    assert (out / "tiny-sdae" / "filters-h1" / "filters.png").exists()
+    stamp = (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns
+    res = cli("gallery", "build", recipe, "--out", out, "-q")
+    assert res.code == 0 and (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("title = 1", "needs at least one [[model]]"),
+        ("[[model]\n", "not valid TOML"),
+        (RECIPE.replace('plugin = "*"', 'plugin = "*"\ncolour = 1'), "unknown key 'colour' in [[probe]]"),
+        (RECIPE.replace('model = "tiny-sdae"\nplugin', 'model = "other"\nplugin'), "refers to model 'other'"),
+    ],
+)
+def test_bad_recipes(tmp_path, text, message):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_recipe(path)
+
+
+def test_missing_recipe(tmp_path, cli):
+    res = cli("gallery", "build", tmp_path / "none.toml", "--out", tmp_path / "o")
+    assert res.code == 2 and "no such recipe" in res.err
