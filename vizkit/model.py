@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 
 from . import capabilities as caps
-from .errors import UnknownNameError, UsageError
+from .errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,13 @@ def layer_info(model: ProbeModel, layer: str) -> LayerInfo:
     return infos[layer]
 
 
+def _unit_axis(out: torch.Tensor, position: tuple[int, int] | None) -> torch.Tensor:
+    """[B, units]: conv maps reduce each channel to its spatial mean (or one ``position``)."""
+    if out.dim() == 4:
+        return out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
+    return out.reshape(out.shape[0], -1)
+
+
 def unit_activations(
     model: ProbeModel,
     x: torch.Tensor,
@@ -133,16 +140,8 @@ def unit_activations(
     units: torch.Tensor,
     position: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Activations of the chosen units as [B, len(units)].
-
-    Conv maps reduce each channel to its spatial mean (or one spatial ``position``) so that a
-    "unit" means the same thing to every probe.
-    """
-    out = model.activations(x, layer)
-    if out.dim() == 4:
-        out = out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
-    else:
-        out = out.reshape(out.shape[0], -1)
+    """Activations of the chosen units as [B, len(units)], the same notion of "unit" for every probe."""
+    out = _unit_axis(model.activations(x, layer), position)
     return out.index_select(1, units.to(out.device))
 
 
@@ -154,16 +153,5 @@ def paired_unit_activations(
     position: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Activation of unit ``units[b]`` for input ``x[b]`` ([B]); the batched-probe workhorse."""
-    out = model.activations(x, layer)
-    if out.dim() == 4:
-        out = out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
-    else:
-        out = out.reshape(out.shape[0], -1)
+    out = _unit_axis(model.activations(x, layer), position)
     return out.gather(1, units.to(out.device).reshape(-1, 1)).squeeze(1)
-
-
-def require(model: ProbeModel, needed: set[str] | frozenset[str], what: str) -> None:
-    """Raise a usage error when ``model`` lacks a capability that ``what`` needs."""
-    missing = set(needed) - set(model.capabilities)
-    if missing:
-        raise UsageError(f"{what} needs capabilities {sorted(missing)} that the model lacks")
