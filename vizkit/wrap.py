@@ -106,6 +106,8 @@ class WrappedModel(VizModel):
         return captured[0]
 
     def weights(self, layer: str) -> Weights:
+        """Weights of a Linear/Conv layer; ``source`` names the wrapped layer below it when the
+        sizes chain up (so weight products across layers make sense), else ``"previous"``."""
         layer_info(self, layer)
         weight = getattr(self._modules[layer], "weight", None)
         if not isinstance(weight, torch.Tensor):
@@ -115,6 +117,14 @@ class WrappedModel(VizModel):
             return Weights(weight, "input")
         if weight.dim() == 4 and len(self.input_shape) == 3 and weight.shape[1] == self.input_shape[0]:
             return Weights(weight, "input")
+        below = None
+        for name in self._modules:
+            if name == layer:
+                break
+            if isinstance(getattr(self._modules[name], "weight", None), torch.Tensor):
+                below = name
+        if below is not None and weight.dim() == 2 and weight.shape[1] == math.prod(self._infos[below].shape):
+            return Weights(weight, below)
         return Weights(weight, "previous")
 
 
