@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -70,6 +71,9 @@ def image_grid(
     shared_scale: bool = False,
     ncols: int | None = None,
     tile_inches: float = 0.55,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    ax: Any = None,
 ) -> Figure:
     """A grid of images with unit indices on the axes and a title saying what is shown.
 
@@ -85,22 +89,27 @@ def image_grid(
     tile = max(tile_inches, 0.55 * 8 / max(h, w) if max(h, w) < 8 else tile_inches)
     width = min(max(ncols * tile * w / max(h, w) + 1.2, 5.5), 16.0)
     height = min(max(nrows * tile * h / max(h, w) + 1.2, 3.0), 18.0)
-    fig = Figure(figsize=(width, height), layout="constrained")
-    ax = fig.add_subplot()
+    if ax is None:
+        fig = Figure(figsize=(width, height), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
     cmap = None if grid.ndim == 3 else "gray"
     ax.imshow(grid, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     labels = list(range(n)) if labels is None else [int(u) for u in labels]
     step_r = max(1, math.ceil(nrows / 24))
     rows = list(range(0, nrows, step_r))
     ax.set_yticks([1 + r * (h + 1) + h / 2 - 0.5 for r in rows])
-    ax.set_yticklabels([str(labels[r * ncols]) for r in rows], fontsize=7)
+    ax.set_yticklabels([row_labels[r] if row_labels else str(labels[r * ncols]) for r in rows], fontsize=7)
     step_c = max(1, math.ceil(ncols / 24))
     cols = list(range(0, ncols, step_c))
     ax.set_xticks([1 + c * (w + 1) + w / 2 - 0.5 for c in cols])
-    ax.set_xticklabels([f"+{c}" for c in cols], fontsize=7)
+    ax.set_xticklabels([col_labels[c] if col_labels else f"+{c}" for c in cols], fontsize=7)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     ax.set_ylabel("unit", fontsize=8)
+    if col_labels:
+        ax.tick_params(axis="x", labelrotation=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
@@ -110,5 +119,5 @@ def image_grid(
         + ("one colour scale for all tiles" if shared_scale else "each tile scaled to its own max |value|"),
         "minmax": "each tile stretched from its min (black)\nto its max (white)",
     }[mode]
-    fig.supxlabel(key, fontsize=8)
+    ax.set_xlabel(key, fontsize=8)
     return fig
