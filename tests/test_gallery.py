@@ -16,8 +16,14 @@ options = { layers = "8,4" }
 
 [[probe]]
 model = "tiny-sdae"
-plugin = "*"
+plugin = "filters"
 layers = ["h1", "h2"]
+units = "0:4"
+
+[[probe]]
+model = "tiny-sdae"
+plugin = "lincomb"
+layers = ["h2"]
 units = "0:4"
 """
 
@@ -30,6 +36,7 @@ def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, c
     assert res.code == 0, res.err
     page = (out / "index.html").read_text()
     assert "tiny-sdae/filters-h1/index.html" in page and "filters-h2" not in page  # filters: h1 only
+    assert "tiny-sdae/lincomb-h2/index.html" in page
     assert (out / "tiny-sdae" / "filters-h1" / "filters.png").exists()
     stamp = (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns
     res = cli("gallery", "build", recipe, "--out", out, "-q")
@@ -41,7 +48,7 @@ def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, c
     [
         ("title = 1", "needs at least one [[model]]"),
         ("[[model]\n", "not valid TOML"),
-        (RECIPE.replace('plugin = "*"', 'plugin = "*"\ncolour = 1'), "unknown key 'colour' in [[probe]]"),
+        (RECIPE.replace('plugin = "lincomb"', 'plugin = "lincomb"\ncolour = 1'), "unknown key 'colour' in [[probe]]"),
         (RECIPE.replace('model = "tiny-sdae"\nplugin', 'model = "other"\nplugin'), "refers to model 'other'"),
     ],
 )

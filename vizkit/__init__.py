@@ -21,6 +21,8 @@ _EXPORTS = {
     "compatible_probes": "vizkit.api",
     "wrap": "vizkit.wrap",
     "WrappedModel": "vizkit.wrap",
+    "from_sklearn_rbm": "vizkit.adapters.sklearn_rbm",
+    "save_sklearn_rbm": "vizkit.adapters.sklearn_rbm",
     # writing plugins
     "hookimpl": "vizkit.hookspecs",
     "Probe": "vizkit.probe",
@@ -43,6 +45,8 @@ _EXPORTS = {
     "VizDataModule": "vizkit.data.base",
     "capabilities": "vizkit.capabilities",
     "render": "vizkit.render",
+    "optim": "vizkit.optim",
+    "sphere": "vizkit.sphere",
     # errors
     "VizkitError": "vizkit.errors",
     "UsageError": "vizkit.errors",
@@ -65,7 +69,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if name in ("capabilities", "render") else getattr(mod, name)
+    value = mod if name in ("capabilities", "render", "optim", "sphere") else getattr(mod, name)
     globals()[name] = value
     return value
 

@@ -14,9 +14,14 @@ from .hookspecs import hookimpl
 
 @hookimpl
 def register_models(register: Callable[[Any], None]) -> None:
+    from .models.rbm import DBN, RBM
     from .models.sdae import SDAE
+    from .models.tcnn import TCNN
 
     register(SDAE)
+    register(RBM)
+    register(DBN)
+    register(TCNN)
 
 
 @hookimpl
@@ -25,3 +30,10 @@ def register_datasets(register: Callable[[Any], None]) -> None:
 
     for spec in BUILTIN_DATASETS:
         register(spec)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    from .models.rbm.command import sample_command
+
+    cli.add_command(sample_command)

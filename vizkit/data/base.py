@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vizkit.errors import DataError
 
@@ -147,6 +147,8 @@ def compute_stats(train: torch.Tensor, n_test: int) -> dict[str, Primitive]:
         "n_train": int(train.shape[0]),
         "n_test": int(n_test),
         "binary_like": bool(pmin >= 0.0 and pmax <= 1.0),
+        # every value exactly 0 or 1: a binary RBM may train on it without --binarize
+        "binary": bool(((flat == 0) | (flat == 1)).all()),
     }
 
 
@@ -155,7 +157,12 @@ def compute_stats(train: torch.Tensor, n_test: int) -> dict[str, Primitive]:
 
 
 class _Rows(Dataset):
-    """Rows of a tensor; the default collate stacks them into plain ``[B, *shape]`` batches."""
+    """Rows of a tensor, fetched a whole batch at a time as plain ``[B, *shape]`` tensors.
+
+    ``__getitems__`` (used by ``DataLoader`` for batched fetching) gathers a batch with one
+    indexing call instead of B ``__getitem__`` calls and a stack; for small models that per-row
+    Python work was a large share of each training step.
+    """
 
     def __init__(self, data: torch.Tensor) -> None:
         self.data = data
@@ -165,6 +172,14 @@ class _Rows(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.data[index]
+
+    def __getitems__(self, indices: list[int]) -> torch.Tensor:
+        return self.data[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def _collate_rows(batch: Any) -> Any:
+    """A batch gathered by ``_Rows.__getitems__`` is final; anything else collates as usual."""
+    return batch if isinstance(batch, torch.Tensor) else default_collate(batch)
 
 
 class _ResampledRows(_Rows):
@@ -302,12 +317,12 @@ class VizDataModule(pl.LightningDataModule):
         else:
             dataset = _Rows(self._train)
             sampler = _EpochSampler(dataset, self.seed, shuffle=True)
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_collate_rows,
                           num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         """The test split in order (vizkit has no separate validation split)."""
-        return DataLoader(_Rows(self._test), batch_size=self.batch_size, shuffle=False,
+        return DataLoader(_Rows(self._test), batch_size=self.batch_size, shuffle=False, collate_fn=_collate_rows,
                           num_workers=self.num_workers)
 
     def test_dataloader(self) -> DataLoader:

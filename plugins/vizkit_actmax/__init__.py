@@ -1,0 +1,258 @@
+"""``actmax``: activation maximisation on the sphere ‖x‖ = ρ (Erhan, Bengio, Courville & Vincent 2009, §3).
+
+For each unit, x* = argmax h(x) subject to ‖x‖ = ρ, found by gradient ascent from uniform noise
+with re-projection onto the sphere after every step, from several random starts; the start that
+reaches the highest activation is kept, and all are shown (the paper's "9 random
+initialisations"). Every (unit, restart) pair is one sample of a single batch (see
+:mod:`vizkit.optim`); the sensitivity matrix then asks how specific each optimum is.
+
+The optima are also the starting point of the ``hessian`` probe, which reads ``stimuli`` from
+this probe's arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import vizkit
+from vizkit import Option, OptionError, Probe, ProbeContext, Result
+from vizkit import capabilities as caps
+from vizkit.optim import (
+    AscentConfig,
+    bytes_per_sample,
+    chunk_size,
+    image_view,
+    maximise_on_sphere,
+    sample_keys,
+)
+from vizkit.render import as_images, image_grid
+from vizkit.sphere import data_radius
+
+from .figures import activation_spread, restarts_panel, sensitivity_matrix
+
+
+def default_radius(input_shape: tuple[int, ...]) -> float:
+    """ρ when the model carries no data statistics: the expected norm of the uniform [0, 1] start,
+    √(D/3), so the start point is (on average) left at its own scale."""
+    return math.sqrt(math.prod(input_shape) / 3.0)
+
+
+def parse_position(text: str | None, info: vizkit.LayerInfo) -> tuple[int, int] | None:
+    """``"row,col"`` for one spatial position of a conv map; None means the channel's mean."""
+    if text is None or str(text).strip() in ("", "mean"):
+        return None
+    if not info.is_map:
+        raise OptionError(f"option 'position' applies to convolutional maps; layer {info.name!r} has shape {info.shape}")
+    try:
+        row, col = (int(part) for part in str(text).split(","))
+    except ValueError:
+        raise OptionError(f"option 'position' must be 'row,col' (e.g. 3,4), got {text!r}") from None
+    _, height, width = info.shape
+    if not (0 <= row < height and 0 <= col < width):
+        raise OptionError(f"option 'position' {row},{col} lies outside the {height}x{width} map of {info.name!r}")
+    return row, col
+
+
+def model_dtype(model: Any) -> torch.dtype:
+    """The floating dtype of the model's parameters (float32 when it has none)."""
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
+    if isinstance(module, torch.nn.Module):
+        for param in module.parameters():
+            if param.is_floating_point():
+                return param.dtype
+    return torch.float32
+
+
+class ActMax(Probe):
+    name = "actmax"
+    summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"
+    requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD})
+    options = (
+        Option("steps", int, 1000, "maximum gradient steps per restart", min=1, max=1_000_000),
+        Option("lr", float, 0.1, "step length as a fraction of rho (with normalize; else the raw learning rate)",
+               min=0.0),
+        Option("restarts", int, 9, "random starts per unit (the paper: 9); the best is kept", min=1, max=1000),
+        Option("tol", float, 1e-6, "stop a restart when its activation's relative growth per step is below this "
+               "(0: always run all steps)", min=0.0),
+        Option("rho", float, None, "radius of the sphere |x| = rho (default: the training data's mean norm from "
+               "the checkpoint, else sqrt(D/3))", min=1e-12),
+        Option("optimizer", str, "sgd", "update rule", choices=("sgd", "adam")),
+        Option("normalize", bool, True, "scale each step to lr*rho along the gradient direction (false: lr * gradient)"),
+        Option("position", str, None, "conv maps: 'row,col' of the unit maximised (default: the channel's mean)"),
+        Option("jitter", int, 0, "regulariser: random circular shift of up to this many pixels each step", min=0),
+        Option("blur", float, 0.0, "regulariser: Gaussian blur of this sigma (pixels) after each step", min=0.0),
+        Option("tv", float, 0.0, "regulariser: weight of the total variation subtracted from the activation", min=0.0),
+        Option("param", str, "pixel", "parametrisation: pixels, or Lucid's decorrelated FFT (+ colour) basis",
+               choices=("pixel", "fft")),
+        Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
+        Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
+        Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
+    )
+
+    def run(self, ctx: ProbeContext) -> Result:
+        opts = ctx.options
+        model, info = ctx.model, ctx.layer_info
+        shape = tuple(int(s) for s in model.input_shape)
+        position = parse_position(opts["position"], info)
+        self._check_regularisers(opts, shape)
+        rho, rho_source = self._radius(model, opts, shape)
+        config = AscentConfig(
+            steps=opts["steps"], lr=opts["lr"], tol=opts["tol"], optimizer=opts["optimizer"],
+            normalize=opts["normalize"], jitter=opts["jitter"], blur=opts["blur"], tv=opts["tv"], param=opts["param"],
+        )
+        units = ctx.units
+        n_units, n_restarts = len(units), opts["restarts"]
+        dtype = model_dtype(model)
+        unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
+
+        def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position)
+
+        keys = sample_keys(ctx.seed, units.cpu().repeat_interleave(n_restarts),
+                           torch.arange(n_restarts).repeat(n_units))
+        per_sample = bytes_per_sample(objective, shape, dtype, config, ctx.device)
+        chunk = opts["chunk"] or chunk_size(len(keys), opts["memory_mb"] * 2**20, per_sample)
+        found = maximise_on_sphere(
+            objective, keys, shape, rho, config, chunk=chunk, dtype=dtype, device=ctx.device,
+            progress=ctx.progress if ctx.show_progress else None, desc=f"actmax {ctx.layer}",
+        )
+
+        restarts = found.x.reshape(n_units, n_restarts, *shape)
+        activations = found.value.reshape(n_units, n_restarts)
+        best = activations.argmax(dim=1)
+        stimuli = restarts[torch.arange(n_units), best]
+        with torch.no_grad():
+            responses = torch.cat([
+                vizkit.unit_activations(model, part.to(ctx.device, dtype), ctx.layer, units, position).cpu()
+                for part in stimuli.split(chunk)
+            ])
+        sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        flat = restarts.flatten(2)
+        agreement = torch.nn.functional.cosine_similarity(flat, stimuli.flatten(1)[:, None], dim=2)
+
+        arrays = {
+            "stimuli": stimuli, "restarts": restarts, "activations": activations,
+            "initial_activations": found.initial.reshape(n_units, n_restarts),
+            "steps_taken": found.steps.reshape(n_units, n_restarts),
+            "converged": found.converged.reshape(n_units, n_restarts),
+            "best_restart": best, "restart_cosine": agreement,
+            "responses": responses, "sensitivity": sensitivity, "units": units.cpu(),
+        }
+        arrays = {k: v.numpy() for k, v in arrays.items()}
+        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine", "responses",
+                    "sensitivity"):
+            arrays[key] = arrays[key].astype(np.float32)
+        meta = {
+            "rho": rho, "rho_source": rho_source, "position": list(position) if position else "channel mean",
+            "chunk": chunk, "chunks": math.ceil(len(keys) / chunk), "samples": len(keys),
+            "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
+            "summary": summarise(arrays),
+            "sensitivity_normalisation": "responses[i, j] / max_k |responses[k, j]| (each column divided by its "
+                                         "largest absolute value)",
+        }
+        figures, captions = self._figures(ctx, arrays, meta, shape)
+        return Result(arrays=arrays, meta=meta, figures=figures, captions=captions)
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _check_regularisers(opts: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """Image-only options on a non-image input fail before any compute."""
+        view = image_view(shape)
+        wanted = [name for name in ("jitter", "blur", "tv") if opts[name]] + (["param fft"] if opts["param"] == "fft" else [])
+        if wanted and view is None:
+            raise OptionError(f"{', '.join(wanted)} need an image-shaped input; this model's input has shape {shape}")
+        if view is not None and opts["jitter"] >= min(view[1:]):
+            raise OptionError(f"option 'jitter' must be smaller than the image ({view[1]}x{view[2]}), got {opts['jitter']}")
+
+    @staticmethod
+    def _radius(model: Any, opts: dict[str, Any], shape: tuple[int, ...]) -> tuple[float, str]:
+        if opts["rho"] is not None:
+            return float(opts["rho"]), "option rho"
+        radius = data_radius(model)
+        if radius:
+            return radius, "mean norm of the training data (checkpoint)"
+        return default_radius(shape), "default sqrt(D/3): expected norm of a uniform [0,1] input (no data statistics)"
+
+    def _figures(self, ctx: ProbeContext, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                 shape: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+        opts, s = ctx.options, meta["summary"]
+        units = arrays["units"].tolist()
+        n_units, n_restarts = arrays["activations"].shape
+        method = (f"rho = {meta['rho']:.4g} ({meta['rho_source']}); {opts['optimizer']}, lr {opts['lr']:g}"
+                  f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
+                  + _regularisers_text(opts))
+        spread = (f"Spread across the {n_restarts} restarts (max − min activation, median over units): "
+                  f"{s['spread_median']:.3g}; mean cosine of a restart with the kept one: {s['cosine_mean']:.3f}.")
+        best_images = as_images(arrays["stimuli"], shape)
+        figures = {
+            "stimuli": image_grid(
+                best_images, labels=units,
+                title=f"actmax: optimal inputs of {ctx.layer} ({n_units} units, best of {n_restarts} restarts)",
+                tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55,  # large inputs: larger tiles
+            ),
+        }
+        captions = {
+            "stimuli": (f"Input on the sphere |x| = rho that maximises each unit of {ctx.layer}, the best of "
+                        f"{n_restarts} random starts. {method}. Steps taken: median {s['steps_median']:g}, "
+                        f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
+                        f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
+                        f"average at the start). {spread}"),
+        }
+        panel = min(opts["panel"], n_units)
+        if panel:
+            images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
+            figures["restarts"] = restarts_panel(
+                images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
+                title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit",
+            )
+            captions["restarts"] = (f"Each row: one unit of {ctx.layer}; each column: the optimum reached from one "
+                                    f"random start, with the activation under it (red: kept). {method}. {spread}")
+        figures["activations"] = activation_spread(
+            arrays["activations"], arrays["initial_activations"], units,
+            title=f"actmax {ctx.layer}: activation reached per restart",
+        )
+        captions["activations"] = f"Activation at the start and after ascent, every restart of every unit. {spread}"
+        figures["sensitivity"] = sensitivity_matrix(
+            arrays["sensitivity"], units,
+            title=f"actmax {ctx.layer}: sensitivity (diagonal {s['sensitivity_diagonal']:.2f}, "
+                  f"off-diagonal {s['sensitivity_off_diagonal']:.2f} on average)",
+        )
+        captions["sensitivity"] = (f"Row i: the optimal input of unit i; column j: the activation of unit j for "
+                                   f"it, divided by the largest |activation| of unit j over all rows (so units "
+                                   f"that respond to everything do not dominate). A strong diagonal means each "
+                                   f"optimum is specific to its unit. Mean diagonal {s['sensitivity_diagonal']:.3f}, "
+                                   f"mean off-diagonal {s['sensitivity_off_diagonal']:.3f}.")
+        return figures, captions
+
+
+def _regularisers_text(opts: dict[str, Any]) -> str:
+    parts = [f"jitter {opts['jitter']} px"] * bool(opts["jitter"]) + [f"blur sigma {opts['blur']:g}"] * bool(opts["blur"])
+    parts += [f"TV weight {opts['tv']:g}"] * bool(opts["tv"]) + ["FFT parametrisation"] * (opts["param"] == "fft")
+    return "; regularisers: " + ", ".join(parts) if parts else "; no regularisers"
+
+
+def summarise(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """Numbers for captions and result.json: activation reached, spread, steps, specificity."""
+    act, sens = arrays["activations"].astype(np.float64), arrays["sensitivity"].astype(np.float64)
+    n = len(sens)
+    off = (sens.sum() - np.trace(sens)) / (n * n - n) if n > 1 else float("nan")
+    return {
+        "activation_min": float(act.max(axis=1).min()), "activation_max": float(act.max(axis=1).max()),
+        "activation_mean": float(act.max(axis=1).mean()),
+        "initial_mean": float(arrays["initial_activations"].mean()),
+        "spread_median": float(np.median(act.max(axis=1) - act.min(axis=1))),
+        "cosine_mean": float(arrays["restart_cosine"].mean()),
+        "steps_median": float(np.median(arrays["steps_taken"])),
+        "converged_fraction": float(arrays["converged"].mean()),
+        "sensitivity_diagonal": float(np.trace(sens) / n), "sensitivity_off_diagonal": float(off),
+    }
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(ActMax)

@@ -1,0 +1,86 @@
+"""``compare``: clamp mean | lincomb | actmax for the same units, side by side (Erhan et al. Fig. 4).
+
+The three methods answer "what does this unit respond to?" in different ways; seeing them for the
+same units on one page is the paper's main argument (sampling and activation maximisation agree,
+the linear combination of filters misses what the non-linearities add). Each method runs through
+the public ``vizkit.run_probe`` exactly as a user would run it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+import vizkit
+from vizkit import Option, Probe, ProbeContext, Result
+from vizkit import capabilities as caps
+from vizkit.render import as_images, image_grid
+
+METHODS = {
+    "clamp": ("mean", "sampling (clamp mean)"),
+    "lincomb": ("filters", "linear combination"),
+    "actmax": ("stimuli", "activation maximisation"),
+}
+
+
+class Compare(Probe):
+    name = "compare"
+    summary = "clamp mean | lincomb | actmax for the same units, three panels (Erhan et al. 2009 Fig. 4)"
+    requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.CLAMPED_SAMPLE})
+    options = (
+        Option("k", int, 100, "lincomb: lower-layer filters kept per unit", min=1, special=("all",)),
+        Option("chains", int, 10, "clamp: chains per unit", min=1),
+        Option("samples", int, 10, "clamp: samples per chain", min=1),
+        Option("every", int, 100, "clamp: Gibbs steps between samples", min=1),
+        Option("burn_in", int, 100, "clamp: Gibbs steps before the first sample", min=0),
+        Option("steps", int, 500, "actmax: maximum gradient steps", min=1),
+        Option("restarts", int, 9, "actmax: random restarts per unit", min=1),
+    )
+
+    def run(self, ctx: ProbeContext) -> Result:
+        o = ctx.options
+        per_method = {
+            "clamp": {"chains": o["chains"], "samples": o["samples"], "every": o["every"], "burn_in": o["burn_in"]},
+            "lincomb": {"k": o["k"]},
+            "actmax": {"steps": o["steps"], "restarts": o["restarts"]},
+        }
+        shape = tuple(ctx.model.input_shape)
+        units = ctx.units.cpu().numpy()
+        arrays: dict[str, np.ndarray] = {"units": units.astype(np.int64)}
+        for method, (key, _title) in METHODS.items():
+            res = vizkit.run_probe(method, ctx.model, ctx.layer, units=ctx.units.cpu(), seed=ctx.seed,
+                                   device=ctx.device, show_progress=ctx.show_progress, **per_method[method])
+            arrays[method] = np.asarray(res.arrays[key], dtype=np.float32).reshape(len(units), *shape)
+        fig = self._figure(arrays, units, shape, ctx.layer, o["k"])
+        caption = (
+            f"The same {len(units)} units of {ctx.layer}: left, mean of {o['chains'] * o['samples']} clamped "
+            f"samples; middle, linear combination of the top {o['k']} lower filters; right, activation "
+            f"maximisation (best of {o['restarts']} restarts). Grey 0, black negative, white positive, one "
+            "colour scale per panel."
+        )
+        return Result(arrays=arrays, figures={"compare": fig}, captions={"compare": caption})
+
+    @staticmethod
+    def _figure(arrays: dict[str, np.ndarray], units: np.ndarray, shape: tuple[int, ...], layer: str,
+                k: Any) -> Figure:
+        n = len(units)
+        ncols = max(1, math.ceil(math.sqrt(n)))
+        nrows = math.ceil(n / ncols)
+        side = min(6.0, max(2.6, 0.45 * ncols))
+        fig = Figure(figsize=(3 * side + 0.6, side * nrows / ncols + 1.3), layout="constrained")
+        axes = fig.subplots(1, 3)
+        for ax, (method, (_key, title)) in zip(axes, METHODS.items()):
+            extra = f", k = {k}" if method == "lincomb" else ""
+            image_grid(as_images(arrays[method], shape), labels=units.tolist(), ncols=ncols,
+                       shared_scale=True, title=f"{title}{extra}", ax=ax)
+        fig.suptitle(f"{layer}: three views of the same {n} units", fontsize=11)
+        return fig
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(Compare)

@@ -1,0 +1,231 @@
+"""``actmax``: known optima (linear-sigmoid and quadratic units), reproducibility, batching, outputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vizkit
+from vizkit.optim import FourierPreconditioner, counter_uniform, sample_keys, uniform_start
+
+from .conftest import make_sdae
+
+
+def cosine(a, b):
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+# -- known answers ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"normalize": False, "lr": 0.05}, {"optimizer": "adam", "lr": 0.05}, {"param": "fft"}],
+    ids=["paper-default", "raw-gradient-step", "adam", "fft-preconditioned"],
+)
+def test_first_layer_sigmoid_unit_optimum_is_its_filter(fresh_host, options):
+    # h = sigmoid(w·x + b) on |x| = rho peaks at rho·w/|w|. The radius is small enough that w·x stays
+    # in the sigmoid's float32 range (at rho = 3, w·x* ≈ 24 and sigmoid is exactly 1.0 in float32,
+    # so every point past w·x ≈ 17 would be an equally good "optimum").
+    model = make_sdae("6,4")
+    rho = 0.25
+    result = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, **options)
+    weights = model.weight[0].detach().numpy()
+    stimuli = result.arrays["stimuli"].reshape(6, -1)
+    for unit in range(6):
+        assert cosine(stimuli[unit], weights[unit]) > 0.99
+    np.testing.assert_allclose(np.linalg.norm(stimuli, axis=1), rho, rtol=1e-5)
+    assert result.meta["rho"] == rho and result.meta["rho_source"] == "option rho"
+    assert result.arrays["converged"].all()
+
+
+def berkes_wiskott_optimum(H, f, rho):
+    """argmax ½xᵀHx + fᵀx on |x| = rho: x = (λI − H)⁻¹f with λ > λmax(H) and |x| = rho (bisection)."""
+    mu, V = np.linalg.eigh(H)
+    ft = V.T @ f
+    norm = lambda lam: np.sqrt(np.sum(ft**2 / (lam - mu) ** 2))  # noqa: E731, decreasing for lam > mu.max()
+    lo, hi = mu.max() + 1e-12, mu.max() + np.linalg.norm(f) / rho
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if norm(mid) > rho else (lo, mid)
+    lam = 0.5 * (lo + hi)
+    return V @ (ft / (lam - mu))
+
+
+class QuadraticUnit(nn.Module):
+    def __init__(self, H, f):
+        super().__init__()
+        self.register_buffer("H", torch.as_tensor(H, dtype=torch.float32))
+        self.register_buffer("f", torch.as_tensor(f, dtype=torch.float32))
+
+    def forward(self, x):
+        return (0.5 * ((x @ self.H) * x).sum(1) + x @ self.f)[:, None]
+
+
+def test_quadratic_unit_reaches_the_exact_berkes_wiskott_optimum(fresh_host):
+    rng = np.random.default_rng(0)
+    d, rho = 16, 2.0
+    a = rng.normal(size=(d, d))
+    H, f = (a + a.T) / 2, 3 * rng.normal(size=d)
+    # Well posed: a local maximum that is not global would need λ in (μ₂, μ₁) with |x(λ)| = ρ
+    # (Martínez 1994); |x(λ)| stays above ρ on that whole interval, so the maximum is unique.
+    mu, V = np.linalg.eigh(H)
+    grid = np.linspace(mu[-2], mu[-1], 20002)[1:-1]
+    assert (np.sqrt((((V.T @ f)[None] / (grid[:, None] - mu[None])) ** 2).sum(1)) > rho).all()
+    model = vizkit.wrap(nn.Sequential(nn.Flatten(), QuadraticUnit(H, f)), input_shape=(d,), layers=["1"])
+    result = vizkit.run_probe("actmax", model, "1", rho=rho, steps=3000, tol=1e-9)
+    found = result.arrays["stimuli"][0].astype(np.float64)
+    exact = berkes_wiskott_optimum(H, f, rho)
+    assert abs(np.linalg.norm(exact) - rho) < 1e-9
+    assert cosine(found, exact) > 0.99
+    value = lambda x: 0.5 * x @ H @ x + f @ x  # noqa: E731
+    assert value(found) == pytest.approx(value(exact), rel=1e-4)
+    assert result.meta["rho"] == rho
+
+
+# -- reproducibility and batching ------------------------------------------------------------------
+def test_same_seed_gives_identical_arrays_and_another_seed_does_not(fresh_host):
+    model = make_sdae("6,4")
+    a = vizkit.run_probe("actmax", model, "h2", steps=40, seed=5)
+    b = vizkit.run_probe("actmax", model, "h2", steps=40, seed=5)
+    c = vizkit.run_probe("actmax", model, "h2", steps=40, seed=6)
+    assert set(a.arrays) == set(b.arrays)
+    for key in a.arrays:
+        assert np.array_equal(a.arrays[key], b.arrays[key]), key
+    assert not np.array_equal(a.arrays["restarts"], c.arrays["restarts"])
+
+
+def test_a_unit_alone_equals_the_same_unit_in_a_batch_of_36(fresh_host):
+    # Seeds, start points and the update rule are per sample, so batch composition cannot change a
+    # unit's result. Equality is to float rounding, not bitwise: CPU kernels round a row's last
+    # bit differently with the batch size (torch.sigmoid's vector tail, MKL's blocking for small M).
+    model = make_sdae("40,36")
+    alone = vizkit.run_probe("actmax", model, "h2", units="7", steps=60, seed=3)
+    batch = vizkit.run_probe("actmax", model, "h2", units="0:36", steps=60, seed=3)
+    chunked = vizkit.run_probe("actmax", model, "h2", units="0:36", steps=60, seed=3, chunk=50)
+    assert batch.meta["chunks"] == 1 and chunked.meta["chunks"] == 7
+    for key in ("stimuli", "restarts", "activations", "initial_activations"):
+        np.testing.assert_allclose(alone.arrays[key][0], batch.arrays[key][7], rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(chunked.arrays[key], batch.arrays[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    for key in ("steps_taken", "converged", "best_restart"):
+        assert np.array_equal(alone.arrays[key][0], batch.arrays[key][7]), key
+        assert np.array_equal(chunked.arrays[key], batch.arrays[key]), key
+    # the stopping rule really is per sample: restarts finish after different numbers of steps
+    assert len(np.unique(batch.arrays["steps_taken"])) > 1
+
+
+def test_sample_keys_depend_on_indices_not_on_batch_position():
+    units, restarts = torch.tensor([3, 7, 11]).repeat_interleave(4), torch.arange(4).repeat(3)
+    keys = sample_keys(0, units, restarts)
+    assert torch.equal(keys[4:8], sample_keys(0, torch.full((4,), 7), torch.arange(4)))
+    assert len(set(keys.tolist())) == 12 and not torch.equal(keys, sample_keys(1, units, restarts))
+    u = counter_uniform(keys, 5000)
+    assert torch.equal(u[5], counter_uniform(keys[5:6], 5000)[0])  # bitwise: integer hashing only
+    start = uniform_start(keys, (1, 8, 8), 3.0, torch.float32)
+    assert torch.equal(start[5], uniform_start(keys[5:6], (1, 8, 8), 3.0, torch.float32)[0])
+    assert u.min() >= 0 and u.max() < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    assert abs(float(torch.corrcoef(u[:2])[0, 1])) < 0.05
+
+
+# -- any model with input_grad ---------------------------------------------------------------------
+def small_convnet():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 6, 5, stride=2), nn.ReLU(), nn.Conv2d(6, 8, 3, stride=2), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+def test_wrapped_convnet_on_3x64x64_inputs(fresh_host):
+    model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["2", "3", "6"])
+    result = vizkit.run_probe("actmax", model, "3", units="0:3", restarts=2, steps=20)
+    arrays = result.arrays
+    assert arrays["stimuli"].shape == (3, 3, 64, 64) and arrays["restarts"].shape == (3, 2, 3, 64, 64)
+    assert arrays["activations"].shape == (3, 2) and arrays["sensitivity"].shape == (3, 3)
+    rho = np.sqrt(3 * 64 * 64 / 3)  # no data statistics: the expected norm of uniform [0, 1] noise
+    assert result.meta["rho"] == pytest.approx(rho) and "sqrt(D/3)" in result.meta["rho_source"]
+    np.testing.assert_allclose(np.linalg.norm(arrays["restarts"].reshape(6, -1), axis=1), rho, rtol=1e-5)
+    assert (arrays["activations"] > arrays["initial_activations"]).all()
+    # one spatial position of the map instead of the channel mean
+    at = vizkit.run_probe("actmax", model, "3", units="1", restarts=2, steps=15, position="6,6")
+    assert at.meta["position"] == [6, 6]
+    assert (at.arrays["activations"] > at.arrays["initial_activations"]).all()
+    # the classifier output of the same network
+    top = vizkit.run_probe("actmax", model, "6", units="0:2", restarts=2, steps=15, optimizer="adam", lr=0.02)
+    assert (top.arrays["activations"] > top.arrays["initial_activations"]).all()
+
+
+def test_regularisers_and_fft_parametrisation(fresh_host):
+    model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["3"])
+    result = vizkit.run_probe("actmax", model, "3", units="0:2", restarts=2, steps=15,
+                              jitter=4, blur=0.5, tv=0.05, param="fft")
+    assert (result.arrays["activations"] > result.arrays["initial_activations"]).all()
+    assert (result.arrays["steps_taken"] == 15).all()  # jitter makes the objective random: no early stop
+    assert "jitter 4 px" in result.captions["stimuli"] and "FFT" in result.captions["stimuli"]
+    np.testing.assert_allclose(np.linalg.norm(result.arrays["stimuli"].reshape(2, -1), axis=1),
+                               result.meta["rho"], rtol=1e-4)
+
+
+def test_fft_preconditioner_is_symmetric_positive_definite():
+    for shape in [(3, 12, 10), (1, 9, 9), (144,)]:
+        precondition = FourierPreconditioner(shape)
+        u, v = torch.randn(2, 5, *shape, dtype=torch.float64)
+        mu, mv = precondition(u), precondition(v)
+        torch.testing.assert_close((u * mv).sum(), (mu * v).sum())
+        assert ((v * mv).flatten(1).sum(1) > 0).all()
+    with pytest.raises(ValueError, match="image-shaped"):
+        FourierPreconditioner((10,))
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+def test_outputs_files_and_sensitivity(fresh_host, sdae_ckpt, tmp_path):
+    model = vizkit.load(sdae_ckpt)
+    out = tmp_path / "am"
+    result = vizkit.run_probe("actmax", model, "h2", units="0:4", out=out, steps=40, restarts=5, panel=3)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["activations.png", "arrays.npz", "index.html", "restarts.png", "result.json",
+                     "sensitivity.png", "stimuli.png"]
+    with np.load(out / "arrays.npz") as data:
+        assert data["stimuli"].shape == (4, 1, 8, 8) and data["restarts"].shape == (4, 5, 1, 8, 8)
+        assert data["activations"].shape == (4, 5) and data["steps_taken"].shape == (4, 5)
+        best = data["activations"].argmax(1)
+        np.testing.assert_array_equal(data["stimuli"], data["restarts"][np.arange(4), best])
+        sens, resp = data["sensitivity"], data["responses"]
+        np.testing.assert_allclose(sens, resp / np.abs(resp).max(axis=0, keepdims=True), rtol=1e-6)
+        np.testing.assert_allclose(np.diag(resp), data["activations"].max(1), rtol=1e-5)
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["rho"] == 3.0 and "mean norm" in meta["rho_source"]  # from the checkpoint's data stats
+    assert meta["options"]["restarts"] == 5 and meta["samples"] == 20
+    assert "rho = 3" in result.captions["stimuli"] and "Spread across the 5 restarts" in result.captions["restarts"]
+    for png in ("stimuli", "restarts", "sensitivity", "activations"):
+        assert (out / f"{png}.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layer", "h1", "-o", "position", "1,1"], "applies to convolutional maps"),
+        (["--layer", "h1", "-o", "optimizer", "lbfgs"], "must be one of"),
+        (["--layer", "h1", "-o", "rho", "0"], "must be >="),
+        (["--layer", "h1", "-o", "jitter", "8"], "smaller than the image"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(fresh_host, sdae_ckpt, tmp_path, cli, args, message):
+    res = cli("probe", "--plugin", "actmax", sdae_ckpt, *args, "--out", tmp_path / "o")
+    assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_image_options_on_a_flat_input_are_refused(fresh_host):
+    model = vizkit.wrap(nn.Sequential(nn.Linear(10, 3)), input_shape=(10,), layers=["0"])
+    with pytest.raises(vizkit.OptionError, match="image-shaped"):
+        vizkit.run_probe("actmax", model, "0", param="fft")
+    bad = vizkit.wrap(nn.Sequential(nn.Conv2d(3, 4, 3)), input_shape=(3, 8, 8), layers=["0"])
+    with pytest.raises(vizkit.OptionError, match="outside"):
+        vizkit.run_probe("actmax", bad, "0", position="9,0")
+
+
+def test_cli_run_shows_files(fresh_host, sdae_ckpt, tmp_path, cli):
+    res = cli("probe", "--plugin", "actmax", sdae_ckpt, "--layer", "h2", "--units", "0:2", "-o", "steps", "20",
+              "--out", tmp_path / "c")
+    assert res.code == 0, res.err
+    assert (tmp_path / "c" / "stimuli.png").exists() and (tmp_path / "c" / "restarts.png").exists()

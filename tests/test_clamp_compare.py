@@ -1,0 +1,63 @@
+"""``clamp`` and ``compare`` probes on a tiny DBN whose clamped conditional mean is enumerable."""
+
+import itertools
+
+import numpy as np
+import torch
+
+import vizkit
+from vizkit.models.rbm import DBN
+
+
+def tiny_dbn() -> DBN:
+    """A 9-5-4 DBN with strong random weights, so clamping a top unit changes the pixels."""
+    model = DBN(input_shape=[1, 3, 3], layers="5,4")
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for params in list(model.weight) + list(model.hidden_bias) + list(model.visible_bias):
+            params.copy_(torch.randn(params.shape, generator=gen) * 1.5)
+    model.data_info = {"name": "test", "stats": {"mean_norm": 1.5}}
+    return model
+
+
+def exact_clamped_mean(model: DBN, unit: int) -> np.ndarray:
+    """E[x | h2_unit = 1]: enumerate h1, sum h2 out analytically, then the directed p(x | h1)."""
+    h1 = torch.tensor(list(itertools.product([0.0, 1.0], repeat=5)), dtype=torch.float64)
+    w2, b2, c2 = (t.detach().double() for t in (model.weight[1], model.hidden_bias[1], model.visible_bias[1]))
+    w1, c1 = model.weight[0].detach().double(), model.visible_bias[0].detach().double()
+    logits = h1 @ w2.T + b2
+    softplus = torch.nn.functional.softplus
+    log_w = h1 @ c2 + logits[:, unit] + softplus(logits).sum(1) - softplus(logits[:, unit])
+    return (torch.softmax(log_w, 0) @ torch.sigmoid(h1 @ w1 + c1)).numpy()
+
+
+def test_clamp_mean_converges_to_the_exact_conditional_mean(fresh_host):
+    model = tiny_dbn()
+    result = vizkit.run_probe("clamp", model, "h2", units="0,3", chains=300, samples=20, every=3, burn_in=30)
+    assert result.arrays["samples"].shape == (2, 6000, 1, 3, 3)
+    for row, unit in enumerate((0, 3)):
+        exact = exact_clamped_mean(model, unit)
+        # 6,000 correlated samples of [0,1] probabilities: the mean's error is well under 0.03
+        np.testing.assert_allclose(result.arrays["mean"][row].reshape(-1), exact, atol=0.03)
+    spread = np.abs(exact_clamped_mean(model, 0) - exact_clamped_mean(model, 3)).max()
+    assert spread > 0.1  # the test could tell the units apart
+
+
+def test_clamp_is_reproducible_and_writes_its_figure(fresh_host, tmp_path):
+    model = tiny_dbn()
+    a = vizkit.run_probe("clamp", model, "h2", units="1", chains=4, samples=3, every=2, burn_in=2, seed=5)
+    b = vizkit.run_probe("clamp", model, "h2", units="1", chains=4, samples=3, every=2, burn_in=2, seed=5,
+                         out=tmp_path, gif=True)
+    np.testing.assert_array_equal(a.arrays["samples"], b.arrays["samples"])
+    assert {"clamp.png", "chain.gif", "chain.mp4", "index.html"} <= {p.name for p in b.files}
+
+
+def test_compare_runs_all_three_methods_on_the_same_units(fresh_host, tmp_path):
+    model = tiny_dbn()
+    result = vizkit.run_probe("compare", model, "h2", units="0:4", out=tmp_path, k=2, chains=5, samples=2,
+                              every=2, burn_in=2, steps=20, restarts=2)
+    for key in ("clamp", "lincomb", "actmax"):
+        assert result.arrays[key].shape == (4, 1, 3, 3)
+    single = vizkit.run_probe("lincomb", model, "h2", units="0:4", k=2)
+    np.testing.assert_allclose(result.arrays["lincomb"], single.arrays["filters"])
+    assert (tmp_path / "compare.png").exists()

@@ -1,0 +1,202 @@
+"""The rbm / dbn kinds end to end: training through the CLI, metrics, probes, samples, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import vizkit
+from vizkit.models.rbm import DBN, RBM
+
+# the held-out split feeds the RBM's epoch-end free-energy monitor instead of a validation loop
+pytestmark = pytest.mark.filterwarnings("ignore:.*no .validation_step.*")
+
+
+def _train(cli, tmp_path, kind, *flags, name="m.pt", data="digits"):
+    out = tmp_path / name
+    res = cli("train", kind, "--data", data, "--epochs", "2", "--out", out, "--log-dir", tmp_path / "logs", "-q", *flags)
+    assert res.code == 0, res.err
+    return out
+
+
+def test_train_rbm_records_free_energy_and_exact_loglik(fresh_host, tmp_path, cli):
+    out = _train(cli, tmp_path, "rbm", "--hidden", "12", "--binarize", "--trainer", "pcd", "--loglik-every", "1")
+    model = vizkit.load(out)
+    assert isinstance(model, RBM) and model.hparams["visible"] == "binary" and model.hparams["binarize"] is True
+    stage = model.metrics["layer 1"]
+    assert stage["loglik_method"] == "exact" and stage["epochs"] == 2
+    assert -64 * np.log(2) < stage["test_loglik"] < 0  # better than uniform over 8x8 binary images
+    assert stage["free_energy_gap"] == pytest.approx(stage["free_energy_val"] - stage["free_energy_train"], abs=1e-4)
+    history = model.metrics["layer 1 per epoch"]
+    assert len(history["free_energy_train"]) == len(history["free_energy_val"]) == len(history["test_loglik"]) == 2
+    assert history["test_loglik"][-1] == pytest.approx(stage["test_loglik"], abs=1e-3)
+    res = cli("inspect", out)
+    assert res.code == 0 and "free_energy_gap=" in res.out and "test_loglik=" in res.out
+    assert "clamped_sample" in res.out
+
+
+def test_train_dbn_greedily_then_probe(fresh_host, tmp_path, cli):
+    out = _train(cli, tmp_path, "dbn", "--layers", "16,8", "--binarize", "--trainer", "cd", "--k", "2")
+    model = vizkit.load(out)
+    assert isinstance(model, DBN) and list(model.layer_infos()) == ["h1", "h2"]
+    assert {"layer 1", "layer 2", "layer 1 per epoch", "layer 2 per epoch"} <= set(model.metrics)
+    assert "test_loglik" in model.metrics["layer 1"] and "test_loglik" not in model.metrics["layer 2"]
+    assert model.weights("h1").source == "input" and model.weights("h2").source == "h1"
+    assert model.weights("h2").matrix.shape == (8, 16)
+    res = cli("probe", "--plugin", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
+    assert res.code == 0, res.err
+    if "clamp" in vizkit.list_probes():
+        res = cli("probe", "--plugin", "clamp", out, "--layer", "h2", "--units", "0:3", "-o", "chains", "2",
+                  "-o", "samples", "2", "-o", "every", "3", "-o", "burn_in", "3", "--out", tmp_path / "c")
+        assert res.code == 0, res.err
+
+
+def test_fpcd_and_gaussian_visible_units(fresh_host, tmp_path, cli):
+    out = _train(cli, tmp_path, "rbm", "--hidden", "6", "--binarize", "--trainer", "fpcd", name="f.pt")
+    model = vizkit.load(out)
+    assert model.hparams["lr_schedule"] == "linear" and model.hparams["fast_lr"] == model.hparams["lr"]
+    assert model.metrics["layer 1"]["lr"] == pytest.approx(0.0, abs=1e-9)  # decayed linearly to zero
+    out = _train(cli, tmp_path, "rbm", "--hidden", "6", "-D", "size=6", "-D", "n_train=500", "-D", "n_test=100",
+                 data="patches", name="g.pt")
+    model = vizkit.load(out)
+    assert model.hparams["visible"] == "gaussian"
+    assert np.isfinite(model.metrics["layer 1"]["test_loglik"])
+
+
+def test_lightning_checkpoint_of_a_dbn_resumes_at_its_stage(fresh_host, tmp_path, cli):
+    logs = tmp_path / "logs"
+    flags = ["--layers", "8,4", "--binarize", "--log-dir", logs, "-q"]
+    res = cli("train", "dbn", "--data", "digits", "--epochs", "1", "--out", tmp_path / "a.pt", *flags)
+    assert res.code == 0, res.err
+    ckpt = logs / "dbn" / "a-stage1" / "checkpoints" / "last.ckpt"
+    assert vizkit.load(ckpt).kind == "dbn"
+    res = cli("train", "dbn", "--data", "digits", "--epochs", "2", "--out", tmp_path / "b.pt", "--resume", ckpt, *flags)
+    assert res.code == 0, res.err
+    resumed = vizkit.load(tmp_path / "b.pt")
+    assert resumed.metrics["layer 2"]["epochs"] == 2 and "test_loglik" in resumed.metrics["layer 1"]
+    assert torch.equal(resumed.weight[0], vizkit.load(tmp_path / "a.pt").weight[0])  # layer 1 untouched
+
+
+def test_sample_command_writes_an_image_grid(fresh_host, tmp_path, cli):
+    out = _train(cli, tmp_path, "rbm", "--hidden", "8", "--binarize")
+    res = cli("sample", out, "--chains", "9", "--every", "5", "--samples", "2", "--out", tmp_path / "s")
+    assert res.code == 0, res.err
+    with np.load(tmp_path / "s" / "arrays.npz") as arrays:
+        assert arrays["samples"].shape == (9, 2, 1, 8, 8)
+        assert arrays["samples"].min() >= 0 and arrays["samples"].max() <= 1
+    assert (tmp_path / "s" / "samples.png").exists() and (tmp_path / "s" / "index.html").exists()
+
+
+def _one_line(res, code, *fragments):
+    assert res.code == code, (res.code, res.err)
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1, res.err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["rbm", "--data", "digits"], ["not binary", "--binarize"]),
+        (["dbn", "--data", "digits", "--binarize", "--layers", "16,-3"], ["positive integers"]),
+        (["dbn", "--data", "digits", "--binarize", "--layers", "16,x"], ["positive integers"]),
+        (["dbn", "--data", "digits", "--binarize", "--layers", "0"], ["positive integers"]),
+        (["rbm", "--data", "digits", "--binarize", "--hidden", "0"], ["hidden", ">= 1"]),
+        (["rbm", "--data", "digits", "--binarize", "--trainer", "gibbs"], ["trainer", "cd", "pcd", "fpcd"]),
+        (["rbm", "--data", "digits", "--binarize", "--hidden", "30", "--loglik", "exact"],
+         ["at most 25 hidden units", "--loglik ais"]),
+        (["rbm", "--data", "digits", "--binarize", "--trainer", "pcd", "--k", "5"], ["--k applies to --trainer cd"]),
+        (["rbm", "--data", "patches", "-D", "size=6", "--visible", "binary"], ["data in [0, 1]", "gaussian"]),
+        (["rbm", "--data", "patches", "-D", "size=6", "--binarize"], ["--binarize"]),
+    ],
+)
+def test_train_bad_input_is_one_line_and_writes_nothing(fresh_host, tmp_path, cli, args, fragments):
+    out = tmp_path / "m.pt"
+    res = cli("train", *args, "--out", out, "--log-dir", tmp_path / "logs", "-q")
+    _one_line(res, 2, *fragments)
+    assert not out.exists() and not (tmp_path / "logs").exists()
+
+
+def test_sample_refuses_other_models(fresh_host, sdae_ckpt, tmp_path, cli):
+    _one_line(cli("sample", sdae_ckpt, "--out", tmp_path / "s"), 2, "rbm or dbn", "sdae")
+
+
+def test_capabilities_on_a_small_dbn():
+    torch.manual_seed(0)
+    model = DBN(input_shape=[1, 3, 3], layers="5,4")
+    with torch.no_grad():
+        for w in model.weight:
+            w.normal_()
+    x = torch.rand(6, 1, 3, 3, requires_grad=True)
+    h2 = model.activations(x, "h2")
+    h1 = torch.sigmoid(x.reshape(6, 9) @ model.weight[0].T + model.hidden_bias[0])
+    assert torch.allclose(h2, torch.sigmoid(h1 @ model.weight[1].T + model.hidden_bias[1]))
+    (grad,) = torch.autograd.grad(h2[:, 1].sum(), x)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    recon = model.reconstruct(x)
+    down = torch.sigmoid(torch.sigmoid(h2 @ model.weight[1] + model.visible_bias[1]) @ model.weight[0]
+                         + model.visible_bias[0])
+    assert recon.shape == x.shape and torch.allclose(recon.reshape(6, 9), down)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    kw = dict(chains=4, samples=3, every=2, burn_in=1, probabilities=True)
+    a = model.clamped_sample("h2", torch.tensor([0, 3]), generator=gen(), **kw)
+    b = model.clamped_sample("h2", torch.tensor([0, 3]), generator=gen(), **kw)
+    assert a.shape == (2, 12, 1, 3, 3) and torch.equal(a, b)
+    assert model.clamped_sample("h1", torch.tensor([4]), generator=gen(), **kw).shape == (1, 12, 1, 3, 3)
+
+
+def test_sklearn_rbm_imports_as_a_vizkit_checkpoint(fresh_host, tmp_path, cli):
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import BernoulliRBM
+
+    x = load_digits().data / 16.0
+    rbm = BernoulliRBM(n_components=10, n_iter=2, random_state=0).fit(x)
+    path = vizkit.save_sklearn_rbm(rbm, tmp_path / "sk.pt", data=x)
+    model = vizkit.load(path)
+    assert model.kind == "rbm" and model.input_shape == (1, 8, 8)
+    xt = torch.as_tensor(x[:20], dtype=torch.float32)
+    got = model.activations(xt.reshape(20, 1, 8, 8), "h1").detach().double().numpy()
+    assert np.allclose(got, rbm.transform(x[:20]), atol=1e-5)
+    assert np.allclose(model.rbm(0).free_energy(xt).detach().double().numpy(), rbm._free_energy(x[:20]), atol=1e-4)
+    assert model.data_info["stats"]["mean_norm"] == pytest.approx(np.linalg.norm(x, axis=1).mean(), rel=1e-5)
+    res = cli("probe", "--plugin", "filters", path, "--layer", "h1", "--out", tmp_path / "f")
+    assert res.code == 0, res.err
+    with pytest.raises(vizkit.UsageError, match="fitted"):
+        vizkit.from_sklearn_rbm(BernoulliRBM())
+    with pytest.raises(vizkit.UsageError, match="input_shape"):
+        vizkit.from_sklearn_rbm(rbm, input_shape=(3, 3))
+
+
+@pytest.mark.slow
+def test_pcd_on_mnist_reaches_a_reasonable_exact_loglik(fresh_host, tmp_path, cli):
+    out = tmp_path / "rbm25.pt"
+    res = cli("train", "rbm", "--data", "mnist", "--hidden", "25", "--binarize", "--epochs", "5",
+              "--out", out, "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    ll = vizkit.load(out).metrics["layer 1"]["test_loglik"]
+    assert -200 < ll < -100  # nats per binarised digit; base rates alone give about -206
+
+
+@pytest.mark.slow
+def test_three_layer_dbn_on_mnist(fresh_host, tmp_path, cli):
+    out = tmp_path / "dbn.pt"
+    res = cli("train", "dbn", "--data", "mnist", "--layers", "500,500,1000", "--binarize", "--epochs", "1",
+              "--out", out, "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    model = vizkit.load(out)
+    assert model.metrics["layer 1"]["loglik_method"] == "ais"
+    assert set(model.metrics) >= {"layer 1", "layer 2", "layer 3"}
+
+
+@pytest.mark.slow
+def test_rbm_trains_data_parallel_on_two_cpu_processes(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp.pt"
+    cmd = [sys.executable, "-m", "vizkit", "train", "rbm", "--data", "digits", "--hidden", "8", "--binarize",
+           "--epochs", "1", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(out),
+           "--log-dir", str(tmp_path / "logs"), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.isfinite(vizkit.load(out).metrics["layer 1"]["test_loglik"])
