@@ -190,10 +190,7 @@ def run_probe(
         }
     )
     if out_path is not None:
-        start = time.perf_counter()
-        result.meta["timings"]["write_s"] = 0.0
         result.save(out_path)
-        result.meta["timings"]["write_s"] = round(time.perf_counter() - start, 4)
     return result
 
 
