@@ -159,6 +159,11 @@ def inspect(checkpoint: str) -> None:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(value) > 6:  # per-epoch histories: ends and length
+        head = ", ".join(_fmt(v) for v in value[:3])
+        return f"[{head}, ..., {_fmt(value[-1])}] ({len(value)} values)"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

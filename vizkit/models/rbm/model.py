@@ -200,11 +200,10 @@ class BoltzmannStack(ReferenceModel):
         opt = torch.optim.SGD([{"params": [weight], "weight_decay": self.hparams["weight_decay"]},
                                {"params": [hbias, vbias], "weight_decay": 0.0}],
                               lr=self.hparams["lr"], momentum=0.0)
-        if self.hparams["lr_schedule"] == "linear":
-            total = max(1, int(self.trainer.estimated_stepping_batches))
-            schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
-        else:
-            schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        if self.hparams["lr_schedule"] != "linear":
+            return opt  # a constant rate needs no scheduler (and no per-step scheduler call)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def setup(self, stage: str) -> None:
@@ -244,7 +243,7 @@ class BoltzmannStack(ReferenceModel):
         self._step_params = self.rbm(self.stage)
         self._step_grads = RBMParams(weight.grad, hbias.grad, vbias.grad, self._step_params.visible)
         self._optimizer = self.optimizers()
-        self._scheduler = self.lr_schedulers()
+        self._scheduler = self.lr_schedulers() if self.hparams["lr_schedule"] == "linear" else None
         self._world = int(self.trainer.world_size)
         hp = self.hparams
         self._fast_lr = (hp["fast_lr"] if hp["fast_lr"] is not None else hp["lr"]) if hp["trainer"] == "fpcd" else None
@@ -281,7 +280,8 @@ class BoltzmannStack(ReferenceModel):
                 torch.distributed.all_reduce(g)
                 g.div_(self._world)
         self._optimizer.step()
-        self._scheduler.step()
+        if self._scheduler is not None:
+            self._scheduler.step()
         if self._fast_lr is not None:
             self._estimator.after_update(grads, self._fast_lr)
 
@@ -298,7 +298,7 @@ class BoltzmannStack(ReferenceModel):
         if every and (self.current_epoch + 1) % every == 0:
             values.update({k: v for k, v in self._loglik(self.current_epoch + 1).items() if isinstance(v, float)})
         for key, value in values.items():
-            self._history.setdefault(key, []).append(round(float(value), 4))
+            self._history.setdefault(key, []).append(float(f"{float(value):.6g}"))
         self.log_dict({k: float(v) for k, v in values.items() if k != "free_energy_gap"})
         self.log("free_energy_gap", fe_val - fe_train, prog_bar=True)
 
