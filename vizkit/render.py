@@ -117,7 +117,8 @@ def image_grid(
     key = {
         "symmetric": "grey = 0, black negative, white positive;\n"
         + ("one colour scale for all tiles" if shared_scale else "each tile scaled to its own max |value|"),
-        "minmax": "each tile stretched from its min (black)\nto its max (white)",
+        "minmax": ("one scale for all tiles: lowest value black,\nhighest white" if shared_scale
+                   else "each tile stretched from its min (black)\nto its max (white)"),
     }[mode]
     ax.set_xlabel(key, fontsize=8)
     return fig
