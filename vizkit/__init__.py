@@ -39,6 +39,7 @@ _EXPORTS = {
     "TemplateModel": "vizkit.model",
     "VizModel": "vizkit.model",
     "unit_activations": "vizkit.model",
+    "model_dtype": "vizkit.model",
     "paired_unit_activations": "vizkit.model",
     "ReferenceModel": "vizkit.models.base",
     "DatasetSpec": "vizkit.data",

@@ -155,3 +155,14 @@ def paired_unit_activations(
     """Activation of unit ``units[b]`` for input ``x[b]`` ([B]); the batched-probe workhorse."""
     out = _unit_axis(model.activations(x, layer), position)
     return out.gather(1, units.to(out.device).reshape(-1, 1)).squeeze(1)
+
+
+def model_dtype(model: Any) -> torch.dtype:
+    """The floating dtype of the model's parameters (float32 when it has none), so probes build
+    inputs the model can take."""
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
+    if isinstance(module, torch.nn.Module):
+        for param in module.parameters():
+            if param.is_floating_point():
+                return param.dtype
+    return torch.float32

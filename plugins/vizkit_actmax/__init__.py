@@ -58,16 +58,6 @@ def parse_position(text: str | None, info: vizkit.LayerInfo) -> tuple[int, int] 
     return row, col
 
 
-def model_dtype(model: Any) -> torch.dtype:
-    """The floating dtype of the model's parameters (float32 when it has none)."""
-    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
-    if isinstance(module, torch.nn.Module):
-        for param in module.parameters():
-            if param.is_floating_point():
-                return param.dtype
-    return torch.float32
-
-
 class ActMax(Probe):
     name = "actmax"
     summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"
@@ -107,7 +97,7 @@ class ActMax(Probe):
         )
         units = ctx.units
         n_units, n_restarts = len(units), opts["restarts"]
-        dtype = model_dtype(model)
+        dtype = vizkit.model_dtype(model)
         unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
 
         def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,7 @@ class Hessian(Probe):
             start, start_info = read_optima(ctx, opts["from_dir"])
         else:
             start, start_info = run_actmax(ctx)
-        start = start.to(ctx.device, _model_dtype(model))
+        start = start.to(ctx.device, vizkit.model_dtype(model))
         if opts["rho"] is not None and opts["from_dir"]:
             start = project_to_sphere(start, opts["rho"])
         timings["optimum_s"] = time.perf_counter() - clock
@@ -172,15 +172,6 @@ def parse_position(text: str | None, info: vizkit.LayerInfo) -> tuple[int, int] 
     if not (0 <= row < info.shape[1] and 0 <= col < info.shape[2]):
         raise OptionError(f"option 'position' {row},{col} lies outside the {info.shape[1]}x{info.shape[2]} map")
     return row, col
-
-
-def _model_dtype(model: Any) -> torch.dtype:
-    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
-    if isinstance(module, torch.nn.Module):
-        for param in module.parameters():
-            if param.is_floating_point():
-                return param.dtype
-    return torch.float32
 
 
 def _path_activations(
