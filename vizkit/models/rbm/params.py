@@ -91,6 +91,11 @@ class RBMParams:
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A 0/1 sample of ``p`` in ``p``'s dtype, drawn from ``generator`` (seeded runs repeat exactly)."""
+    """A 0/1 sample of ``p`` in ``p``'s dtype, drawn from ``generator`` (seeded runs repeat exactly).
+
+    ceil(p - u) is 1 exactly when u < p (a float subtraction never flips sign), so this equals
+    ``(u < p)`` bit for bit but skips the bool-to-float copy that cost as much as the comparison
+    itself on CPU; ``+ 0.0`` turns ceil's -0.0 into 0.0 so saved samples hold only 0 and 1.
+    """
     u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-    return torch.lt(u, p).to(p.dtype)
+    return torch.sub(p.detach(), u, out=u).ceil_().add_(0.0)
