@@ -25,6 +25,17 @@ def test_train_sdae_on_digits_then_probe(fresh_host, tmp_path, cli):
     assert res.code == 0, res.err
 
 
+def test_progress_off_a_terminal_is_one_line_per_epoch(fresh_host, tmp_path, cli):
+    # stdout/stderr are captured here, as in a log file or CI: no redrawn bar, one line per epoch
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "2", "--out", tmp_path / "a.pt",
+              "--log-dir", tmp_path / "logs")
+    assert res.code == 0, res.err
+    lines = [line for line in (res.out + res.err).splitlines() if " epoch " in line]
+    assert [line.split(":")[0] for line in lines] == ["[sdae] epoch 1/2", "[sdae] epoch 2/2"]
+    assert "train_loss=" in lines[0] and "val_loss=" in lines[0]
+    assert "\r" not in res.out + res.err
+
+
 def test_lightning_checkpoint_loads_and_resumes(fresh_host, tmp_path, cli):
     logs = tmp_path / "logs"
     res = cli("train", "sdae", "--data", "digits", "--layers", "8,4", "--epochs", "1", "--out", tmp_path / "a.pt",

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vizkit.errors import OptionError, UnitError, UnknownNameError
+from vizkit.model import LayerInfo, parse_position
 from vizkit.options import Option, resolve_options
 from vizkit.units import parse_units
 
@@ -80,3 +81,27 @@ def test_resolve_options_coerces_strings():
 def test_resolve_options_errors(given, error, message):
     with pytest.raises(error, match=message):
         resolve_options(SPECS, given, "p")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [(None, None), ("", None), ("mean", None), ("0,0", (0, 0)), (" 2, 3", (2, 3)), ("3,4", (3, 4))],
+)
+def test_parse_position(text, expected):
+    info = LayerInfo("c1", (8, 4, 5))
+    assert parse_position(text, info) == expected
+
+
+@pytest.mark.parametrize(
+    "text, shape, message",
+    [
+        ("1,1", (10,), "applies to convolutional maps"),
+        ("1", (8, 4, 5), "must be 'row,col'"),
+        ("a,b", (8, 4, 5), "must be 'row,col'"),
+        ("4,0", (8, 4, 5), "outside the 4x5 map"),
+        ("0,-1", (8, 4, 5), "outside the 4x5 map"),
+    ],
+)
+def test_parse_position_errors(text, shape, message):
+    with pytest.raises(OptionError, match=message):
+        parse_position(text, LayerInfo("c1", shape))

@@ -40,6 +40,7 @@ _EXPORTS = {
     "VizModel": "vizkit.model",
     "unit_activations": "vizkit.model",
     "model_dtype": "vizkit.model",
+    "parse_position": "vizkit.model",
     "paired_unit_activations": "vizkit.model",
     "ReferenceModel": "vizkit.models.base",
     "DatasetSpec": "vizkit.data",

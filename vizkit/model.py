@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 
 from . import capabilities as caps
-from .errors import UnknownNameError
+from .errors import OptionError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,23 @@ def layer_info(model: ProbeModel, layer: str) -> LayerInfo:
         valid = ", ".join(infos) or "(none)"
         raise UnknownNameError(f"unknown layer {layer!r}; valid layers: {valid}")
     return infos[layer]
+
+
+def parse_position(text: str | None, info: LayerInfo) -> tuple[int, int] | None:
+    """The ``position`` option of probes on conv maps: ``"row,col"`` picks one spatial unit of
+    each channel; None, "" or "mean" keep the channel's spatial mean (what ``_unit_axis`` does)."""
+    if text is None or str(text).strip() in ("", "mean"):
+        return None
+    if not info.is_map:
+        raise OptionError(f"option 'position' applies to convolutional maps; layer {info.name!r} has shape {info.shape}")
+    try:
+        row, col = (int(part) for part in str(text).split(","))
+    except ValueError:
+        raise OptionError(f"option 'position' must be 'row,col' (e.g. 3,4), got {text!r}") from None
+    _, height, width = info.shape
+    if not (0 <= row < height and 0 <= col < width):
+        raise OptionError(f"option 'position' {row},{col} lies outside the {height}x{width} map of {info.name!r}")
+    return row, col
 
 
 def _unit_axis(out: torch.Tensor, position: tuple[int, int] | None) -> torch.Tensor:

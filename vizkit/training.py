@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,6 +117,13 @@ def train(
         tag = f"stage{stage}" if len(stages) > 1 else "train"
         if progress and len(stages) > 1:
             print(f"[{kind}] stage {stage + 1}/{len(stages)}: {stage_name}, {n_epochs} epoch(s)", flush=True)
+        # A progress bar redrawn into a log file is megabytes of carriage returns: off a terminal,
+        # print one line per epoch instead.
+        live_bar = progress and sys.stderr.isatty()
+        callbacks = [ModelCheckpoint(dirpath=Path(log_dir) / kind / f"{out_path.stem}-{tag}" / "checkpoints",
+                                     save_last=True, save_top_k=0)]
+        if progress and not live_bar:
+            callbacks.append(_epoch_lines(pl, f"[{kind}]" + (f" {stage_name}" if len(stages) > 1 else "")))
         trainer = pl.Trainer(
             max_epochs=n_epochs,
             accelerator=accelerator,
@@ -123,9 +131,8 @@ def train(
             num_nodes=num_nodes,
             strategy=strategy,
             logger=CSVLogger(str(log_dir), name=kind, version=f"{out_path.stem}-{tag}"),
-            callbacks=[ModelCheckpoint(dirpath=Path(log_dir) / kind / f"{out_path.stem}-{tag}" / "checkpoints",
-                                       save_last=True, save_top_k=0)],
-            enable_progress_bar=progress,
+            callbacks=callbacks,
+            enable_progress_bar=live_bar,
             enable_model_summary=False,
             log_every_n_steps=10,
             num_sanity_val_steps=0,
@@ -142,6 +149,29 @@ def train(
     model.to("cpu")
     model.eval()
     return save_checkpoint(model.to_checkpoint(), out_path)
+
+
+def _epoch_lines(pl: Any, label: str) -> Any:
+    """A callback printing ``label epoch i/n: metric=value ...`` at the end of each epoch."""
+
+    class EpochLines(pl.Callback):
+        # Printed when the next epoch starts (and at the end): callbacks' on_train_epoch_end runs
+        # before the module's, which is where some models log their epoch metrics.
+        def _line(self, trainer: Any, epoch: int) -> None:
+            if not trainer.is_global_zero:
+                return
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(trainer.callback_metrics.items())
+                               if torch.is_tensor(v) and v.numel() == 1)
+            print(f"{label} epoch {epoch}/{trainer.max_epochs}" + (f": {values}" if values else ""), flush=True)
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch > 0:
+                self._line(trainer, trainer.current_epoch)
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            self._line(trainer, trainer.current_epoch)
+
+    return EpochLines()
 
 
 def _quiet_lightning() -> None:

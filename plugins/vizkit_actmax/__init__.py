@@ -42,20 +42,6 @@ def default_radius(input_shape: tuple[int, ...]) -> float:
     return math.sqrt(math.prod(input_shape) / 3.0)
 
 
-def parse_position(text: str | None, info: vizkit.LayerInfo) -> tuple[int, int] | None:
-    """``"row,col"`` for one spatial position of a conv map; None means the channel's mean."""
-    if text is None or str(text).strip() in ("", "mean"):
-        return None
-    if not info.is_map:
-        raise OptionError(f"option 'position' applies to convolutional maps; layer {info.name!r} has shape {info.shape}")
-    try:
-        row, col = (int(part) for part in str(text).split(","))
-    except ValueError:
-        raise OptionError(f"option 'position' must be 'row,col' (e.g. 3,4), got {text!r}") from None
-    _, height, width = info.shape
-    if not (0 <= row < height and 0 <= col < width):
-        raise OptionError(f"option 'position' {row},{col} lies outside the {height}x{width} map of {info.name!r}")
-    return row, col
 
 
 class ActMax(Probe):
@@ -88,7 +74,7 @@ class ActMax(Probe):
         opts = ctx.options
         model, info = ctx.model, ctx.layer_info
         shape = tuple(int(s) for s in model.input_shape)
-        position = parse_position(opts["position"], info)
+        position = vizkit.parse_position(opts["position"], info)
         self._check_regularisers(opts, shape)
         rho, rho_source = self._radius(model, opts, shape)
         config = AscentConfig(

@@ -86,7 +86,7 @@ class Hessian(Probe):
         if top + 1 > dims - 1:
             raise OptionError(f"option 'top' {top} asks for {top + 1} directions, but the sphere's tangent space "
                               f"has only {dims - 1} dimensions")
-        position = parse_position(opts["position"], ctx.layer_info)
+        position = vizkit.parse_position(opts["position"], ctx.layer_info)
         method = resolve_method(opts["method"], dims)
         if method == "lanczos" and opts["krylov"] < 2 * (top + 1):
             raise OptionError(f"option 'krylov' {opts['krylov']} is too small for top {top}: the Lanczos basis needs "
@@ -159,19 +159,6 @@ class Hessian(Probe):
         return Result(arrays=arrays, meta=meta, figures=figures, captions=captions, videos=videos)
 
 
-def parse_position(text: str | None, info: vizkit.LayerInfo) -> tuple[int, int] | None:
-    """``"row,col"`` of one unit of a conv map; None (the channel's mean) when not given."""
-    if text is None or str(text).strip() in ("", "mean"):
-        return None
-    if not info.is_map:
-        raise OptionError(f"option 'position' applies to convolutional maps; layer {info.name!r} has shape {info.shape}")
-    try:
-        row, col = (int(part) for part in str(text).split(","))
-    except ValueError:
-        raise OptionError(f"option 'position' must be 'row,col' (e.g. 3,4), got {text!r}") from None
-    if not (0 <= row < info.shape[1] and 0 <= col < info.shape[2]):
-        raise OptionError(f"option 'position' {row},{col} lies outside the {info.shape[1]}x{info.shape[2]} map")
-    return row, col
 
 
 def _path_activations(
