@@ -144,3 +144,54 @@ def test_import_vizkit_loads_no_plugin():
     code = "import vizkit, vizkit.plugins as p, sys; vizkit.wrap; print(p._host is None, 'vizkit_filters' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]
+
+
+def model_plugin(*refs) -> types.ModuleType:
+    mod = types.ModuleType("lazy_models")
+
+    @vizkit.hookimpl
+    def register_models(register):
+        for ref in refs:
+            register(ref)
+
+    mod.register_models = register_models
+    return mod
+
+
+def test_lazy_model_is_imported_on_first_use():
+    ref = vizkit.LazyModel("sdae2", "vizkit.models.sdae:SDAE")
+    host = PluginHost(entry_points=[FakeEntryPoint("lazy", lambda: model_plugin(ref))], strict=True).load()
+    assert host.models["sdae2"].obj is ref  # registered, not imported
+    with pytest.raises(PluginError, match="registered model kind 'sdae2', but vizkit.models.sdae:SDAE has kind 'sdae'"):
+        host.model_class("sdae2")
+    from vizkit.models.sdae import SDAE
+
+    host = PluginHost(entry_points=[], strict=True).load()
+    assert host.model_class("sdae") is SDAE and host.models["sdae"].obj is SDAE  # resolved once, cached
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [("no_such_module_xyz:Model", "cannot be imported: ModuleNotFoundError"),
+     ("vizkit.models.sdae:Nope", "cannot be imported: AttributeError")],
+)
+def test_lazy_model_import_errors_name_the_plugin(target, message):
+    host = PluginHost(entry_points=[FakeEntryPoint("lazy", lambda: model_plugin(vizkit.LazyModel("m", target)))],
+                      strict=True).load()
+    with pytest.raises(PluginError, match=f"plugin 'lazy' registered model kind 'm' as .*{message}"):
+        host.model_class("m")
+
+
+def test_lazy_model_target_must_name_a_class():
+    with pytest.raises(PluginError, match="expected 'package.module:ClassName'"):
+        PluginHost(entry_points=[FakeEntryPoint("lazy", lambda: model_plugin(vizkit.LazyModel("m", "just.a.module")))],
+                   strict=True).load()
+
+
+@pytest.mark.parametrize("command", ["--help", "plugins", "datasets"])
+def test_listing_commands_do_not_import_lightning(command):
+    # Lightning takes seconds to import; only commands that build a model or data should pay it.
+    code = ("import sys\nfrom vizkit.cli import main\ntry:\n    main([%r])\nexcept SystemExit:\n    pass\n"
+            "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'NO-LIGHTNING')") % command
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "NO-LIGHTNING"

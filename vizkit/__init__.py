@@ -25,6 +25,7 @@ _EXPORTS = {
     "save_sklearn_rbm": "vizkit.adapters.sklearn_rbm",
     # writing plugins
     "hookimpl": "vizkit.hookspecs",
+    "LazyModel": "vizkit.plugins",
     "Probe": "vizkit.probe",
     "ProbeContext": "vizkit.probe",
     "Result": "vizkit.probe",

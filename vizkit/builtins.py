@@ -10,18 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .hookspecs import hookimpl
+from .plugins import LazyModel
 
 
 @hookimpl
 def register_models(register: Callable[[Any], None]) -> None:
-    from .models.rbm import DBN, RBM
-    from .models.sdae import SDAE
-    from .models.tcnn import TCNN
-
-    register(SDAE)
-    register(RBM)
-    register(DBN)
-    register(TCNN)
+    # Lazy: the classes are LightningModules, and only commands that build a model should pay
+    # for importing Lightning.
+    register(LazyModel("sdae", "vizkit.models.sdae:SDAE"))
+    register(LazyModel("rbm", "vizkit.models.rbm.model:RBM"))
+    register(LazyModel("dbn", "vizkit.models.rbm.model:DBN"))
+    register(LazyModel("tcnn", "vizkit.models.tcnn:TCNN"))
 
 
 @hookimpl

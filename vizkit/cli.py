@@ -229,7 +229,7 @@ def models() -> None:
 
     host = get_host()
     for name, reg in sorted(host.models.items()):
-        cls = reg.obj
+        cls = host.model_class(name)
         click.echo(f"{name}  [plugin {reg.plugin}]  {getattr(cls, 'summary', '')}")
         click.echo(f"    capabilities: {', '.join(sorted(cls.capabilities))}")
         for opt in getattr(cls, "train_options", ()):

@@ -8,6 +8,7 @@ the named entry points. Built-in plugins are ordinary entry points of the ``vizk
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -33,6 +34,31 @@ class Registered:
     name: str
     obj: Any
     plugin: str
+
+
+@dataclass(frozen=True)
+class LazyModel:
+    """A model kind registered by name, imported only when something needs the class.
+
+    Model classes are usually LightningModules, and importing Lightning takes seconds; a plugin
+    that registers ``LazyModel("mykind", "mypkg.models:MyModel")`` keeps ``vizkit --help``,
+    ``vizkit plugins`` and probes that never load that kind fast.
+    """
+
+    kind: str
+    target: str  # "package.module:ClassName"
+
+    def resolve(self, plugin: str) -> Any:
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # the plugin's import error, reported as the plugin's fault
+            raise PluginError(f"plugin {plugin!r} registered model kind {self.kind!r} as {self.target!r}, "
+                              f"which cannot be imported: {type(exc).__name__}: {exc}") from None
+        if _check_model(obj, plugin) != self.kind:
+            raise PluginError(f"plugin {plugin!r} registered model kind {self.kind!r}, but {self.target} "
+                              f"has kind {getattr(obj, 'kind', None)!r}")
+        return obj
 
 
 @dataclass
@@ -148,7 +174,11 @@ class PluginHost:
         return _lookup(self.load().probes, name, "plugin")
 
     def model_class(self, kind: str) -> Any:
-        return _lookup(self.load().models, kind, "model kind")
+        obj = _lookup(self.load().models, kind, "model kind")
+        if isinstance(obj, LazyModel):
+            reg = self.models[kind]
+            obj = reg.obj = obj.resolve(reg.plugin)
+        return obj
 
     def dataset(self, name: str) -> Any:
         return _lookup(self.load().datasets, name, "dataset")
@@ -197,6 +227,11 @@ def _check_probe(obj: Any, plugin: str) -> str:
 
 
 def _check_model(obj: Any, plugin: str) -> str:
+    if isinstance(obj, LazyModel):
+        if not re.match(r"^[\w.]+:\w+$", obj.target):
+            raise PluginError(f"plugin {plugin!r} registered model kind {obj.kind!r} with target {obj.target!r}; "
+                              f"expected 'package.module:ClassName'")
+        return _check_name(obj.kind, "model kind", plugin)
     if not (isinstance(obj, type) and callable(getattr(obj, "from_checkpoint", None))):
         raise PluginError(
             f"plugin {plugin!r} registered model {obj!r} without a from_checkpoint classmethod"

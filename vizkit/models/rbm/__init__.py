@@ -7,32 +7,31 @@
 - :mod:`.model`: the Lightning models ``RBM`` and ``DBN``.
 """
 
-from .evaluate import (
-    MAX_EXACT_HIDDEN,
-    AISEstimate,
-    ais_log_partition,
-    base_rate_bias,
-    log_likelihood_exact,
-    log_partition_exact,
-    mean_free_energy,
-)
-from .model import DBN, RBM, BoltzmannStack
-from .params import RBMParams
-from .sampling import gibbs_generate
-from .trainers import GradientEstimator
+from __future__ import annotations
 
-__all__ = [
-    "DBN",
-    "MAX_EXACT_HIDDEN",
-    "RBM",
-    "AISEstimate",
-    "BoltzmannStack",
-    "GradientEstimator",
-    "RBMParams",
-    "ais_log_partition",
-    "base_rate_bias",
-    "gibbs_generate",
-    "log_likelihood_exact",
-    "log_partition_exact",
-    "mean_free_energy",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MAX_EXACT_HIDDEN": "evaluate",
+    "AISEstimate": "evaluate",
+    "ais_log_partition": "evaluate",
+    "base_rate_bias": "evaluate",
+    "log_likelihood_exact": "evaluate",
+    "log_partition_exact": "evaluate",
+    "mean_free_energy": "evaluate",
+    "DBN": "model",
+    "RBM": "model",
+    "BoltzmannStack": "model",
+    "RBMParams": "params",
+    "gibbs_generate": "sampling",
+    "GradientEstimator": "trainers",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that ``vizkit.models.rbm.command`` (the ``vizkit sample`` CLI) imports no Lightning.
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vizkit.models.rbm' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
