@@ -69,13 +69,14 @@ class ProbeContext:
         return gen
 
     def progress(self, items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-        """Wrap long loops (steps, not units) in a progress bar on stderr."""
+        """Wrap long loops (steps, not units) in a progress bar on stderr (a terminal only: a bar
+        redrawn into a log file is just noise)."""
         if not self.show_progress:
             yield from items
             return
         from tqdm.auto import tqdm
 
-        yield from tqdm(items, desc=desc, total=total, leave=False, dynamic_ncols=True)
+        yield from tqdm(items, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=None)
 
 
 class Probe:
