@@ -191,7 +191,7 @@ def test_lazy_model_target_must_name_a_class():
 @pytest.mark.parametrize("command", ["--help", "plugins", "datasets"])
 def test_listing_commands_do_not_import_lightning(command):
     # Lightning takes seconds to import; only commands that build a model or data should pay it.
-    code = ("import sys\nfrom vizkit.cli import main\ntry:\n    main([%r])\nexcept SystemExit:\n    pass\n"
-            "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'NO-LIGHTNING')") % command
+    code = (f"import sys\nfrom vizkit.cli import main\ntry:\n    main([{command!r}])\nexcept SystemExit:\n    pass\n"
+            "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'NO-LIGHTNING')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "NO-LIGHTNING"
