@@ -61,3 +61,12 @@ def test_compare_runs_all_three_methods_on_the_same_units(fresh_host, tmp_path):
     single = vizkit.run_probe("lincomb", model, "h2", units="0:4", k=2)
     np.testing.assert_allclose(result.arrays["lincomb"], single.arrays["filters"])
     assert (tmp_path / "compare.png").exists()
+
+
+def test_binary_samples_are_zeros_and_ones(fresh_host):
+    model = tiny_dbn()
+    result = vizkit.run_probe("clamp", model, "h2", units="0:4", chains=6, samples=4, every=2, burn_in=2,
+                              probabilities=False)
+    samples = result.arrays["samples"]
+    assert set(np.unique(samples)) == {0.0, 1.0}
+    assert not np.signbit(samples).any()  # no -0.0 from the sampler's ceil, so saved bytes are canonical

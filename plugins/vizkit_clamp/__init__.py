@@ -66,7 +66,8 @@ class Clamp(Probe):
             f"Each row: one unit of {ctx.layer} clamped to 1; first column the mean of "
             f"{samples.shape[1]} samples ({opts['chains']} chains × {opts['samples']}, one every "
             f"{opts['every']} Gibbs steps after {opts['burn_in']} burn-in), then samples from different chains. "
-            f"{'Pixel probabilities' if opts['probabilities'] else 'Binary samples'}, black 0 to white 1."
+            f"{'Pixel probabilities E[x | h1]' if opts['probabilities'] else 'Samples'}; one grey scale for all "
+            f"tiles, lowest value black, highest white."
         )
         result = Result(
             arrays={"samples": samples.astype(np.float32), "mean": mean.astype(np.float32),
