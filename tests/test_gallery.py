@@ -25,6 +25,7 @@ model = "tiny-sdae"
 plugin = "lincomb"
 layers = ["h2"]
 units = "0:4"
+title = "Top filters"
 """
 
 
@@ -37,6 +38,7 @@ def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, c
     page = (out / "index.html").read_text()
     assert "tiny-sdae/filters-h1/index.html" in page and "filters-h2" not in page  # filters: h1 only
     assert "tiny-sdae/lincomb-h2/index.html" in page
+    assert ">Top filters — h2</a>" in page and ">filters — h1</a>" in page  # every card names its layer
     assert (out / "tiny-sdae" / "filters-h1" / "filters.png").exists()
     stamp = (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns
     res = cli("gallery", "build", recipe, "--out", out, "-q")

@@ -134,14 +134,19 @@ def _index(recipe: dict[str, Any], sections: list[dict[str, Any]]) -> str:
     for model_name, items in by_model.items():
         spec = next(m for m in recipe["model"] if m["name"] == model_name)
         opts = ", ".join(f"{k}={v}" for k, v in spec.get("options", {}).items())
+        if "batch_size" in spec:
+            opts += (", " if opts else "") + f"batch size {spec['batch_size']}"
         parts.append(f"<h2>{esc(model_name)} <small>({esc(spec['kind'])} on {esc(spec['data'])}"
                      f"{', ' + esc(opts) if opts else ''}, {spec.get('epochs', 1)} epoch(s))</small></h2>")
         parts.append('<div class="grid">')
         for item in items:
             link = f"{item['dir']}/index.html"
             pngs = [f for f in item["files"] if f.endswith((".png", ".gif"))]
-            image = f'<a href="{esc(link)}"><img src="{esc(str(item["dir"]))}/{esc(pngs[0])}" alt=""></a>' if pngs else ""
-            heading = item["title"] or f"{item['probe']} — {item['layer']}"
+            alt = f"{item['probe']} on {model_name} {item['layer']}"
+            image = (f'<a href="{esc(link)}"><img src="{esc(str(item["dir"]))}/{esc(pngs[0])}" alt="{esc(alt)}"></a>'
+                     if pngs else "")
+            # a recipe title covers all the entry's layers; the layer tells the cards apart
+            heading = f"{item['title']} — {item['layer']}" if item["title"] else f"{item['probe']} — {item['layer']}"
             parts.append(f'<div class="card"><h3><a href="{esc(link)}">{esc(heading)}</a></h3>{image}</div>')
         parts.append("</div>")
     parts.append("</body></html>\n")
