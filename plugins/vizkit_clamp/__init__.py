@@ -41,11 +41,11 @@ class Clamp(Probe):
                 ctx.layer, ctx.units, chains=opts["chains"], samples=opts["samples"], every=opts["every"],
                 burn_in=opts["burn_in"], probabilities=opts["probabilities"], generator=ctx.generator(),
             )
-        samples = samples.detach().to("cpu", torch.float64)
+        samples = samples.detach().to("cpu", torch.float32)  # what is saved; float64 would double the memory
         n_units = len(ctx.units)
         shape = tuple(ctx.model.input_shape)
         samples = samples.reshape(n_units, -1, *shape).numpy()
-        mean = samples.mean(axis=1)
+        mean = samples.mean(axis=1, dtype=np.float64)
         units = ctx.units.cpu().numpy()
 
         shown = min(opts["show"], samples.shape[1])
@@ -70,7 +70,7 @@ class Clamp(Probe):
             f"tiles, lowest value black, highest white."
         )
         result = Result(
-            arrays={"samples": samples.astype(np.float32), "mean": mean.astype(np.float32),
+            arrays={"samples": samples, "mean": mean.astype(np.float32),
                     "units": units.astype(np.int64)},
             figures={"clamp": fig},
             captions={"clamp": caption},
