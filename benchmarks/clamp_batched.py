@@ -7,15 +7,17 @@ weights are.
 
 * **batched**: one call, 360 rows (36 units × 10 chains).
 * **one unit at a time**: 36 calls, each with its 10 chains batched (the baseline of the issue).
+  Chains share random numbers across units (common random numbers), so both paths draw the same
+  samples for a unit, up to float rounding; the script counts the units that come out bit-identical.
 * **one unit and one chain at a time**: 360 single-row calls, the loop the paper's procedure
   suggests. Timed on ``--chain-runs`` of them and extrapolated linearly (each call is
   independent and identical in cost).
 
 Why the first ratio is bounded on a CPU: a Gibbs step is two [rows, 500]·[500, 500] products
-plus one uniform random number per unit. The table at the end times those pieces alone at 10
-and at 360 rows: the matrix product is only ~1.5× more efficient per row at 360 rows, and
-torch's CPU generator (mt19937) costs the same per number at any batch size, so batching over
-units can only remove per-call overhead, which is small once the 10 chains are batched. On a GPU
+plus, per half-step, uniform random numbers for one unit's 10 chains (shared by all units). The
+table at the end times the pieces alone at 1, 10 and 360 rows: the matrix product is only ~1.6×
+more efficient per row at 360 rows than at 10, so once the per-unit loop batches its 10 chains,
+batching over units removes per-call overhead and that efficiency gap, not work. On a GPU
 a 10-row product leaves the device idle and the ratio is large; pass ``--device cuda`` there.
 
     python benchmarks/clamp_batched.py [--threads 1] [--units 36] [--chain-runs 36] [--device cpu]
@@ -85,9 +87,11 @@ def main() -> None:
         nonlocal batched
         batched = model.clamped_sample("h2", units, generator=gen(), **KWARGS)
 
+    singles = []
+
     def run_units() -> None:
         for u in units:
-            model.clamped_sample("h2", u.reshape(1), generator=gen(), **KWARGS)
+            singles.append(model.clamped_sample("h2", u.reshape(1), generator=gen(), **KWARGS))
 
     def run_chains(n: int) -> None:
         for i in range(n):
@@ -110,7 +114,11 @@ def main() -> None:
     if args.chain_runs:
         label = f"one unit, one chain at a time ({args.chain_runs} of {total_chains} timed)"
         print(f"  {label:44s} {t_chains:9.2f} {t_chains / t_batched:10.1f}x")
-    print(f"  output {tuple(batched.shape)}")
+    # Common random numbers: a unit's chains use the same random numbers alone or in a batch, so the
+    # two paths agree except where float rounding (GEMM at 10 vs 360 rows) flips a Bernoulli draw.
+    same = sum(bool(torch.equal(one[0], batched[i])) for i, one in enumerate(singles))
+    print(f"  output {tuple(batched.shape)}; units whose samples are bit-identical in both paths: "
+          f"{same} of {len(units)}")
 
     print("\n  pieces of one half-step, per row (why the ratio is what it is):")
     print(f"  {'rows':>6s} {'GEMM us/row':>12s} {'GFLOP/s':>8s} {'uniforms ns/number':>19s}")

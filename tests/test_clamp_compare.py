@@ -70,3 +70,14 @@ def test_binary_samples_are_zeros_and_ones(fresh_host):
     samples = result.arrays["samples"]
     assert set(np.unique(samples)) == {0.0, 1.0}
     assert not np.signbit(samples).any()  # no -0.0 from the sampler's ceil, so saved bytes are canonical
+
+
+def test_a_units_samples_do_not_depend_on_the_other_units_in_the_batch():
+    # common random numbers: chain c of every unit draws the same numbers, so unit 1 alone and unit 1
+    # among others give the same chains (float64 so that no rounding difference can flip a draw)
+    model = tiny_dbn().double()
+    kwargs = dict(chains=4, samples=3, every=5, burn_in=5, probabilities=False)
+    alone = model.clamped_sample("h2", torch.tensor([1]), generator=torch.Generator().manual_seed(7), **kwargs)
+    batch = model.clamped_sample("h2", torch.tensor([3, 1, 0]), generator=torch.Generator().manual_seed(7), **kwargs)
+    assert torch.equal(alone[0], batch[1])
+    assert not torch.equal(batch[0], batch[1])  # the clamp still makes units differ

@@ -61,14 +61,20 @@ class RBMParams:
         pre = torch.addmm(self.visible_bias, h, self.weight)
         return torch.sigmoid(pre) if self.visible == "binary" else pre
 
-    def sample_hidden(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return bernoulli(self.hidden_probs(v), generator)
+    def sample_hidden(self, v: torch.Tensor, generator: torch.Generator | None = None, *,
+                      groups: int = 1) -> torch.Tensor:
+        """A sample of h | v; ``groups`` as in :func:`bernoulli` (common random numbers)."""
+        return bernoulli(self.hidden_probs(v), generator, groups=groups)
 
-    def sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None, *,
+                       groups: int = 1) -> torch.Tensor:
+        """A sample of v | h; ``groups`` as in :func:`bernoulli` (common random numbers)."""
         mean = self.visible_mean(h)
         if self.visible == "binary":
-            return bernoulli(mean, generator)
-        return mean + torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            return bernoulli(mean, generator, groups=groups)
+        noise = torch.randn((mean.shape[0] // groups, *mean.shape[1:]), generator=generator, device=mean.device,
+                            dtype=mean.dtype)
+        return (mean.view(groups, -1, *mean.shape[1:]) + noise).view(mean.shape)
 
     # -- energies -------------------------------------------------------------------------------
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -90,12 +96,24 @@ class RBMParams:
         return 0.5 * self.n_visible * math.log(2 * math.pi)
 
 
-def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None, *, groups: int = 1) -> torch.Tensor:
     """A 0/1 sample of ``p`` in ``p``'s dtype, drawn from ``generator`` (seeded runs repeat exactly).
+
+    ``groups`` = G > 1 splits the rows into G equal blocks that share their uniforms (row i of
+    every block uses the same numbers): common random numbers. Each block is still an exact
+    sample; blocks are coupled, not independent. Clamped sampling uses this across units, so one
+    unit's chains do not depend on which other units share the batch, and drawing random numbers
+    (as costly per number as the matrix products on a CPU) is not repeated for every unit.
 
     ceil(p - u) is 1 exactly when u < p (a float subtraction never flips sign), so this equals
     ``(u < p)`` bit for bit but skips the bool-to-float copy that cost as much as the comparison
     itself on CPU; ``+ 0.0`` turns ceil's -0.0 into 0.0 so saved samples hold only 0 and 1.
     """
-    u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-    return torch.sub(p.detach(), u, out=u).ceil_().add_(0.0)
+    if groups == 1:
+        u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+        return torch.sub(p.detach(), u, out=u).ceil_().add_(0.0)
+    if p.shape[0] % groups:
+        raise ValueError(f"{p.shape[0]} rows do not split into {groups} groups")
+    u = torch.rand((p.shape[0] // groups, *p.shape[1:]), generator=generator, device=p.device, dtype=p.dtype)
+    grouped = p.detach().view(groups, -1, *p.shape[1:])
+    return torch.sub(grouped, u).ceil_().add_(0.0).view(p.shape)
