@@ -10,6 +10,7 @@ import hashlib
 import json
 import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,70 @@ def run_probe(
     before any compute. With ``out`` the result is written there; re-running with the same model,
     layer, units, options and seed reuses the finished result instead of recomputing it.
     """
+    run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=device, **options)
+    if run.out is not None:
+        reused = _reuse(run.out, run.fingerprint)
+        if reused is not None:
+            return reused
+    _move(model, run.device)
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    result = run.probe_cls().run(run.context(run.units, show_progress))
+    return run.finish(result, time.perf_counter() - start)
+
+
+@dataclass
+class PreparedRun:
+    """A probe run that has passed every check: what it runs on, and how to finish it.
+
+    :func:`run_probe` runs it in one go; :mod:`vizkit.shard` computes parts of ``units`` in
+    several processes and finishes once with the merged arrays.
+    """
+
+    name: str
+    probe_cls: Any
+    model: ProbeModel
+    layer: str
+    info: Any
+    units: torch.Tensor
+    units_spec: str
+    options: dict[str, Any]
+    seed: int
+    device: torch.device
+    out: Path | None
+    fingerprint: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def context(self, units: torch.Tensor, show_progress: bool = False) -> ProbeContext:
+        return ProbeContext(self.model, self.layer, self.info, units.to(self.device), self.options, self.seed,
+                            self.device, show_progress)
+
+    def finish(self, result: Result, elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
+        """Check the arrays, add the run's metadata, and write the result when there is an ``out``."""
+        for key, arr in result.arrays.items():
+            arr = np.asarray(arr)
+            result.arrays[key] = arr
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ProbeFailure(f"probe {self.name!r} produced non-finite values in {key!r} (diverged?)")
+        result.meta.update(self.meta)
+        result.meta["timings"] = {"run_s": round(elapsed, 4)}
+        result.meta.update(extra_meta or {})
+        if self.out is not None:
+            result.save(self.out)
+        return result
+
+
+def prepare_run(
+    name: str,
+    model: ProbeModel,
+    layer: str,
+    units: Any = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> PreparedRun:
+    """Validate a probe run (raising a typed :class:`vizkit.VizkitError`) before any compute."""
     host = get_host()
     probe_cls = host.probe(name)
     if isinstance(model, torch.nn.Module) and not isinstance(model, ProbeModel):
@@ -142,56 +207,38 @@ def run_probe(
 
     model_meta = model_description(model)
     plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
+    # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
     fingerprint = hashlib.sha256(
         json.dumps(
-            [name, plugin_version, model_meta, layer, unit_idx.tolist(), opts, seed, str(dev)], sort_keys=True, default=str
+            [name, plugin_version, model_meta, layer, unit_idx.tolist(), opts, seed, dev.type], sort_keys=True,
+            default=str,
         ).encode()
     ).hexdigest()
-    if out_path is not None:
-        reused = _reuse(out_path, fingerprint)
-        if reused is not None:
-            return reused
-
-    _move(model, dev)
-    ctx = ProbeContext(model, layer, info, unit_idx.to(dev), opts, seed, dev, show_progress)
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    result = probe_cls().run(ctx)
-    elapsed = time.perf_counter() - start
-    for key, arr in result.arrays.items():
-        arr = np.asarray(arr)
-        result.arrays[key] = arr
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ProbeFailure(f"probe {name!r} produced non-finite values in {key!r} (diverged?)")
     from . import __version__
 
-    result.meta.update(
-        {
-            "probe": name,
-            "plugin": host.probes[name].plugin,
-            "plugin_version": plugin_version,
-            "model": model_meta,
-            "data": model_meta["data"].get("name"),
-            "layer": layer,
-            "layer_shape": list(info.shape),
-            "units": unit_idx.tolist(),
-            "units_spec": "all" if units is None else str(units),
-            "options": opts,
-            "seed": seed,
-            "device": str(dev),
-            "versions": {
-                "vizkit": __version__,
-                "torch": str(torch.__version__),
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "timings": {"run_s": round(elapsed, 4)},
-            "fingerprint": fingerprint,
-        }
-    )
-    if out_path is not None:
-        result.save(out_path)
-    return result
+    meta = {
+        "probe": name,
+        "plugin": host.probes[name].plugin,
+        "plugin_version": plugin_version,
+        "model": model_meta,
+        "data": model_meta["data"].get("name"),
+        "layer": layer,
+        "layer_shape": list(info.shape),
+        "units": unit_idx.tolist(),
+        "units_spec": "all" if units is None else str(units),
+        "options": opts,
+        "seed": seed,
+        "device": str(dev),
+        "versions": {
+            "vizkit": __version__,
+            "torch": str(torch.__version__),
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "fingerprint": fingerprint,
+    }
+    return PreparedRun(name, probe_cls, model, layer, info, unit_idx, meta["units_spec"], opts, seed, dev, out_path,
+                       fingerprint, meta)
 
 
 def _distribution_version(dist: str) -> str:

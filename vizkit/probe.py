@@ -84,12 +84,20 @@ class Probe:
 
     Subclasses set ``name``, ``summary``, ``requires`` (capabilities) and ``options`` and implement
     :meth:`run`. ``layers`` may narrow which layers make sense (e.g. only layers fed by the input).
+
+    A probe whose units are independent can instead implement :meth:`compute` (the numbers, for
+    the units in ``ctx.units``) and :meth:`render` (figures, captions, videos and anything that
+    mixes units, from all units' arrays) and name in ``unit_arrays`` the arrays whose first axis
+    follows ``ctx.units``. Then vizkit can split the units over processes (``vizkit probe
+    --devices N``): each computes its share, and one process concatenates the unit arrays and
+    renders once.
     """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     requires: ClassVar[frozenset[str]] = frozenset({caps.ACTIVATIONS})
     options: ClassVar[tuple[Option, ...]] = ()
+    unit_arrays: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def validate_class(cls) -> None:
@@ -103,8 +111,15 @@ class Probe:
             raise PluginError(f"probe {cls.name!r} requires unknown capabilities {sorted(unknown)}")
         if not all(isinstance(o, Option) for o in cls.options):
             raise PluginError(f"probe {cls.name!r} has options that are not vizkit.Option")
-        if cls.run is Probe.run:
-            raise PluginError(f"probe {cls.name!r} does not implement run()")
+        if cls.run is Probe.run and cls.compute is Probe.compute:
+            raise PluginError(f"probe {cls.name!r} implements neither run() nor compute()")
+        if cls.compute is not Probe.compute and not cls.unit_arrays:
+            raise PluginError(f"probe {cls.name!r} implements compute() but names no unit_arrays")
+
+    @classmethod
+    def splits_units(cls) -> bool:
+        """Whether this probe's units can be computed in separate processes and merged."""
+        return cls.compute is not Probe.compute and cls.run is Probe.run
 
     @classmethod
     def valid_layers(cls, model: ProbeModel) -> list[str]:
@@ -112,4 +127,20 @@ class Probe:
         return list(model.layer_infos())
 
     def run(self, ctx: ProbeContext) -> Result:
+        """The whole result for ``ctx.units``; by default :meth:`render` of :meth:`compute`."""
+        return self.render(ctx, self.compute(ctx))
+
+    def compute(self, ctx: ProbeContext) -> Result:
+        """Arrays (and run-level ``meta``) for the units in ``ctx.units``, no figures.
+
+        Every array named in ``unit_arrays`` has one row per unit of ``ctx.units``, and a unit's
+        row must not depend on which other units are in ``ctx.units`` (seed per unit, or shared
+        random numbers), so that computing the units in parts gives the same arrays. Other arrays
+        and ``meta`` are taken from the first part.
+        """
         raise NotImplementedError
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        """Figures, captions and videos for all units (``ctx.units`` is then every unit of the run);
+        may also add arrays that compare units with each other."""
+        return result

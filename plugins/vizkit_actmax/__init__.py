@@ -70,7 +70,11 @@ class ActMax(Probe):
         Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
     )
 
-    def run(self, ctx: ProbeContext) -> Result:
+    # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
+    unit_arrays = frozenset({"stimuli", "restarts", "activations", "initial_activations", "steps_taken", "converged",
+                             "best_restart", "restart_cosine", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         opts = ctx.options
         model, info = ctx.model, ctx.layer_info
         shape = tuple(int(s) for s in model.input_shape)
@@ -102,37 +106,50 @@ class ActMax(Probe):
         activations = found.value.reshape(n_units, n_restarts)
         best = activations.argmax(dim=1)
         stimuli = restarts[torch.arange(n_units), best]
-        with torch.no_grad():
-            responses = torch.cat([
-                vizkit.unit_activations(model, part.to(ctx.device, dtype), ctx.layer, units, position).cpu()
-                for part in stimuli.split(chunk)
-            ])
-        sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
-        flat = restarts.flatten(2)
-        agreement = torch.nn.functional.cosine_similarity(flat, stimuli.flatten(1)[:, None], dim=2)
-
+        agreement = torch.nn.functional.cosine_similarity(restarts.flatten(2), stimuli.flatten(1)[:, None], dim=2)
         arrays = {
             "stimuli": stimuli, "restarts": restarts, "activations": activations,
             "initial_activations": found.initial.reshape(n_units, n_restarts),
             "steps_taken": found.steps.reshape(n_units, n_restarts),
             "converged": found.converged.reshape(n_units, n_restarts),
-            "best_restart": best, "restart_cosine": agreement,
-            "responses": responses, "sensitivity": sensitivity, "units": units.cpu(),
+            "best_restart": best, "restart_cosine": agreement, "units": units.cpu(),
         }
         arrays = {k: v.numpy() for k, v in arrays.items()}
-        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine", "responses",
-                    "sensitivity"):
+        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine"):
             arrays[key] = arrays[key].astype(np.float32)
         meta = {
             "rho": rho, "rho_source": rho_source, "position": list(position) if position else "channel mean",
-            "chunk": chunk, "chunks": math.ceil(len(keys) / chunk), "samples": len(keys),
-            "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
+            "chunk": chunk, "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
+        }
+        return Result(arrays=arrays, meta=meta)
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        """The sensitivity matrix (every unit's response to every unit's optimum), the summary and
+        the figures: the parts of the result that compare units with each other."""
+        arrays, meta = result.arrays, result.meta
+        model, shape = ctx.model, tuple(int(s) for s in ctx.model.input_shape)
+        position = vizkit.parse_position(ctx.options["position"], ctx.layer_info)
+        dtype = vizkit.model_dtype(model)
+        stimuli = torch.as_tensor(arrays["stimuli"]).to(dtype)
+        with torch.no_grad():
+            responses = torch.cat([
+                vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position).cpu()
+                for part in stimuli.split(meta["chunk"])
+            ])
+        sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        arrays["responses"] = responses.numpy().astype(np.float32)
+        arrays["sensitivity"] = sensitivity.numpy().astype(np.float32)
+        samples = arrays["activations"].size
+        meta.update({
+            "chunks": math.ceil(samples / meta["chunk"]), "samples": samples,
             "summary": summarise(arrays),
             "sensitivity_normalisation": "responses[i, j] / max_k |responses[k, j]| (each column divided by its "
                                          "largest absolute value)",
-        }
+        })
         figures, captions = self._figures(ctx, arrays, meta, shape)
-        return Result(arrays=arrays, meta=meta, figures=figures, captions=captions)
+        result.figures.update(figures)
+        result.captions.update(captions)
+        return result
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod

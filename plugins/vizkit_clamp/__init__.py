@@ -34,7 +34,11 @@ class Clamp(Probe):
         Option("gif", bool, False, "also write a GIF/MP4 of the first unit's first chain"),
     )
 
-    def run(self, ctx: ProbeContext) -> Result:
+    # a unit's chains use the same random numbers whatever other units run with it (the models'
+    # clamped_sample shares them across units), so parts of the units can run apart
+    unit_arrays = frozenset({"samples", "mean", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         opts = ctx.options
         with torch.no_grad():
             samples = ctx.model.clamped_sample(
@@ -42,19 +46,20 @@ class Clamp(Probe):
                 burn_in=opts["burn_in"], probabilities=opts["probabilities"], generator=ctx.generator(),
             )
         samples = samples.detach().to("cpu", torch.float32)  # what is saved; float64 would double the memory
-        n_units = len(ctx.units)
-        shape = tuple(ctx.model.input_shape)
-        samples = samples.reshape(n_units, -1, *shape).numpy()
-        mean = samples.mean(axis=1, dtype=np.float64)
-        units = ctx.units.cpu().numpy()
+        samples = samples.reshape(len(ctx.units), -1, *tuple(ctx.model.input_shape)).numpy()
+        return Result(arrays={"samples": samples, "mean": samples.mean(axis=1, dtype=np.float64).astype(np.float32),
+                              "units": ctx.units.cpu().numpy().astype(np.int64)})
 
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        opts = ctx.options
+        samples, mean, units = (result.arrays[k] for k in ("samples", "mean", "units"))
+        shape = samples.shape[2:]
         shown = min(opts["show"], samples.shape[1])
         # samples are ordered chain-major; take the first kept sample of different chains first
         order = np.arange(samples.shape[1]).reshape(opts["chains"], opts["samples"]).T.reshape(-1)[:shown]
-        table = np.concatenate([mean[:, None], samples[:, order]], axis=1)
-        images = as_images(table.reshape(-1, *shape), shape)
-        fig = image_grid(
-            images,
+        table = np.concatenate([mean[:, None], samples[:, order]], axis=1).astype(np.float64)
+        result.figures["clamp"] = image_grid(
+            as_images(table.reshape(-1, *shape), shape),
             ncols=1 + shown,
             mode="minmax",
             shared_scale=True,
@@ -62,22 +67,15 @@ class Clamp(Probe):
             row_labels=[str(u) for u in units],
             col_labels=["mean"] + [str(i + 1) for i in range(shown)],
         )
-        caption = (
+        result.captions["clamp"] = (
             f"Each row: one unit of {ctx.layer} clamped to 1; first column the mean of "
             f"{samples.shape[1]} samples ({opts['chains']} chains × {opts['samples']}, one every "
             f"{opts['every']} Gibbs steps after {opts['burn_in']} burn-in), then samples from different chains. "
             f"{'Pixel probabilities E[x | h1]' if opts['probabilities'] else 'Samples'}; one grey scale for all "
             f"tiles, lowest value black, highest white."
         )
-        result = Result(
-            arrays={"samples": samples, "mean": mean.astype(np.float32),
-                    "units": units.astype(np.int64)},
-            figures={"clamp": fig},
-            captions={"clamp": caption},
-        )
         if opts["gif"]:
-            chain = samples[0, : opts["samples"]]
-            frames = as_images(chain, shape)
+            frames = as_images(samples[0, : opts["samples"]].astype(np.float64), shape)
             frames = np.clip(normalise(frames, "minmax", shared=True) * 255, 0, 255).astype(np.uint8)
             frames = np.repeat(np.repeat(frames, 8, axis=1), 8, axis=2)
             if frames.ndim == 3:

@@ -41,37 +41,34 @@ class Filters(Probe):
                 continue
         return out
 
-    def run(self, ctx: ProbeContext) -> Result:
+    unit_arrays = frozenset({"filters", "norms", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         weights = ctx.model.weights(ctx.layer).matrix
         picked = weights.index_select(0, ctx.units.to(weights.device)).detach().cpu().double().numpy()
-        if picked.ndim == 4:  # conv filters [units, channels, kh, kw] are images already
-            shape = picked.shape[1:]
-        else:
-            shape = tuple(ctx.model.input_shape)
-            picked = picked.reshape(len(picked), *shape)
+        if picked.ndim != 4:  # conv filters [units, channels, kh, kw] are images already
+            picked = picked.reshape(len(picked), *tuple(ctx.model.input_shape))
         norms = np.sqrt((picked.reshape(len(picked), -1) ** 2).sum(axis=1))
-        order = np.argsort(-norms, kind="stable") if ctx.options["order"] == "norm" else np.arange(len(picked))
-        units = ctx.units.cpu().numpy()
-        images = as_images(picked[order], shape)
-        shared = ctx.options["scale"] == "shared"
-        fig = image_grid(
-            images,
+        return Result(arrays={"filters": picked.astype(np.float32), "norms": norms.astype(np.float32),
+                              "units": ctx.units.cpu().numpy().astype(np.int64)})
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        filters, norms, units = (result.arrays[k] for k in ("filters", "norms", "units"))
+        shape = filters.shape[1:]
+        order = np.argsort(-norms, kind="stable") if ctx.options["order"] == "norm" else np.arange(len(filters))
+        result.figures["filters"] = image_grid(
+            as_images(filters[order].astype(np.float64), shape),
             labels=units[order].tolist(),
             title=f"filters into {ctx.layer}: {len(units)} units"
             + (" (sorted by weight norm)" if ctx.options["order"] == "norm" else ""),
-            shared_scale=shared,
+            shared_scale=ctx.options["scale"] == "shared",
             ncols=ctx.options["columns"] or None,
         )
-        caption = (
+        result.captions["filters"] = (
             f"Weights from the input to {len(units)} units of {ctx.layer}; "
             f"norms {norms.min():.3g}–{norms.max():.3g}."
         )
-        return Result(
-            arrays={"filters": picked.astype(np.float32), "norms": norms.astype(np.float32),
-                    "units": units.astype(np.int64)},
-            figures={"filters": fig},
-            captions={"filters": caption},
-        )
+        return result
 
 
 @vizkit.hookimpl

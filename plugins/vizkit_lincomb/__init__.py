@@ -76,33 +76,34 @@ class LinComb(Probe):
             valid.append(name)
         return valid
 
-    def run(self, ctx: ProbeContext) -> Result:
+    unit_arrays = frozenset({"filters", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         k = None if ctx.options["k"] == "all" else int(ctx.options["k"])
         chain = [w.to(ctx.device, torch.float64) for w in chain_to_input(ctx.model, ctx.layer)]
         # Only the chosen units are needed at the top; every unit below may contribute.
         chain[-1] = chain[-1].index_select(0, ctx.units)
         filters = linear_combinations(chain, k).cpu().numpy()
-        shape = tuple(ctx.model.input_shape)
-        filters = filters.reshape(len(filters), *shape)
-        units = ctx.units.cpu().numpy()
-        depth = len(chain)
-        k_text = "all" if k is None else str(k)
-        fig = image_grid(
-            as_images(filters, shape),
+        filters = filters.reshape(len(filters), *tuple(ctx.model.input_shape))
+        return Result(
+            arrays={"filters": filters.astype(np.float32), "units": ctx.units.cpu().numpy().astype(np.int64)},
+            meta={"k": "all" if k is None else str(k), "depth": len(chain)},
+        )
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        filters, units = result.arrays["filters"], result.arrays["units"]
+        k_text, depth = result.meta["k"], result.meta["depth"]
+        result.figures["lincomb"] = image_grid(
+            as_images(filters.astype(np.float64), filters.shape[1:]),
             labels=units.tolist(),
             title=f"lincomb of {ctx.layer} (depth {depth}), top k = {k_text} per layer",
             shared_scale=ctx.options["scale"] == "shared",
         )
-        caption = (
+        result.captions["lincomb"] = (
             f"Each tile: Σ over the {k_text} strongest connections of the unit of its weight × the "
             f"filter of the unit below, recursively down {depth - 1} layer(s) to the input."
         )
-        return Result(
-            arrays={"filters": filters.astype(np.float32), "units": units.astype(np.int64)},
-            figures={"lincomb": fig},
-            captions={"lincomb": caption},
-            meta={"k": k_text, "depth": depth},
-        )
+        return result
 
 
 @vizkit.hookimpl
