@@ -177,9 +177,19 @@ def _fmt(value: Any) -> str:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default cpu).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the result.")
+@click.option("--devices", default="1", show_default=True,
+              help="Split the units over this many processes (Lightning devices: a count or auto).")
+@click.option("--accelerator", default=None, help="With --devices: cpu, gpu, mps or auto (default: from --device).")
+@click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="With --devices: nodes.")
+@click.option("--strategy", default="auto", show_default=True, help="With --devices: Lightning strategy, e.g. ddp.")
 def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
-          seed: int, device: str | None, out: str) -> None:
-    """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out."""
+          seed: int, device: str | None, out: str, devices: str, accelerator: str | None, num_nodes: int,
+          strategy: str) -> None:
+    """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out.
+
+    With --devices N (and --num-nodes), Lightning starts one process per device and the units are
+    split between them; the result is the same as one process's.
+    """
     from . import api
     from .options import resolve_options
     from .output import ensure_writable
@@ -195,8 +205,21 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
     if layer is None:
         valid = probe_cls.valid_layers(model)
         raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
-    result = api.run_probe(plugin, model, layer, units=units, out=out, seed=seed, device=device,
-                           show_progress=True, **options)
+    if devices != "1" or num_nodes != 1:
+        if device is not None and accelerator is not None:
+            raise UsageError("give --device or --accelerator with --devices, not both")
+        from .shard import run_probe_on_ranks
+
+        kind = device.split(":")[0] if device is not None else None
+        result = run_probe_on_ranks(plugin, checkpoint, layer, units=units, out=out, seed=seed,
+                                    accelerator=accelerator or {"cuda": "gpu"}.get(kind, kind) or "auto",
+                                    devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes,
+                                    strategy=strategy, show_progress=True, options=options)
+        if result is None:  # not rank 0: rank 0 reports
+            return
+    else:
+        result = api.run_probe(plugin, model, layer, units=units, out=out, seed=seed, device=device,
+                               show_progress=True, **options)
     if result.meta.get("reused"):
         click.echo(f"{out}: an identical finished run is already there; nothing recomputed")
     for path in result.files:

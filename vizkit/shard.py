@@ -87,7 +87,11 @@ def run_probe_on_ranks(
 
     from . import api
 
-    fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+    try:
+        fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+    except Exception as exc:  # Lightning's own message names the bad value
+        raise UsageError(f"cannot split over --devices {devices} (--accelerator {accelerator}, --strategy "
+                         f"{strategy}): {str(exc).splitlines()[0]}") from None
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
     model = api.load(checkpoint)
