@@ -51,7 +51,12 @@ class MeanResponse(Probe):
 
     # valid_layers() is inherited: activations exist for every layer, so every layer is valid.
 
-    def run(self, ctx: ProbeContext) -> Result:
+    # compute() + render() instead of run(): every unit sees the same random inputs (one generator,
+    # seeded by the run), so a unit's statistics do not depend on which other units are computed
+    # with it, and `vizkit probe --devices N` can split the units over processes.
+    unit_arrays = frozenset({"mean", "std", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         samples = ctx.options["samples"]
         noise = ctx.options["noise"]
         input_shape = tuple(ctx.model.input_shape)
@@ -85,23 +90,24 @@ class MeanResponse(Probe):
                 m2 = m2 + chunk_m2 + delta**2 * (count * n / total)
                 count = total
         std = (m2 / count).sqrt()
-
-        units = ctx.units.cpu().numpy().astype(np.int64)
-        mean_np = mean.numpy()
-        std_np = std.numpy()
-        scale = f"rescaled to norm {radius:.3g}" if radius is not None else "unscaled"
-        fig = _bar_chart(units, mean_np, std_np,
-                         title=f"layer {ctx.layer}: mean response to {samples} {noise} random inputs")
-        caption = (
-            f"Mean ± standard deviation of {n_units} units of layer {ctx.layer} over {samples} random "
-            f"{noise} inputs ({scale}); means range {mean_np.min():.3g} to {mean_np.max():.3g}."
-        )
         return Result(
-            arrays={"mean": mean_np.astype(np.float32), "std": std_np.astype(np.float32), "units": units},
-            figures={"mean_response": fig},
-            captions={"mean_response": caption},
+            arrays={"mean": mean.numpy().astype(np.float32), "std": std.numpy().astype(np.float32),
+                    "units": ctx.units.cpu().numpy().astype(np.int64)},
             meta={"input_norm": radius},
         )
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        """The bar chart and caption, once, for all units (after any split run is merged)."""
+        samples, noise, radius = ctx.options["samples"], ctx.options["noise"], result.meta["input_norm"]
+        units, mean, std = result.arrays["units"], result.arrays["mean"], result.arrays["std"]
+        scale = f"rescaled to norm {radius:.3g}" if radius is not None else "unscaled"
+        result.figures["mean_response"] = _bar_chart(
+            units, mean, std, title=f"layer {ctx.layer}: mean response to {samples} {noise} random inputs")
+        result.captions["mean_response"] = (
+            f"Mean ± standard deviation of {len(units)} units of layer {ctx.layer} over {samples} random "
+            f"{noise} inputs ({scale}); means range {mean.min():.3g} to {mean.max():.3g}."
+        )
+        return result
 
     @staticmethod
     def _noise(kind: str, shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
