@@ -117,6 +117,12 @@ def run_probe(
         reused = _reuse(run.out, run.fingerprint)
         if reused is not None:
             return reused
+        if run.probe_cls.splits_units():
+            from .shard import extend_earlier
+
+            extended = extend_earlier(run, show_progress)
+            if extended is not None:
+                return extended
     _move(model, run.device)
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -208,12 +214,8 @@ def prepare_run(
     model_meta = model_description(model)
     plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
     # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [name, plugin_version, model_meta, layer, unit_idx.tolist(), opts, seed, dev.type], sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()
+    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type]
+    fingerprint = _digest([*same_run, unit_idx.tolist()])
     from . import __version__
 
     meta = {
@@ -236,9 +238,14 @@ def prepare_run(
             "python": platform.python_version(),
         },
         "fingerprint": fingerprint,
+        "unit_key": _digest(same_run),  # equal for runs that differ only in their units
     }
     return PreparedRun(name, probe_cls, model, layer, info, unit_idx, meta["units_spec"], opts, seed, dev, out_path,
                        fingerprint, meta)
+
+
+def _digest(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _distribution_version(dist: str) -> str:

@@ -222,6 +222,9 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
                                show_progress=True, **options)
     if result.meta.get("reused"):
         click.echo(f"{out}: an identical finished run is already there; nothing recomputed")
+    elif result.meta.get("units_reused"):
+        click.echo(f"{out}: {result.meta['units_reused']} of {len(result.meta['units'])} units taken from the "
+                   f"earlier run there; computed the rest")
     for path in result.files:
         click.echo(f"wrote {path}")
     click.echo(f"open {Path(out) / 'index.html'}")

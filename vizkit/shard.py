@@ -65,6 +65,53 @@ def render_merged(run: Any, parts: Sequence[Result], elapsed: float, extra_meta:
     return run.finish(result, elapsed, extra_meta)
 
 
+def extend_earlier(run: Any, show_progress: bool = False) -> Result | None:
+    """Finish ``run`` from the result already in its ``out`` when that run differed only in its
+    units: the units it has are taken from it, only the others are computed. None when there is no
+    such result (or it shares no unit with this run)."""
+    earlier = _earlier(run)
+    if earlier is None:
+        return None
+    arrays, meta = earlier
+    have = {int(u): i for i, u in enumerate(meta["units"])}
+    wanted = run.units.tolist()
+    missing = [u for u in wanted if u not in have]
+    if len(missing) == len(wanted):
+        return None
+    start = time.perf_counter()
+    fresh = compute_part(run, torch.tensor(missing, dtype=torch.long), show_progress) if missing else None
+    where = {u: i for i, u in enumerate(missing)}
+    merged = dict(fresh.arrays if fresh is not None else arrays)
+    for key in run.probe_cls.unit_arrays:
+        if key in arrays:
+            rows = [fresh.arrays[key][where[u]] if u in where else arrays[key][have[u]] for u in wanted]
+            merged[key] = np.stack(rows) if rows else arrays[key][:0]
+    probe_meta = fresh.meta if fresh is not None else {k: v for k, v in meta.items() if k not in _RUN_KEYS}
+    result = run.probe_cls().render(run.context(run.units), Result(arrays=merged, meta=dict(probe_meta)))
+    return run.finish(result, time.perf_counter() - start, {"units_reused": len(wanted) - len(missing)})
+
+
+# keys the core writes into result.json (not the probe's own metadata)
+_RUN_KEYS = {"probe", "plugin", "plugin_version", "model", "data", "layer", "layer_shape", "units", "units_spec",
+             "options", "seed", "device", "versions", "fingerprint", "unit_key", "timings", "files", "reused",
+             "ranks", "units_per_rank", "units_reused"}
+
+
+def _earlier(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    meta_path = Path(run.out) / "result.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("unit_key") != run.meta["unit_key"]:
+            return None
+        with np.load(Path(run.out) / "arrays.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    if any(k in arrays and len(arrays[k]) != len(meta.get("units", ())) for k in run.probe_cls.unit_arrays):
+        return None
+    return arrays, meta
+
+
 # -- processes -----------------------------------------------------------------------------------
 def run_probe_on_ranks(
     name: str,
