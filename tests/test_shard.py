@@ -37,6 +37,8 @@ def in_parts(name, model, layer, units, parts, **options):
         ("clamp", lambda: tiny_dbn().double(), "h2", "0:4", {"chains": 3, "samples": 2, "every": 3, "burn_in": 2},
          True),
         ("actmax", lambda: make_sdae("6,4"), "h2", "0:4", {"steps": 40, "restarts": 3}, False),
+        ("compare", lambda: tiny_dbn().double(), "h2", "0:4",
+         {"k": 2, "chains": 3, "samples": 2, "every": 2, "burn_in": 2, "steps": 20, "restarts": 2}, False),
     ],
 )
 def test_parts_merge_into_the_one_process_result(fresh_host, name, make, layer, units, options, exact):

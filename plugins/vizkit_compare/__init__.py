@@ -41,7 +41,11 @@ class Compare(Probe):
         Option("restarts", int, 9, "actmax: random restarts per unit", min=1),
     )
 
-    def run(self, ctx: ProbeContext) -> Result:
+    # each method's rows depend only on their own unit (seeds per unit, shared random numbers), so
+    # compare's do too and the units can be split over processes
+    unit_arrays = frozenset({"units", *METHODS})
+
+    def compute(self, ctx: ProbeContext) -> Result:
         o = ctx.options
         per_method = {
             "clamp": {"chains": o["chains"], "samples": o["samples"], "every": o["every"], "burn_in": o["burn_in"]},
@@ -55,14 +59,19 @@ class Compare(Probe):
             res = vizkit.run_probe(method, ctx.model, ctx.layer, units=ctx.units.cpu(), seed=ctx.seed,
                                    device=ctx.device, show_progress=ctx.show_progress, **per_method[method])
             arrays[method] = np.asarray(res.arrays[key], dtype=np.float32).reshape(len(units), *shape)
-        fig = self._figure(arrays, units, shape, ctx.layer, o["k"])
-        caption = (
+        return Result(arrays=arrays)
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        o, units = ctx.options, result.arrays["units"]
+        result.figures["compare"] = self._figure(result.arrays, units, tuple(ctx.model.input_shape), ctx.layer,
+                                                 o["k"])
+        result.captions["compare"] = (
             f"The same {len(units)} units of {ctx.layer}: left, mean of {o['chains'] * o['samples']} clamped "
             f"samples; middle, linear combination of the top {o['k']} lower filters; right, activation "
             f"maximisation (best of {o['restarts']} restarts). Grey 0, black negative, white positive, one "
             "colour scale per panel."
         )
-        return Result(arrays=arrays, figures={"compare": fig}, captions={"compare": caption})
+        return result
 
     @staticmethod
     def _figure(arrays: dict[str, np.ndarray], units: np.ndarray, shape: tuple[int, ...], layer: str,
