@@ -104,7 +104,8 @@ def test_probe_over_two_processes_from_the_cli(fresh_host, tmp_path, cli):
 @pytest.mark.parametrize(
     "extra, message",
     [(["--devices", "2", "--accelerator", "banana"], "invalid accelerator name"),
-     (["--devices", "2", "--device", "cpu", "--accelerator", "cpu"], "give --device or --accelerator")],
+     (["--devices", "2", "--device", "cpu", "--accelerator", "cpu"], "give --device or --accelerator"),
+     (["--devices", "2", "--units", "0:999"], "reach past the layer")],  # checked before any process starts
 )
 def test_bad_split_options_are_one_line_errors(fresh_host, sdae_ckpt, tmp_path, cli, extra, message):
     res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", tmp_path / "o", *extra)

@@ -123,8 +123,7 @@ def run_probe(
             extended = extend_earlier(run, show_progress)
             if extended is not None:
                 return extended
-    _move(model, run.device)
-    torch.manual_seed(seed)
+    run.start()
     start = time.perf_counter()
     result = run.probe_cls().run(run.context(run.units, show_progress))
     return run.finish(result, time.perf_counter() - start)
@@ -144,13 +143,17 @@ class PreparedRun:
     layer: str
     info: Any
     units: torch.Tensor
-    units_spec: str
     options: dict[str, Any]
     seed: int
     device: torch.device
     out: Path | None
     fingerprint: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Put the model on the run's device and seed torch's global generator from the run's seed."""
+        _move(self.model, self.device)
+        torch.manual_seed(self.seed)
 
     def context(self, units: torch.Tensor, show_progress: bool = False) -> ProbeContext:
         return ProbeContext(self.model, self.layer, self.info, units.to(self.device), self.options, self.seed,
@@ -240,8 +243,7 @@ def prepare_run(
         "fingerprint": fingerprint,
         "unit_key": _digest(same_run),  # equal for runs that differ only in their units
     }
-    return PreparedRun(name, probe_cls, model, layer, info, unit_idx, meta["units_spec"], opts, seed, dev, out_path,
-                       fingerprint, meta)
+    return PreparedRun(name, probe_cls, model, layer, info, unit_idx, opts, seed, dev, out_path, fingerprint, meta)
 
 
 def _digest(parts: list[Any]) -> str:

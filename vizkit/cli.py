@@ -210,8 +210,10 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
             raise UsageError("give --device or --accelerator with --devices, not both")
         from .shard import run_probe_on_ranks
 
+        # every check before Lightning starts any process, so a mistake is one line, said once
+        api.prepare_run(plugin, model, layer, units=units, out=out, seed=seed, **options)
         kind = device.split(":")[0] if device is not None else None
-        result = run_probe_on_ranks(plugin, checkpoint, layer, units=units, out=out, seed=seed,
+        result = run_probe_on_ranks(plugin, model, layer, units=units, out=out, seed=seed,
                                     accelerator=accelerator or {"cuda": "gpu"}.get(kind, kind) or "auto",
                                     devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes,
                                     strategy=strategy, show_progress=True, options=options)

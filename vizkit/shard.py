@@ -10,6 +10,7 @@ instead of a hung barrier. Several nodes need ``--out`` on a filesystem they all
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -51,10 +52,7 @@ def merge_parts(probe_cls: Any, parts: Sequence[Result]) -> Result:
 
 def compute_part(run: Any, units: torch.Tensor, show_progress: bool = False) -> Result:
     """``compute`` of ``run``'s probe for ``units`` only."""
-    from .api import _move
-
-    _move(run.model, run.device)
-    torch.manual_seed(run.seed)
+    run.start()
     return run.probe_cls().compute(run.context(units, show_progress))
 
 
@@ -115,7 +113,7 @@ def _earlier(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
 # -- processes -----------------------------------------------------------------------------------
 def run_probe_on_ranks(
     name: str,
-    checkpoint: str | Path,
+    model: Any,
     layer: str,
     *,
     units: Any = None,
@@ -129,19 +127,24 @@ def run_probe_on_ranks(
     options: dict[str, Any] | None = None,
 ) -> Result | None:
     """Run a probe with its units split over Fabric's processes; rank 0 returns the result, the
-    other ranks None. A probe that cannot split its units runs whole on rank 0."""
+    other ranks None. A probe that cannot split its units runs whole on rank 0.
+
+    Every process runs the caller's code up to here (Lightning starts the others by re-running the
+    command), so each passes its own copy of the loaded ``model``.
+    """
     from lightning_fabric import Fabric
 
     from . import api
+    from .training import quiet_lightning
 
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
     except Exception as exc:  # Lightning's own message names the bad value
         raise UsageError(f"cannot split over --devices {devices} (--accelerator {accelerator}, --strategy "
                          f"{strategy}): {str(exc).splitlines()[0]}") from None
+    quiet_lightning()
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
-    model = api.load(checkpoint)
     run = api.prepare_run(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
                           **(options or {}))
     reused = api._reuse(run.out, run.fingerprint)
@@ -189,8 +192,6 @@ def _write_part(shard_dir: Path, rank: int, part: Result | None) -> None:
     shard_dir.mkdir(parents=True, exist_ok=True)
     meta = {"empty": part is None}  # run-level meta comes from rank 0's part
     if part is not None:
-        import io
-
         buffer = io.BytesIO()
         np.savez(buffer, **{k: np.asarray(v) for k, v in part.arrays.items()})
         atomic_write_bytes(shard_dir / f"rank{rank}.npz", buffer.getvalue())

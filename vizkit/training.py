@@ -105,7 +105,7 @@ def train(
     stages = model.stages()
     if first_stage >= len(stages):
         raise UsageError(f"--resume {resume} is past the last stage ({len(stages)} stages)")
-    _quiet_lightning()
+    quiet_lightning()
     trainer = None
     for stage, stage_name in enumerate(stages):
         if stage < first_stage:
@@ -174,7 +174,7 @@ def _epoch_lines(pl: Any, label: str) -> Any:
     return EpochLines()
 
 
-def _quiet_lightning() -> None:
+def quiet_lightning() -> None:
     """Keep the terminal to the progress bar: Lightning's tips are noise for a CLI user."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -42,8 +42,6 @@ def default_radius(input_shape: tuple[int, ...]) -> float:
     return math.sqrt(math.prod(input_shape) / 3.0)
 
 
-
-
 class ActMax(Probe):
     name = "actmax"
     summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"

@@ -109,11 +109,7 @@ def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None, *, grou
     ``(u < p)`` bit for bit but skips the bool-to-float copy that cost as much as the comparison
     itself on CPU; ``+ 0.0`` turns ceil's -0.0 into 0.0 so saved samples hold only 0 and 1.
     """
-    if groups == 1:
-        u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-        return torch.sub(p.detach(), u, out=u).ceil_().add_(0.0)
     if p.shape[0] % groups:
         raise ValueError(f"{p.shape[0]} rows do not split into {groups} groups")
     u = torch.rand((p.shape[0] // groups, *p.shape[1:]), generator=generator, device=p.device, dtype=p.dtype)
-    grouped = p.detach().view(groups, -1, *p.shape[1:])
-    return torch.sub(grouped, u).ceil_().add_(0.0).view(p.shape)
+    return torch.sub(p.detach().view(groups, -1, *p.shape[1:]), u).ceil_().add_(0.0).view(p.shape)
