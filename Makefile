@@ -1,21 +1,24 @@
-# Two commands: `make demo` and `make test`. Each installs what is missing first.
-# PYTHON may name another interpreter (e.g. a virtualenv's); torch is pinned to the CPU build
-# that is available locally so an install never pulls the multi-GB CUDA wheels by accident.
-PYTHON ?= python3
+# Two commands: `make demo` and `make test`. Each installs what is missing first, into a
+# project-local virtual environment (.venv) so nothing is installed into, or upgraded in, the
+# system's Python. PYTHON may name another interpreter (e.g. an existing virtualenv's). torch is
+# pinned to the CPU build that is available locally so an install never pulls the multi-GB CUDA
+# wheels by accident.
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 TORCH_VERSION ?= 2.13.0
 
 .PHONY: install demo test test-slow lint bench clean
 
 install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH_VERSION)"
-	@$(PYTHON) -c "import vizkit, pytest, ruff, pytorch_lightning, mlxtend, imageio_ffmpeg" 2>/dev/null \
+	@[ -x "$(PYTHON)" ] || python3 -m venv $(VENV)
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==$(TORCH_VERSION)"
+	@$(PYTHON) -c "import vizkit, pytest, ruff, pytorch_lightning, mlxtend, imageio_ffmpeg, skimage, jinja2" 2>/dev/null \
 		&& $(PIP) show vizkit >/dev/null 2>&1 \
-		|| $(PIP) install -e ".[test]"
+		|| $(PIP) install -q -e ".[test]"
 
 demo: install
 	$(PYTHON) -m vizkit gallery build gallery/demo.toml --out gallery/_build/demo
-	@echo "Open gallery/_build/demo/index.html"
 
 test: install
 	$(PYTHON) -m ruff check vizkit plugins tests examples benchmarks
