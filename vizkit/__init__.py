@@ -50,6 +50,9 @@ _EXPORTS = {
     "render": "vizkit.render",
     "optim": "vizkit.optim",
     "sphere": "vizkit.sphere",
+    "transforms": "vizkit.transforms",
+    "transformation_sets": "vizkit.transforms",
+    "transform_images": "vizkit.transforms",
     # errors
     "VizkitError": "vizkit.errors",
     "UsageError": "vizkit.errors",
@@ -60,6 +63,7 @@ _EXPORTS = {
     "CheckpointError": "vizkit.errors",
     "DataError": "vizkit.errors",
     "OutputError": "vizkit.errors",
+    "WriteError": "vizkit.errors",
     "PluginError": "vizkit.errors",
     "ProbeFailure": "vizkit.errors",
 }
@@ -72,7 +76,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if name in ("capabilities", "render", "optim", "sphere") else getattr(mod, name)
+    value = mod if name in ("capabilities", "render", "optim", "sphere", "transforms") else getattr(mod, name)
     globals()[name] = value
     return value
 
