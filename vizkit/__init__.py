@@ -50,6 +50,8 @@ _EXPORTS = {
     "render": "vizkit.render",
     "optim": "vizkit.optim",
     "sphere": "vizkit.sphere",
+    "datasource": "vizkit.datasource",
+    "deconvnet": "vizkit.deconvnet",
     "transforms": "vizkit.transforms",
     "transformation_sets": "vizkit.transforms",
     "transform_images": "vizkit.transforms",
@@ -76,7 +78,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if name in ("capabilities", "render", "optim", "sphere", "transforms") else getattr(mod, name)
+    value = mod if name in ("capabilities", "render", "optim", "sphere", "transforms", "datasource",
+                        "deconvnet") else getattr(mod, name)
     globals()[name] = value
     return value
 

@@ -164,22 +164,26 @@ class _Rows(Dataset):
     Python work was a large share of each training step.
     """
 
-    def __init__(self, data: torch.Tensor) -> None:
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         self.data = data
+        self.labels = labels  # given only for models trained with labels: rows become (x, y)
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.data[index]
+    def __getitem__(self, index: int) -> Any:
+        return self.data[index] if self.labels is None else (self.data[index], self.labels[index])
 
-    def __getitems__(self, indices: list[int]) -> torch.Tensor:
-        return self.data[torch.as_tensor(indices, dtype=torch.long)]
+    def __getitems__(self, indices: list[int]) -> Any:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.data[idx] if self.labels is None else (self.data[idx], self.labels[idx])
 
 
 def _collate_rows(batch: Any) -> Any:
     """A batch gathered by ``_Rows.__getitems__`` is final; anything else collates as usual."""
-    return batch if isinstance(batch, torch.Tensor) else default_collate(batch)
+    if isinstance(batch, torch.Tensor) or isinstance(batch, tuple) and all(torch.is_tensor(b) for b in batch):
+        return batch
+    return default_collate(batch)
 
 
 class _ResampledRows(_Rows):
@@ -238,9 +242,10 @@ class _EpochSampler(Sampler[int]):
 class VizDataModule(pl.LightningDataModule):
     """A dataset as vizkit knows it: tensors, input shape, statistics, and how to rebuild it.
 
-    Batches are plain float32 tensors ``[B, *input_shape]`` (no labels, no tuples): the reference
+    Batches are plain float32 tensors ``[B, *input_shape]`` (no labels, no tuples): most reference
     models are unsupervised and probes only ever need inputs. Labels, where the source has them,
-    are available from :meth:`train_labels` / :meth:`test_labels` for models that need them.
+    are available from :meth:`train_labels` / :meth:`test_labels`; a model trained with labels sets
+    :attr:`with_labels` (in its ``setup``) and then gets ``(inputs, labels)`` batches.
 
     ``describe()`` is what a checkpoint stores; it holds only primitives plus tensors so it loads
     with ``torch.load(weights_only=True)``.
@@ -281,6 +286,11 @@ class VizDataModule(pl.LightningDataModule):
         self._buffers = {str(k): v.detach().clone() for k, v in (buffers or {}).items()}
         self._resample = resample
         self.stats: dict[str, Primitive] = compute_stats(self._train, int(test.shape[0]))
+        if train_labels is not None:
+            found = [t for t in (train_labels, test_labels) if t is not None and t.numel()]
+            self.stats["n_classes"] = int(max(int(t.max()) for t in found)) + 1
+        #: set by models trained with labels (the convnet): batches become ``(inputs, labels)``
+        self.with_labels: bool = False
         for key, value in (extra_stats or {}).items():
             self.stats[str(key)] = _primitive(key, value)
 
@@ -312,18 +322,28 @@ class VizDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled (or, for patches, freshly drawn) training batches, seeded by (seed, epoch)."""
         if self._resample is not None:
+            if self.with_labels:
+                raise DataError(f"dataset {self.name} is redrawn each epoch and has no labels")
             dataset: _Rows = _ResampledRows(self._resample, self._train)
             sampler = _EpochSampler(dataset, self.seed, shuffle=False)
         else:
-            dataset = _Rows(self._train)
+            dataset = _Rows(self._train, self._labels(self._train_labels))
             sampler = _EpochSampler(dataset, self.seed, shuffle=True)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_collate_rows,
                           num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         """The test split in order (vizkit has no separate validation split)."""
-        return DataLoader(_Rows(self._test), batch_size=self.batch_size, shuffle=False, collate_fn=_collate_rows,
-                          num_workers=self.num_workers)
+        return DataLoader(_Rows(self._test, self._labels(self._test_labels)), batch_size=self.batch_size,
+                          shuffle=False, collate_fn=_collate_rows, num_workers=self.num_workers)
+
+    def _labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels to pair with inputs when :attr:`with_labels` is set, else None."""
+        if not self.with_labels:
+            return None
+        if labels is None:
+            raise DataError(f"dataset {self.name} has no labels (mnist and digits have)")
+        return labels.to(torch.long)
 
     def test_dataloader(self) -> DataLoader:
         """Same batches as :meth:`val_dataloader`."""

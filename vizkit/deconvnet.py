@@ -1,0 +1,228 @@
+"""Projecting unit activations back to pixels (Zeiler & Fergus's deconvnet) and receptive fields.
+
+The deconvnet is a rule for the backward pass, so it is written as one (as zennit and captum do):
+max-pool's backward already unpools with the recorded max locations ("switches"), a convolution's
+backward already applies the transposed filters, and only the ReLU changes. Its backward becomes
+
+- ``deconv``:   ReLU of the incoming signal (Zeiler & Fergus 2013),
+- ``guided``:   ReLU of the incoming signal, kept only where the forward input was positive
+  (guided backprop, Springenberg et al. 2015),
+- ``gradient``: the ordinary gradient (mask of the forward input; Simonyan et al. 2014).
+
+The rule is installed with forward hooks on the network's ``nn.ReLU`` modules (for the duration
+of one call, removed in ``finally``), so it follows the reference convnet and a user's wrapped
+``nn.Module`` alike. A network the rule cannot follow (no ``nn.ReLU`` modules, or other
+non-linear modules on the way to the layer) is refused by :func:`check_followable` with the
+reason, before any compute.
+
+:func:`receptive_field` reads the input window of a conv-map position off the same modules
+(kernel, stride, padding and dilation of every ``Conv2d`` / pooling step), for the receptive-field
+crops of ``topk`` and ``deconv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+from .model import ProbeModel
+
+RULES = ("deconv", "guided", "gradient")
+
+#: modules the deconvnet and guided rules can pass through: linear maps, ReLU, pooling, reshaping
+#: and (in eval mode) affine normalisation.
+FOLLOWABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+              nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
+              nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d, nn.ZeroPad2d)
+_ELEMENTWISE = (nn.ReLU, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
+
+
+def torch_module(model: ProbeModel) -> nn.Module | None:
+    """The ``nn.Module`` behind a probe model: the model itself (reference models) or the module a
+    :func:`vizkit.wrap` model holds; None when there is none."""
+    if isinstance(model, nn.Module):
+        return model
+    module = getattr(model, "module", None)
+    return module if isinstance(module, nn.Module) else None
+
+
+def executed_modules(model: ProbeModel, layer: str) -> list[nn.Module]:
+    """The leaf modules that run, in order, when the model computes ``layer`` (one probe pass)."""
+    module = torch_module(model)
+    if module is None:
+        return []
+    ran: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda m, _i, _o: ran.append(m))
+             for m in module.modules() if not list(m.children())]
+    try:
+        x = torch.zeros(1, *model.input_shape, dtype=_dtype(module), device=_device(module))
+        with torch.no_grad():
+            model.activations(x, layer)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ran
+
+
+def check_followable(model: ProbeModel, layer: str, rule: str) -> None:
+    """Refuse (UsageError, one line) a network the ``deconv``/``guided`` rule cannot follow."""
+    if rule not in RULES:
+        raise UsageError(f"unknown rule {rule!r}; choose from {', '.join(RULES)}")
+    if rule == "gradient":
+        return
+    kind = getattr(model, "kind", type(model).__name__)
+    needs = (f"-o rule {rule} follows networks of nn.Conv2d/nn.Linear, nn.ReLU and nn.MaxPool2d modules; "
+             f"model {kind!r}")
+    ran = executed_modules(model, layer)
+    if not any(isinstance(m, nn.ReLU) for m in ran):
+        raise UsageError(f"{needs} computes layer {layer!r} without any nn.ReLU module "
+                         "(use -o rule gradient, or build the network from nn.ReLU modules)")
+    other = sorted({type(m).__name__ for m in ran if not isinstance(m, FOLLOWABLE)})
+    if other:
+        raise UsageError(f"{needs} passes through {', '.join(other)} on the way to layer {layer!r} "
+                         "(use -o rule gradient)")
+
+
+class _Rectify(torch.autograd.Function):
+    """ReLU forward; backward ReLU(incoming) (deconv), optionally masked by the forward sign (guided)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, guided: bool) -> torch.Tensor:
+        out = x.clamp(min=0)
+        ctx.guided = guided
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (out,) = ctx.saved_tensors
+        grad = grad.clamp(min=0)
+        if ctx.guided:
+            grad = grad * (out > 0)
+        return grad, None
+
+
+@contextmanager
+def backward_rule(model: ProbeModel, rule: str) -> Iterator[None]:
+    """Within the block, the network's ``nn.ReLU`` modules back-propagate by ``rule``."""
+    module = torch_module(model)
+    if rule == "gradient" or module is None:
+        yield
+        return
+    guided = rule == "guided"
+    relus = [m for m in module.modules() if isinstance(m, nn.ReLU)]
+    inplace = [m.inplace for m in relus]
+    hooks = []
+    try:
+        for m in relus:
+            m.inplace = False  # the hook recomputes from the input, which an in-place ReLU would overwrite
+            hooks.append(m.register_forward_hook(lambda _m, inputs, _out: _Rectify.apply(inputs[0], guided)))
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for m, flag in zip(relus, inplace, strict=True):
+            m.inplace = flag
+
+
+def project(model: ProbeModel, x: torch.Tensor, layer: str, signal: torch.Tensor, rule: str = "deconv") -> torch.Tensor:
+    """Send ``signal`` (shaped like ``layer``'s output for ``x``) back to the input by ``rule``:
+    the deconvnet projection [B, *input_shape] of those activations."""
+    x = x.detach().clone().requires_grad_(True)
+    with backward_rule(model, rule), torch.enable_grad():
+        out = model.activations(x, layer)
+        (grad,) = torch.autograd.grad(out, x, grad_outputs=signal.reshape(out.shape).to(out.dtype))
+    return grad.detach()
+
+
+def unit_signal(out: torch.Tensor, units: torch.Tensor, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
+    """The activations to project for unit ``units[b]`` of example ``b``, all else zero, and where.
+
+    Conv maps: ``max`` keeps only the strongest position of the unit's channel (Zeiler & Fergus:
+    "all other activations in the layer set to zero"), ``map`` keeps its whole channel. Flat
+    layers keep the one unit. Returns ``(signal like out, positions [B, 2] or [B, 0])``.
+    """
+    b = torch.arange(out.shape[0], device=out.device)
+    units = units.to(out.device)
+    signal = torch.zeros_like(out)
+    if out.dim() == 4:
+        maps = out[b, units]  # [B, h, w]
+        flat = maps.flatten(1).argmax(1)
+        rows, cols = flat // maps.shape[2], flat % maps.shape[2]
+        if mode == "map":
+            signal[b, units] = maps
+        else:
+            signal[b, units, rows, cols] = maps[b, rows, cols]
+        return signal, torch.stack([rows, cols], 1)
+    flat = signal.reshape(out.shape[0], -1)
+    flat[b, units] = out.reshape(out.shape[0], -1)[b, units]
+    return signal, torch.zeros(out.shape[0], 0, dtype=torch.long, device=out.device)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Input window of conv-map positions: position (r, c) sees rows ``start[0] + r·jump[0]`` …
+    ``+ size[0] − 1`` (same for columns), before clipping to the image."""
+
+    jump: tuple[int, int]
+    size: tuple[int, int]
+    start: tuple[int, int]
+
+    def box(self, row: int, col: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(r0, r1, c0, c1)``: the window of position (row, col), clipped to the image (end exclusive)."""
+        r0, c0 = self.start[0] + row * self.jump[0], self.start[1] + col * self.jump[1]
+        return max(r0, 0), min(r0 + self.size[0], height), max(c0, 0), min(c0 + self.size[1], width)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def receptive_field(model: ProbeModel, layer: str) -> Field | None:
+    """The input window of ``layer``'s map positions, or None when it is not a local conv map
+    (a linear layer on the way, or modules whose geometry vizkit cannot read)."""
+    ran = executed_modules(model, layer)
+    if not ran:
+        return None
+    jump, size, start = [1, 1], [1, 1], [0, 0]
+    for m in ran:
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+            d = _pair(getattr(m, "dilation", 1))
+            for i in range(2):
+                start[i] -= p[i] * jump[i]
+                size[i] += (k[i] - 1) * d[i] * jump[i]
+                jump[i] *= s[i]
+        elif not isinstance(m, _ELEMENTWISE):
+            return None
+    return Field((jump[0], jump[1]), (size[0], size[1]), (start[0], start[1]))
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def field_crops(images: torch.Tensor, positions: torch.Tensor, field: Field) -> torch.Tensor:
+    """[M, C, size_h, size_w]: the receptive-field window of map position ``positions[m]`` cut out
+    of ``images[m]`` ([M, C, H, W]); parts of the window outside the image are zero, so a crop at
+    the border keeps its alignment."""
+    pad = max(field.size) + max(abs(field.start[0]), abs(field.start[1]))
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    m, c = images.shape[:2]
+    r0 = field.start[0] + positions[:, 0].long() * field.jump[0] + pad
+    c0 = field.start[1] + positions[:, 1].long() * field.jump[1] + pad
+    rows = r0[:, None] + torch.arange(field.size[0], device=images.device)  # [M, size_h]
+    cols = c0[:, None] + torch.arange(field.size[1], device=images.device)  # [M, size_w]
+    return padded[torch.arange(m, device=images.device)[:, None, None, None],
+                  torch.arange(c, device=images.device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]
