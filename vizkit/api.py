@@ -28,7 +28,7 @@ from .errors import (
 )
 from .model import ProbeModel, layer_info
 from .options import resolve_options
-from .output import ensure_writable
+from .output import RESULT_FIXED, check_overwrite, ensure_writable, load_arrays, verified_meta
 from .plugins import get_host
 from .probe import ProbeContext, Result
 from .units import parse_units
@@ -104,16 +104,28 @@ def run_probe(
     seed: int = 0,
     device: str | torch.device | None = None,
     show_progress: bool = False,
+    force: bool = False,
+    link_back: str | None = None,
     **options: Any,
 ) -> Result:
     """Run probe ``name`` on ``model``'s ``layer`` and return its :class:`Result`.
 
     Every check (probe exists, capabilities, layer, units, options, output directory) happens
     before any compute. With ``out`` the result is written there; re-running with the same model,
-    layer, units, options and seed reuses the finished result instead of recomputing it.
+    layer, units, options and seed reuses the finished result (after checking every file's hash)
+    instead of recomputing it. ``units`` may be a spec such as ``"0:36"``, an int, a list, a
+    ``range``, a NumPy array or a tensor. ``show_progress=True`` draws progress bars on stderr.
+    ``force`` lets the run replace another probe's result or files vizkit did not write in ``out``
+    (see :func:`vizkit.output.check_overwrite`). ``link_back`` is a relative link the result page
+    shows back up to the page that lists it (the gallery passes ``"../../index.html"``).
     """
-    run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=device, **options)
-    if run.out is not None:
+    run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=device, force=force, **options)
+    run.back = link_back
+    if run.out is None:
+        return _compute(run, show_progress)
+    from .output import out_lock
+
+    with out_lock(run.out):  # one run at a time in a directory: the second waits, then reuses
         reused = _reuse(run.out, run.fingerprint)
         if reused is not None:
             return reused
@@ -123,6 +135,10 @@ def run_probe(
             extended = extend_earlier(run, show_progress)
             if extended is not None:
                 return extended
+        return _compute(run, show_progress)
+
+
+def _compute(run: PreparedRun, show_progress: bool) -> Result:
     run.start()
     start = time.perf_counter()
     result = run.probe_cls().run(run.context(run.units, show_progress))
@@ -149,6 +165,8 @@ class PreparedRun:
     out: Path | None
     fingerprint: str
     meta: dict[str, Any] = field(default_factory=dict)
+    force: bool = False
+    back: str | None = None  # a link from the result page up to the page that shows it (the gallery)
 
     def start(self) -> None:
         """Put the model on the run's device and seed torch's global generator from the run's seed."""
@@ -170,7 +188,9 @@ class PreparedRun:
         result.meta["timings"] = {"run_s": round(elapsed, 4)}
         result.meta.update(extra_meta or {})
         if self.out is not None:
-            result.save(self.out)
+            from .output import write_result
+
+            result.files = write_result(result, self.out, force=self.force, back=self.back)
         return result
 
 
@@ -182,6 +202,7 @@ def prepare_run(
     out: str | Path | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
+    force: bool = False,
     **options: Any,
 ) -> PreparedRun:
     """Validate a probe run (raising a typed :class:`vizkit.VizkitError`) before any compute."""
@@ -209,10 +230,11 @@ def prepare_run(
     except UnitError as exc:
         raise UnitError(f"layer {layer!r}: {exc}") from None
     opts = resolve_options(probe_cls.options, options, f"probe {name!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    check_seed(seed)
     out_path = ensure_writable(out) if out is not None else None
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if out_path is not None:
+        check_overwrite(out_path, RESULT_FIXED, name, force)
+    dev = check_device(device)
 
     model_meta = model_description(model)
     plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
@@ -243,7 +265,40 @@ def prepare_run(
         "fingerprint": fingerprint,
         "unit_key": _digest(same_run),  # equal for runs that differ only in their units
     }
-    return PreparedRun(name, probe_cls, model, layer, info, unit_idx, opts, seed, dev, out_path, fingerprint, meta)
+    return PreparedRun(name, probe_cls, model, layer, info, unit_idx, opts, seed, dev, out_path, fingerprint, meta,
+                       force=force)
+
+
+MAX_SEED = 2**32 - 1  # what numpy and Lightning accept; torch takes more, but one rule for every command
+
+
+def check_seed(seed: Any) -> int:
+    """A seed every generator vizkit seeds accepts, or one :class:`UsageError` line."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed!r}")
+    return seed
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """A device that exists here: a malformed name or an absent accelerator is one line, exit 2."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r} asked for, but no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UsageError(f"device {device!r} asked for, but MPS is not available here; use --device cpu")
+    elif dev.type != "cpu":
+        raise UsageError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def _digest(parts: list[Any]) -> str:
@@ -261,22 +316,14 @@ def _distribution_version(dist: str) -> str:
 
 
 def _reuse(out: Path, fingerprint: str) -> Result | None:
-    """A finished identical run in ``out``, or None (then the probe runs again)."""
-    meta_path = out / "result.json"
-    if not meta_path.exists():
+    """A finished identical run in ``out`` whose every file still has its recorded hash, or None
+    (then the probe runs again: a killed, damaged or different run is never reused)."""
+    meta = verified_meta(out)
+    if meta is None or meta.get("fingerprint") != fingerprint:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("fingerprint") != fingerprint:
+    arrays = load_arrays(out / "arrays.npz")
+    if arrays is None:
         return None
     files = [out / f for f in meta.get("files", [])]
-    if not all(f.exists() for f in files):
-        return None
-    arrays: dict[str, np.ndarray] = {}
-    if (out / "arrays.npz").exists():
-        with np.load(out / "arrays.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
     meta["reused"] = True
     return Result(arrays=arrays, meta=meta, files=files)

@@ -53,3 +53,7 @@ class PluginError(VizkitError):
 
 class ProbeFailure(VizkitError):
     """A probe that started but could not finish (divergence, non-finite values)."""
+
+
+class WriteError(VizkitError):
+    """Writing a result failed at run time (disk full, permission lost); nothing half-written stays."""

@@ -1,30 +1,123 @@
-"""Atomic, reproducible writing of probe results.
+"""Writing probe results safely: atomically, verifiably, one run at a time, never over others' files.
 
-Every file goes to a temporary name in the target directory and is renamed into place, so an
-interrupted run never leaves a half-written file behind. Arrays and PNGs are written without
-timestamps so equal inputs give identical bytes.
+The rules (README "Outputs"):
+
+* **All or nothing.** Every file of a result is first written into a private temporary directory
+  inside ``--out`` and only then renamed into place, ``result.json`` last. A run that is killed or
+  hits a full disk leaves the previous result as it was (and its temporary files are removed by
+  the next run).
+* **Verified reuse.** ``result.json`` records the SHA-256 of every other file of the run; a re-run
+  reuses a result only when each file is there with that hash (:func:`verified_result`).
+* **One writer.** A run holds an exclusive lock on the directory (``flock``) from its reuse check to
+  its last rename, so two runs into one directory never interleave: the second waits, then reuses
+  or replaces.
+* **Ownership.** vizkit replaces only files it wrote there itself (those ``result.json`` lists;
+  while files are being renamed in, a provisional ``result.json`` without hashes lists the old
+  and new names, so a killed run's files still count as vizkit's). A file
+  of the same name that vizkit did not write, or the results of a *different* probe, make the run
+  refuse with one line unless ``force`` (``--force``) is given. Files of the previous run that the
+  new run does not write again are removed; any other file is left alone.
+* Files get the mode the umask allows (``0666 & ~umask``), so a web server can serve a gallery.
 """
 
 from __future__ import annotations
 
-import html
+import contextlib
+import errno
+import hashlib
 import io
 import json
 import os
+import re
+import shutil
+import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, WriteError
 
 if TYPE_CHECKING:
     from .probe import Result
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+TMP_MARK = ".vizkit-tmp-"
+
+
+# -- small pieces ----------------------------------------------------------------------------------
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_SLUG_DOTS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def check_slug(name: Any, what: str, allow_dots: bool = False) -> str:
+    """``name`` when it is safe as one path segment and URL (letters, digits, ``-``, ``_``; no
+    ``..``, ``/``, scheme or leading dot), else one :class:`OutputError` line saying what is allowed."""
+    pattern = _SLUG_DOTS if allow_dots else _SLUG
+    if not isinstance(name, str) or len(name) > 100 or not pattern.match(name) or ".." in name:
+        allowed = "letters, digits, '-', '_'" + (" and '.'" if allow_dots else "")
+        raise OutputError(f"{what} {name!r} cannot be used as a file name: use {allowed}, starting with a "
+                          f"letter or digit")
+    return name
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` when it resolves inside ``root`` (a last guard after names are checked)."""
+    resolved, base = path.resolve(), root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise OutputError(f"refusing to write {path}: it lies outside --out {root}")
+    return path
+
+
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (``0o666 & ~umask``)."""
+    try:  # Linux states the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _stale_temp(name: str) -> bool:
+    """A temporary name of ours whose writing process is gone (``...vizkit-tmp-PID-xxxx``)."""
+    _, _, rest = name.partition(TMP_MARK)
+    pid = rest.split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+
+def write_failure(path: Path, exc: OSError) -> WriteError:
+    """One line for an OS error while writing (``ENOSPC`` says "disk full")."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriteError(f"cannot write {path}: the disk is full (no space left); nothing was changed there")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return WriteError(f"cannot write {path}: {exc.strerror or 'permission denied'}")
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def ensure_writable(out: str | Path, create: bool = False) -> Path:
@@ -46,22 +139,36 @@ def ensure_writable(out: str | Path, create: bool = False) -> Path:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot write to --out {path}: {exc.strerror or exc}") from None
+            raise write_failure(path, exc) from None
     return path
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a temporary sibling of ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    """Run ``write(tmp)`` on a temporary sibling of ``path`` and rename it into place.
+
+    The temporary name carries the writer's pid, so leftovers of a killed writer are recognised
+    and removed by the next write of the same file. A full disk is one :class:`WriteError`; the
+    previous file stays as it was.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob(f".{path.name}{TMP_MARK}*"):
+            if _stale_temp(old.name):
+                old.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
+        os.close(fd)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -117,68 +224,253 @@ def write_video(base: Path, frames: np.ndarray, fps: float) -> list[Path]:
     return written
 
 
-def write_result(result: Result, out: Path) -> list[Path]:
-    """Write arrays, figures, videos, ``result.json`` and ``index.html`` into ``out``."""
+# -- one writer at a time --------------------------------------------------------------------------
+_held: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def out_lock(out: str | Path, quiet: bool = False) -> Iterator[None]:
+    """Hold the directory's exclusive lock (re-entrant within a process; waits for other processes).
+
+    On a system without ``fcntl`` (Windows) runs are not serialised.
+    """
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
     ensure_writable(out, create=True)
-    files: list[Path] = []
-    if result.arrays:
-        files.append(atomic_write_bytes(out / "arrays.npz", npz_bytes(result.arrays)))
-    for name, fig in result.figures.items():
-        files.append(atomic_write_bytes(out / f"{name}.png", figure_png(fig)))
-    for name, video in result.videos.items():
-        files.extend(write_video(out / name, video.frames, video.fps))
-    meta = dict(result.meta)
-    meta["files"] = sorted(p.name for p in files) + ["index.html", "result.json"]
-    files.append(
-        atomic_write_bytes(
-            out / "result.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+    try:
+        fd = os.open(out, os.O_RDONLY)  # the directory itself: no lock file left behind
+    except OSError as exc:
+        raise write_failure(out, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"vizkit: another run is writing to {out}; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            _remove_stale_temps(out)
+            yield
+        finally:
+            del _held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Under the lock every temporary directory of ours is a killed run's: remove it."""
+    for old in out.glob(f"{TMP_MARK}*"):
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# -- ownership -------------------------------------------------------------------------------------
+def owned_files(out: Path) -> set[str]:
+    """Names of files vizkit wrote in ``out``: those its ``result.json`` lists."""
+    try:
+        data = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    names = data.get("files") if isinstance(data, dict) else None
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return set(names) | {"result.json"}
+    return set()
+
+
+def _previous_probe(out: Path) -> str | None:
+    try:
+        meta = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("probe") if isinstance(meta, dict) and isinstance(meta.get("probe"), str) else None
+
+
+def check_overwrite(out: str | Path, names: Iterable[str], probe: str | None = None, force: bool = False) -> None:
+    """Refuse to replace files vizkit did not write, or another probe's result, unless ``force``.
+
+    ``names`` are the files the run will write; the check runs before compute (with the names
+    known then) and again under the lock with every name.
+    """
+    out = Path(out)
+    if force or not out.is_dir():
+        return
+    other = _previous_probe(out)
+    if probe is not None and other is not None and other != probe:
+        raise OutputError(
+            f"--out {out} holds the result of probe {other!r}; give each probe its own directory, "
+            f"or --force to replace it"
         )
+    owned = owned_files(out)
+    for name in sorted(set(names)):
+        if (out / name).exists() and name not in owned:
+            raise OutputError(
+                f"--out {out} already has {name}, which vizkit did not write; choose an empty "
+                f"directory, or --force to replace it"
+            )
+
+
+# -- results -----------------------------------------------------------------------------------------
+RESULT_FIXED = ("arrays.npz", "index.html", "result.json")
+
+
+def write_result(result: Result, out: Path, force: bool = False, back: str | None = None) -> list[Path]:
+    """Write arrays, figures, videos, ``index.html`` and (last) ``result.json`` into ``out``.
+
+    ``back`` is a relative link from the result page to a page above it (the gallery).
+    """
+    out = ensure_writable(out, create=True)
+    with out_lock(out):
+        staged = _stage(result, out, back)
+        try:
+            names = [p.name for p in sorted(staged.iterdir())]
+            check_overwrite(out, names, result.meta.get("probe"), force)
+            previous = owned_files(out)
+            # until the final result.json is in place the directory is not a finished run, but
+            # every file in it (old or new) is recorded as vizkit's
+            pending = {"probe": result.meta.get("probe"), "pending": True, "files": sorted(previous | set(names))}
+            atomic_write_bytes(out / "result.json", json.dumps(pending).encode())
+            for name in sorted(names, key=lambda n: n == "result.json"):
+                os.replace(staged / name, out / name)
+            for stale in previous - set(names):
+                if "/" not in stale:
+                    (out / stale).unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_failure(out, exc) from None
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return [out / n for n in result.meta["files"] if n != "index.html" and n != "result.json"] + [
+        out / "result.json", out / "index.html"]
+
+
+def _stage(result: Result, out: Path, back: str | None) -> Path:
+    """Every file of the result in a private directory inside ``out``; hashes into result.json."""
+    try:
+        staged = Path(tempfile.mkdtemp(dir=out, prefix=f"{TMP_MARK}{os.getpid()}-"))
+    except OSError as exc:
+        raise write_failure(out, exc) from None
+    try:
+        written: list[Path] = []
+        for name in [*result.figures, *result.videos]:
+            check_slug(name, "figure name")
+        if result.arrays:
+            written.append(atomic_write_bytes(staged / "arrays.npz", npz_bytes(result.arrays)))
+        for name, fig in result.figures.items():
+            written.append(atomic_write_bytes(staged / f"{name}.png", figure_png(fig)))
+        for name, video in result.videos.items():
+            written.extend(write_video(staged / name, video.frames, video.fps))
+        meta = result.meta
+        meta.pop("reused", None)
+        meta["files"] = sorted(p.name for p in written) + ["index.html", "result.json"]
+        figures = list(result.figures) + list(result.videos)
+        thumb = meta.get("thumbnail")
+        if figures and thumb not in figures:
+            meta["thumbnail"] = figures[0]
+        if meta.get("thumbnail") in result.videos:
+            meta["thumbnail_file"] = f"{meta['thumbnail']}.gif"
+        elif meta.get("thumbnail") in result.figures:
+            meta["thumbnail_file"] = f"{meta['thumbnail']}.png"
+        atomic_write_bytes(staged / "index.html", index_html(result, meta, back).encode())
+        written.append(staged / "index.html")
+        meta["hashes"] = {p.name: sha256_file(p) for p in written}
+        atomic_write_bytes(staged / "result.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+        return staged
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def verified_meta(out: str | Path) -> dict[str, Any] | None:
+    """``result.json`` of ``out`` when every file it lists is there with its recorded hash, else None.
+
+    Anything missing, truncated, changed or unreadable means "no finished result here".
+    """
+    out = Path(out)
+    try:
+        meta = json.loads((out / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("hashes"), dict):
+        return None
+    files = meta.get("files")
+    if not isinstance(files, list):
+        return None
+    try:
+        for name in files:
+            if name == "result.json":
+                continue
+            if not isinstance(name, str) or "/" in name or meta["hashes"].get(name) != sha256_file(out / name):
+                return None
+    except OSError:
+        return None
+    return meta
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` file, or None when it is absent or unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+# -- pages -------------------------------------------------------------------------------------------
+@cache
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("vizkit", "templates"),
+        autoescape=True,  # every page is HTML: escape all text
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
-    files.append(atomic_write_bytes(out / "index.html", index_html(result, meta).encode()))
-    return files
 
 
-def index_html(result: Result, meta: dict[str, Any]) -> str:
+def render_page(template: str, **context: Any) -> str:
+    """Render one of vizkit's Jinja2 templates (``vizkit/templates``) with autoescaping."""
+    from . import __version__
+
+    return _environment().get_template(template).render(version=__version__, **context)
+
+
+def safe_href(path: str) -> str:
+    """A link target built from a relative path of safe segments only (never a scheme or ``..``)."""
+    parts = path.split("/")
+    for part in parts:
+        check_slug(part, "link path segment", allow_dots=True)
+    return "/".join(parts)
+
+
+def index_html(result: Result, meta: dict[str, Any], back: str | None = None) -> str:
     """A self-contained page showing a result's figures, videos and metadata."""
-    esc = html.escape
     probe = meta.get("probe", "probe")
-    title = f"vizkit {probe} — {meta.get('model', {}).get('kind', '')} {meta.get('layer', '')}"
+    model = meta.get("model", {})
+    title = f"vizkit {probe} — {model.get('kind', '') if isinstance(model, dict) else ''} {meta.get('layer', '')}"
     rows = []
     for key in ("probe", "layer", "units_spec", "seed", "options", "data", "model", "timings", "versions"):
         if key in meta:
             value = meta[key]
-            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            rows.append(f"<tr><th>{esc(key)}</th><td><code>{esc(str(text))}</code></td></tr>")
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
-        "img{max-width:100%;border:1px solid #ccc}figure{margin:1.5em 0}"
-        "figcaption{color:#333;margin-top:.3em}table{border-collapse:collapse;font-size:90%}"
-        "th,td{text-align:left;padding:.2em .6em;border-bottom:1px solid #eee;vertical-align:top}"
-        "code{white-space:pre-wrap;word-break:break-all}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-    ]
-    for name in result.figures:
-        caption = result.captions.get(name, name)
-        parts.append(
-            f'<figure><img src="{esc(name)}.png" alt="{esc(caption)}">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>"
-        )
-    for name in result.videos:
-        caption = result.captions.get(name, name)
-        parts.append(
-            f'<figure><img src="{esc(name)}.gif" alt="{esc(caption)}">'
-            f'<figcaption>{esc(caption)} (<a href="{esc(name)}.mp4">MP4</a>)</figcaption></figure>'
-        )
-    if result.arrays:
-        items = "".join(
-            f"<li><code>{esc(k)}</code> {esc(str(tuple(v.shape)))} {esc(str(v.dtype))}</li>"
-            for k, v in sorted(result.arrays.items())
-        )
-        parts.append(f'<h2>Arrays (<a href="arrays.npz">arrays.npz</a>)</h2><ul>{items}</ul>')
-    parts.append('<h2>Run (<a href="result.json">result.json</a>)</h2><table>')
-    parts.extend(rows)
-    parts.append("</table></body></html>\n")
-    return "\n".join(parts)
+            rows.append((key, value if isinstance(value, str) else json.dumps(value, sort_keys=True)))
+    figures = [{"src": safe_href(f"{name}.png"), "caption": result.captions.get(name, name)} for name in result.figures]
+    videos = [{"src": safe_href(f"{name}.gif"), "mp4": safe_href(f"{name}.mp4"),
+               "caption": result.captions.get(name, name)} for name in result.videos]
+    arrays = [{"name": k, "shape": str(tuple(v.shape)), "dtype": str(v.dtype)} for k, v in sorted(result.arrays.items())]
+    return render_page("result.html", title=title, figures=figures, videos=videos, arrays=arrays, rows=rows,
+                       back=back)

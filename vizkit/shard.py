@@ -96,16 +96,16 @@ _RUN_KEYS = {"probe", "plugin", "plugin_version", "model", "data", "layer", "lay
 
 
 def _earlier(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    meta_path = Path(run.out) / "result.json"
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("unit_key") != run.meta["unit_key"]:
-            return None
-        with np.load(Path(run.out) / "arrays.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, KeyError):
+    """The arrays and meta of a verified earlier result in ``run.out`` that differs only in units."""
+    from .output import load_arrays, verified_meta
+
+    meta = verified_meta(run.out)
+    if meta is None or meta.get("unit_key") != run.meta["unit_key"] or not isinstance(meta.get("units"), list):
         return None
-    if any(k in arrays and len(arrays[k]) != len(meta.get("units", ())) for k in run.probe_cls.unit_arrays):
+    arrays = load_arrays(Path(run.out) / "arrays.npz")
+    if arrays is None:
+        return None
+    if any(k in arrays and len(arrays[k]) != len(meta["units"]) for k in run.probe_cls.unit_arrays):
         return None
     return arrays, meta
 
@@ -125,6 +125,7 @@ def run_probe_on_ranks(
     strategy: str = "auto",
     show_progress: bool = False,
     options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Result | None:
     """Run a probe with its units split over Fabric's processes; rank 0 returns the result, the
     other ranks None. A probe that cannot split its units runs whole on rank 0.
@@ -146,7 +147,7 @@ def run_probe_on_ranks(
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
     run = api.prepare_run(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
-                          **(options or {}))
+                          force=force, **(options or {}))
     reused = api._reuse(run.out, run.fingerprint)
     if reused is not None:
         return reused if rank == 0 else None
@@ -156,7 +157,7 @@ def run_probe_on_ranks(
         if world > 1:
             print(f"vizkit: probe {name!r} does not split its units; running it in one process", file=sys.stderr)
         return api.run_probe(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
-                             show_progress=show_progress, **(options or {}))
+                             show_progress=show_progress, force=force, **(options or {}))
 
     shard_dir = Path(run.out) / SHARD_DIR / run.fingerprint[:16]
     mine = split_units(run.units, world)[rank]
