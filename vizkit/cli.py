@@ -15,6 +15,35 @@ import click
 from .errors import UsageError, VizkitError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+SEED = click.IntRange(0, 2**32 - 1)  # what every generator vizkit seeds accepts (Lightning's, NumPy's)
+
+
+class PositiveNumber(click.ParamType):
+    """A finite number above zero (``nan`` and ``inf`` are refused; click's FloatRange lets them by)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (number > 0 and number != float("inf")):
+            self.fail(f"{value!r} must be a finite number above 0", param, ctx)
+        return number
+
+
+def parse_devices(value: str) -> int | str | list[int]:
+    """Lightning's ``devices``: a count, ``auto``, or a comma list of indices; anything else is one line."""
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if text == "auto" or text == "-1":
+        return text if text == "auto" else -1
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if parts and all(p.isascii() and p.isdigit() for p in parts):
+        return [int(p) for p in parts]
+    raise UsageError(f"--devices must be a count (e.g. 2), auto, or a list of device indices (e.g. 0,1), got {value!r}")
 
 
 class LazyGroup(click.Group):
@@ -89,8 +118,8 @@ def _model_flags(args: list[str]) -> dict[str, str]:
 @click.option("-D", "--data-option", "data_option", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. -D size=16 -D whiten=zca.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs (per greedy stage).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default: the model's).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--lr", type=PositiveNumber(), default=None, help="Learning rate (default: the model's).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint file to write.")
 @click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: cpu, gpu, mps, auto.")
 @click.option("--devices", default="1", show_default=True, help="Lightning devices (a count, a list, or auto).")
@@ -115,7 +144,7 @@ def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_o
     path = run_training(
         kind, data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         model_options=_model_flags(list(ctx.args)), data_options=data_options,
-        accelerator=accelerator, devices=int(devices) if devices.isdigit() else devices,
+        accelerator=accelerator, devices=parse_devices(devices),
         num_nodes=num_nodes, strategy=strategy, resume=resume, log_dir=log_dir, progress=not quiet,
     )
     click.echo(f"wrote {path}")
@@ -174,7 +203,7 @@ def _fmt(value: Any) -> str:
 @click.option("--layer", default=None, help="Layer name (see `vizkit inspect`).")
 @click.option("--units", default=None, help="Units: 0:36, 3,5,9 or all (default: all).")
 @click.option("-o", "--option", "option", type=(str, str), multiple=True, metavar="KEY VALUE", help="Probe option (see `vizkit plugins`).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default cpu).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the result.")
 @click.option("--devices", default="1", show_default=True,
@@ -182,9 +211,11 @@ def _fmt(value: Any) -> str:
 @click.option("--accelerator", default=None, help="With --devices: cpu, gpu, mps or auto (default: from --device).")
 @click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True, help="With --devices: nodes.")
 @click.option("--strategy", default="auto", show_default=True, help="With --devices: Lightning strategy, e.g. ddp.")
+@click.option("--force", is_flag=True,
+              help="Replace another probe's result, or files vizkit did not write, in --out (default: refuse).")
 def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
           seed: int, device: str | None, out: str, devices: str, accelerator: str | None, num_nodes: int,
-          strategy: str) -> None:
+          strategy: str, force: bool) -> None:
     """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out.
 
     With --devices N (and --num-nodes), Lightning starts one process per device and the units are
@@ -211,24 +242,25 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
         from .shard import run_probe_on_ranks
 
         # every check before Lightning starts any process, so a mistake is one line, said once
-        api.prepare_run(plugin, model, layer, units=units, out=out, seed=seed, **options)
+        api.prepare_run(plugin, model, layer, units=units, out=out, seed=seed, force=force, **options)
         kind = device.split(":")[0] if device is not None else None
         result = run_probe_on_ranks(plugin, model, layer, units=units, out=out, seed=seed,
                                     accelerator=accelerator or {"cuda": "gpu"}.get(kind, kind) or "auto",
-                                    devices=int(devices) if devices.isdigit() else devices, num_nodes=num_nodes,
-                                    strategy=strategy, show_progress=True, options=options)
+                                    devices=parse_devices(devices), num_nodes=num_nodes,
+                                    strategy=strategy, show_progress=True, options=options, force=force)
         if result is None:  # not rank 0: rank 0 reports
             return
     else:
         result = api.run_probe(plugin, model, layer, units=units, out=out, seed=seed, device=device,
-                               show_progress=True, **options)
-    if result.meta.get("reused"):
-        click.echo(f"{out}: an identical finished run is already there; nothing recomputed")
-    elif result.meta.get("units_reused"):
-        click.echo(f"{out}: {result.meta['units_reused']} of {len(result.meta['units'])} units taken from the "
-                   f"earlier run there; computed the rest")
-    for path in result.files:
-        click.echo(f"wrote {path}")
+                               show_progress=True, force=force, **options)
+    if result.meta.get("reused"):  # nothing was written: say so instead of listing files
+        click.echo(f"{out}: an identical finished run is already there (files verified); nothing recomputed")
+    else:
+        if result.meta.get("units_reused"):
+            click.echo(f"{out}: {result.meta['units_reused']} of {len(result.meta['units'])} units taken from the "
+                       f"earlier run there; computed the rest")
+        for path in result.files:
+            click.echo(f"wrote {path}")
     click.echo(f"open {Path(out) / 'index.html'}")
 
 
@@ -289,12 +321,13 @@ def gallery() -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output directory (default: gallery/_build/RECIPE-NAME).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def gallery_build(recipe: str, out: str | None, quiet: bool) -> None:
+@click.option("--force", is_flag=True, help="Replace an index.html or probe results in --out that vizkit did not write.")
+def gallery_build(recipe: str, out: str | None, quiet: bool, force: bool) -> None:
     """Train the recipe's models, run its probes and write an index.html."""
     from .gallery import build
 
     target = Path(out) if out else Path("gallery") / "_build" / Path(recipe).stem
-    page = build(recipe, target, progress=not quiet)
+    page = build(recipe, target, progress=not quiet, force=force)
     click.echo(f"open {page}")
 
 
