@@ -22,7 +22,7 @@ crops of ``topk`` and ``deconv``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -80,9 +80,9 @@ def check_followable(model: ProbeModel, layer: str, rule: str) -> None:
     needs = (f"-o rule {rule} follows networks of nn.Conv2d/nn.Linear, nn.ReLU and nn.MaxPool2d modules; "
              f"model {kind!r}")
     ran = executed_modules(model, layer)
-    if not any(isinstance(m, nn.ReLU) for m in ran):
-        raise UsageError(f"{needs} computes layer {layer!r} without any nn.ReLU module "
-                         "(use -o rule gradient, or build the network from nn.ReLU modules)")
+    if not ran:
+        raise UsageError(f"{needs} computes layer {layer!r} without such modules (in its own code, where "
+                         "no rule can reach); use -o rule gradient")
     other = sorted({type(m).__name__ for m in ran if not isinstance(m, FOLLOWABLE)})
     if other:
         raise UsageError(f"{needs} passes through {', '.join(other)} on the way to layer {layer!r} "
@@ -131,22 +131,32 @@ def backward_rule(model: ProbeModel, rule: str) -> Iterator[None]:
             m.inplace = flag
 
 
-def project(model: ProbeModel, x: torch.Tensor, layer: str, signal: torch.Tensor, rule: str = "deconv") -> torch.Tensor:
-    """Send ``signal`` (shaped like ``layer``'s output for ``x``) back to the input by ``rule``:
-    the deconvnet projection [B, *input_shape] of those activations."""
+def project(
+    model: ProbeModel,
+    x: torch.Tensor,
+    layer: str,
+    signal: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    rule: str = "deconv",
+) -> torch.Tensor:
+    """Send ``signal`` (shaped like ``layer``'s output for ``x``, or a function of that output, e.g.
+    :func:`unit_signal`) back to the input by ``rule``: the projection [B, *input_shape]."""
     x = x.detach().clone().requires_grad_(True)
     with backward_rule(model, rule), torch.enable_grad():
         out = model.activations(x, layer)
-        (grad,) = torch.autograd.grad(out, x, grad_outputs=signal.reshape(out.shape).to(out.dtype))
+        seed = signal(out.detach()) if callable(signal) else signal
+        (grad,) = torch.autograd.grad(out, x, grad_outputs=seed.reshape(out.shape).to(out.dtype))
     return grad.detach()
 
 
-def unit_signal(out: torch.Tensor, units: torch.Tensor, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
+def unit_signal(
+    out: torch.Tensor, units: torch.Tensor, mode: str = "max", position: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The activations to project for unit ``units[b]`` of example ``b``, all else zero, and where.
 
     Conv maps: ``max`` keeps only the strongest position of the unit's channel (Zeiler & Fergus:
-    "all other activations in the layer set to zero"), ``map`` keeps its whole channel. Flat
-    layers keep the one unit. Returns ``(signal like out, positions [B, 2] or [B, 0])``.
+    "all other activations in the layer set to zero"), or the given ``position``; ``map`` keeps
+    its whole channel. Flat layers keep the one unit. Returns ``(signal like out, positions [B, 2]
+    or [B, 0])``.
     """
     b = torch.arange(out.shape[0], device=out.device)
     units = units.to(out.device)
@@ -155,6 +165,8 @@ def unit_signal(out: torch.Tensor, units: torch.Tensor, mode: str = "max") -> tu
         maps = out[b, units]  # [B, h, w]
         flat = maps.flatten(1).argmax(1)
         rows, cols = flat // maps.shape[2], flat % maps.shape[2]
+        if position is not None:
+            rows, cols = torch.full_like(rows, position[0]), torch.full_like(cols, position[1])
         if mode == "map":
             signal[b, units] = maps
         else:
