@@ -9,7 +9,6 @@ module, and ``--resume`` continues from a Lightning checkpoint at the stage it w
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Mapping
@@ -32,15 +31,51 @@ def build_data(name: str, options: Mapping[str, Any], batch_size: int, seed: int
 
 
 def _check_out(out: str | Path) -> Path:
+    """Prove ``out`` can be written before training starts, by creating it (``os.access`` says yes
+    to root everywhere, even under /proc); a file that was not there is removed again."""
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"--out {path} is a directory; give a file name such as model.pt")
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"cannot write {path}: directory {parent} is not writable")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def _check_hardware(pl: Any, accelerator: str, devices: Any, num_nodes: int, strategy: str) -> None:
+    """Let Lightning judge --accelerator/--devices/--strategy before any data is read: ``gpu``
+    without a GPU, or a device count the machine lacks, is one line (exit 2), not a traceback."""
+    quiet_lightning()
+    try:
+        pl.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy, logger=False,
+                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    except Exception as exc:  # Lightning raises several types; its first line names the problem
+        raise UsageError(f"cannot train with --accelerator {accelerator} --devices {devices} --strategy {strategy}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _log_versions(log_dir: str | Path, kind: str, stem: str, tags: list[str]) -> dict[str, str]:
+    """Lightning log directories for this run's stages that no earlier run has written to.
+
+    ``STEM-TAG`` when free, else ``STEM-vN-TAG`` with the first N that is free for every stage:
+    CSVLogger deletes the metrics.csv of a directory it reuses, and a resumed run must not write
+    over the checkpoint it resumes from.
+    """
+    base = Path(log_dir) / kind
+    n = 1
+    while True:
+        names = {tag: f"{stem}-{tag}" if n == 1 else f"{stem}-v{n}-{tag}" for tag in tags}
+        if not any((base / name).exists() for name in names.values()):
+            return names
+        n += 1
 
 
 def _resume_point(resume: str | Path | None, kind: str) -> tuple[int, dict[str, Any]]:
@@ -88,7 +123,13 @@ def train(
     model_cls = host.model_class(kind)
     if epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    from .api import check_seed
+
+    check_seed(seed)
+    if lr is not None and not (isinstance(lr, int | float) and 0 < lr < float("inf")):
+        raise UsageError(f"--lr must be a finite number above 0, got {lr!r}")
     out_path = _check_out(out)
+    _check_hardware(pl, accelerator, devices, num_nodes, strategy)
     dm = build_data(data, data_options or {}, batch_size, seed)
     described = dm.describe()
     if lr is not None and "lr" not in {o.name for o in model_cls.train_options}:
@@ -107,6 +148,8 @@ def train(
         raise UsageError(f"--resume {resume} is past the last stage ({len(stages)} stages)")
     quiet_lightning()
     trainer = None
+    versions = _log_versions(log_dir, kind, out_path.stem,
+                             [f"stage{i}" if len(stages) > 1 else "train" for i in range(len(stages))])
     for stage, stage_name in enumerate(stages):
         if stage < first_stage:
             continue
@@ -120,7 +163,7 @@ def train(
         # A progress bar redrawn into a log file is megabytes of carriage returns: off a terminal,
         # print one line per epoch instead.
         live_bar = progress and sys.stderr.isatty()
-        callbacks = [ModelCheckpoint(dirpath=Path(log_dir) / kind / f"{out_path.stem}-{tag}" / "checkpoints",
+        callbacks = [ModelCheckpoint(dirpath=Path(log_dir) / kind / versions[tag] / "checkpoints",
                                      save_last=True, save_top_k=0)]
         if progress and not live_bar:
             callbacks.append(_epoch_lines(pl, f"[{kind}]" + (f" {stage_name}" if len(stages) > 1 else "")))
@@ -130,7 +173,7 @@ def train(
             devices=devices,
             num_nodes=num_nodes,
             strategy=strategy,
-            logger=CSVLogger(str(log_dir), name=kind, version=f"{out_path.stem}-{tag}"),
+            logger=CSVLogger(str(log_dir), name=kind, version=versions[tag]),
             callbacks=callbacks,
             enable_progress_bar=live_bar,
             enable_model_summary=False,
