@@ -22,6 +22,7 @@ def register_models(register: Callable[[Any], None]) -> None:
     register(LazyModel("dbn", "vizkit.models.rbm.model:DBN"))
     register(LazyModel("tcnn", "vizkit.models.tcnn:TCNN"))
     register(LazyModel("convnet", "vizkit.models.convnet:ConvNet"))
+    register(LazyModel("ladder", "vizkit.models.ladder:Ladder"))
 
 
 @hookimpl

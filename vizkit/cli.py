@@ -117,6 +117,8 @@ def _model_flags(args: list[str]) -> dict[str, str]:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Directory with the dataset's files (e.g. MNIST IDX).")
 @click.option("-D", "--data-option", "data_option", multiple=True, metavar="KEY=VALUE", help="Dataset option, e.g. -D size=16 -D whiten=zca.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs (per greedy stage).")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Stop after this many updates (per stage), however many epochs that is; replaces --epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--lr", type=PositiveNumber(), default=None, help="Learning rate (default: the model's).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -130,7 +132,7 @@ def _model_flags(args: list[str]) -> dict[str, str]:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_option: tuple[str, ...],
-          epochs: int, batch_size: int, lr: float | None, seed: int, out: str, accelerator: str,
+          epochs: int, max_steps: int | None, batch_size: int, lr: float | None, seed: int, out: str, accelerator: str,
           devices: str, num_nodes: int, strategy: str, resume: str | None, log_dir: str, quiet: bool) -> None:
     """Train a reference model KIND and write a vizkit checkpoint.
 
@@ -142,7 +144,7 @@ def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_o
     if data_dir is not None:
         data_options["data_dir"] = data_dir
     path = run_training(
-        kind, data, out=out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        kind, data, out=out, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed,
         model_options=_model_flags(list(ctx.args)), data_options=data_options,
         accelerator=accelerator, devices=parse_devices(devices),
         num_nodes=num_nodes, strategy=strategy, resume=resume, log_dir=log_dir, progress=not quiet,

@@ -98,6 +98,7 @@ def train(
     *,
     out: str | Path,
     epochs: int = 1,
+    max_steps: int | None = None,
     batch_size: int = 100,
     lr: float | None = None,
     seed: int = 0,
@@ -114,6 +115,9 @@ def train(
     """Train a reference model and write its vizkit checkpoint to ``out``.
 
     All validation (kind, options, data, output path) happens before the first step.
+    ``max_steps`` (Lightning's) stops each stage after that many optimiser updates, however many
+    epochs that takes; it replaces ``epochs`` (models trained on freshly drawn patches count
+    updates, not passes over a fixed set).
     """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -123,6 +127,8 @@ def train(
     model_cls = host.model_class(kind)
     if epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max-steps must be at least 1, got {max_steps}")
     from .api import check_seed
 
     check_seed(seed)
@@ -159,7 +165,8 @@ def train(
             continue
         tag = f"stage{stage}" if len(stages) > 1 else "train"
         if progress and len(stages) > 1:
-            print(f"[{kind}] stage {stage + 1}/{len(stages)}: {stage_name}, {n_epochs} epoch(s)", flush=True)
+            length = f"{n_epochs} epoch(s)" if max_steps is None else f"{max_steps} step(s)"
+            print(f"[{kind}] stage {stage + 1}/{len(stages)}: {stage_name}, {length}", flush=True)
         # A progress bar redrawn into a log file is megabytes of carriage returns: off a terminal,
         # print one line per epoch instead.
         live_bar = progress and sys.stderr.isatty()
@@ -168,7 +175,8 @@ def train(
         if progress and not live_bar:
             callbacks.append(_epoch_lines(pl, f"[{kind}]" + (f" {stage_name}" if len(stages) > 1 else "")))
         trainer = pl.Trainer(
-            max_epochs=n_epochs,
+            max_epochs=n_epochs if max_steps is None else -1,
+            max_steps=-1 if max_steps is None else max_steps,
             accelerator=accelerator,
             devices=devices,
             num_nodes=num_nodes,
@@ -185,7 +193,8 @@ def train(
         model.metrics[stage_name] = {
             k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
         }
-        model.metrics[stage_name]["epochs"] = n_epochs
+        model.metrics[stage_name]["epochs"] = trainer.current_epoch
+        model.metrics[stage_name]["steps"] = trainer.global_step
         model.after_stage(stage, trainer, dm)
     if trainer is not None and not trainer.is_global_zero:
         return out_path
@@ -205,7 +214,9 @@ def _epoch_lines(pl: Any, label: str) -> Any:
                 return
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(trainer.callback_metrics.items())
                                if torch.is_tensor(v) and v.numel() == 1)
-            print(f"{label} epoch {epoch}/{trainer.max_epochs}" + (f": {values}" if values else ""), flush=True)
+            where = (f"epoch {epoch}/{trainer.max_epochs}" if trainer.max_steps < 0
+                     else f"epoch {epoch}, step {trainer.global_step}/{trainer.max_steps}")
+            print(f"{label} {where}" + (f": {values}" if values else ""), flush=True)
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
             if trainer.current_epoch > 0:
