@@ -1,0 +1,88 @@
+"""The convnet reference model: labelled training, layers, kept epochs, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vizkit
+from vizkit.checkpoint import save_checkpoint
+from vizkit.models.convnet import ConvNet
+
+DIGITS = {"name": "digits", "options": {}, "input_shape": [1, 8, 8], "seed": 0,
+          "stats": {"mean_norm": 3.0, "pixel_min": 0.0, "pixel_max": 1.0, "n_classes": 10}}
+
+
+def make_convnet(channels: str = "4,6", seed: int = 0, **kw) -> ConvNet:
+    """An untrained convnet on digits (8×8), its data on record so probes rebuild the test split."""
+    torch.manual_seed(seed)
+    model = ConvNet(input_shape=[1, 8, 8], classes=10, channels=channels, **kw).eval()
+    model.data_info = dict(DIGITS)
+    return model
+
+
+def test_layers_shapes_and_forward():
+    model = make_convnet()
+    infos = model.layer_infos()
+    assert {k: v.shape for k, v in infos.items()} == {
+        "conv1": (4, 8, 8), "pool1": (4, 4, 4), "conv2": (6, 4, 4), "pool2": (6, 2, 2), "logits": (10,)}
+    x = torch.rand(3, 1, 8, 8)
+    for name, info in infos.items():
+        assert model.activations(x, name).shape == (3, *info.shape)
+    conv1 = model.features[0]
+    expected = torch.relu(torch.nn.functional.conv2d(x, conv1.weight, conv1.bias, padding=2))
+    torch.testing.assert_close(model.activations(x, "conv1"), expected)
+    torch.testing.assert_close(model.activations(x, "pool1"), torch.nn.functional.max_pool2d(expected, 2))
+    assert model.weights("conv1").source == "input" and model.weights("pool2").source == "pool1"
+
+
+def test_training_uses_labels_and_keeps_epochs(tmp_path, fresh_host):
+    from vizkit.training import train
+
+    out = train("convnet", "digits", out=tmp_path / "c.pt", epochs=3, batch_size=50, progress=False,
+                model_options={"keep_epochs": "1,3", "channels": "8,16"}, log_dir=tmp_path / "logs")
+    model = vizkit.load(out)
+    metrics = model.metrics
+    assert metrics["test"]["n"] == 359 and metrics["test"]["accuracy"] > 0.5  # chance is 0.1
+    kept = model.epoch_models()
+    assert sorted(kept) == [1, 3]
+    # the epoch-3 snapshot is the final model; epoch 1 differs and is worse on the test split
+    for a, b in zip(kept[3].parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert metrics["kept_epochs"]["3"]["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert metrics["kept_epochs"]["1"]["test_accuracy"] < metrics["test"]["accuracy"]
+
+
+def test_checkpoint_round_trip_keeps_snapshots(tmp_path):
+    model = make_convnet(keep_epochs="2")
+    model.snapshots[0] = torch.arange(model.snapshots.shape[1], dtype=torch.float32)
+    model.snapshot_done[0] = True
+    loaded = vizkit.load(save_checkpoint(model.to_checkpoint(), tmp_path / "m.pt"))
+    assert list(loaded.epoch_models()) == [2]
+    torch.testing.assert_close(torch.nn.utils.parameters_to_vector(loaded.epoch_models()[2].parameters()),
+                               model.snapshots[0])
+
+
+def test_data_without_labels_is_refused(cli, tmp_path, fresh_host):
+    res = cli("train", "convnet", "--data", "patches", "--out", tmp_path / "c.pt")
+    assert res.code == 2 and "has none" in res.err and "Traceback" not in res.err
+    assert len(res.err.strip().splitlines()) == 1 and not (tmp_path / "c.pt").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "words"), [
+    ("--channels", "8,x", "comma-separated integers"),
+    ("--kernel", "4", "odd"),
+    ("--pool", "8", "shrink"),
+    ("--keep-epochs", "0", "at least 1"),
+])
+def test_bad_model_options_are_usage_errors(cli, tmp_path, fresh_host, flag, value, words):
+    res = cli("train", "convnet", "--data", "digits", flag, value, "--out", tmp_path / "c.pt")
+    assert res.code == 2 and words in res.err and "Traceback" not in res.err
+
+
+@pytest.mark.slow
+def test_mnist_subset_accuracy(tmp_path, fresh_host):
+    from vizkit.training import train
+
+    out = train("convnet", "mnist", out=tmp_path / "m.pt", epochs=5, progress=False, log_dir=tmp_path / "logs")
+    assert vizkit.load(out).metrics["test"]["accuracy"] > 0.93

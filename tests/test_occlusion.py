@@ -1,0 +1,105 @@
+"""``occlusion``: equals captum's Occlusion; zero outside a unit's receptive field; bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import vizkit
+from vizkit.checkpoint import save_checkpoint
+
+from .test_convnet import make_convnet
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 25, 3)).eval()
+
+
+def saved_images(tmp_path, n: int = 6) -> str:
+    data = np.random.default_rng(0).random((n, 1, 12, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", data)
+    return str(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize(("window", "stride"), [(5, 3), (4, 4), (3, 1)])
+def test_equals_captum_occlusion(fresh_host, tmp_path, window, stride):
+    from captum.attr import Occlusion
+
+    net = small_net()
+    model = vizkit.wrap(net, input_shape=(1, 12, 12), layers=["1", "4"])
+    result = vizkit.run_probe("occlusion", model, "1", units="0,2,3", data=saved_images(tmp_path), split="all",
+                              images="0:3", window=window, stride=stride, fill=0.25, output="4")
+    images = torch.from_numpy(result.arrays["images"])
+
+    def summed(x: torch.Tensor) -> torch.Tensor:  # the unit's activation summed over its feature map
+        return net[:2](x).sum(dim=(2, 3))
+
+    for j, unit in enumerate([0, 2, 3]):
+        expected = Occlusion(summed).attribute(images, sliding_window_shapes=(1, window, window),
+                                               strides=(1, stride, stride), baselines=0.25, target=unit)
+        np.testing.assert_allclose(result.arrays["attribution"][j], expected[:, 0].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_zero_outside_the_receptive_field_and_the_direct_difference_inside(fresh_host, tmp_path):
+    net = small_net()
+    model = vizkit.wrap(net, input_shape=(1, 12, 12), layers=["0", "4"])
+    # unit 1 of the 3x3 conv at position (4, 6) sees rows 4..6 and columns 6..8
+    result = vizkit.run_probe("occlusion", model, "0", units="1", data=saved_images(tmp_path), split="all",
+                              images="0:2", window=2, stride=1, fill=0.5, position="4,6", output="4")
+    maps = result.arrays["activation_maps"][0]  # [images, 11, 11] window positions
+    base = result.arrays["baseline_activation"][0]
+    images = torch.from_numpy(result.arrays["images"])
+    touched = 0
+    for i in range(2):
+        for r in range(11):
+            for c in range(11):
+                overlaps = r + 2 > 4 and r <= 6 and c + 2 > 6 and c <= 8
+                if not overlaps:
+                    assert maps[i, r, c] == base[i]
+                    continue
+                x = images[i:i + 1].clone()
+                x[..., r:r + 2, c:c + 2] = 0.5
+                with torch.no_grad():
+                    direct = float(net[0](x)[0, 1, 4, 6])
+                assert maps[i, r, c] == pytest.approx(direct, abs=1e-5)
+                touched += maps[i, r, c] != base[i]
+    assert touched > 0
+    attribution = result.arrays["attribution"][0]
+    outside = np.ones((12, 12), bool)
+    outside[3:8, 5:10] = False  # pixels whose 2x2 windows can reach the receptive field
+    assert np.abs(attribution[:, outside]).max() == 0.0
+
+
+def test_probability_and_label_maps(fresh_host, tmp_path):
+    model = make_convnet()
+    result = vizkit.run_probe("occlusion", model, "pool2", units="0:2", images="0,100", window=3, out=tmp_path / "o")
+    from vizkit.data.digits import build
+
+    dm = build(seed=0)
+    x, y = dm.test_tensor()[[0, 100]], dm.test_labels()[[0, 100]]
+    with torch.no_grad():
+        probs = torch.softmax(model(x).double(), 1)
+    np.testing.assert_allclose(result.arrays["baseline_probability"], probs[[0, 1], y].numpy(), rtol=1e-5)
+    assert result.arrays["true_labels"].tolist() == y.tolist()
+    # a window position's probability and label are the model's on that occluded copy
+    occluded = x[1:].clone()
+    occluded[..., 2:5, 3:6] = result.meta["fill"]
+    with torch.no_grad():
+        p = torch.softmax(model(occluded).double(), 1)[0]
+    assert result.arrays["probability_maps"][1, 2, 3] == pytest.approx(float(p[y[1]]), rel=1e-5)
+    assert result.arrays["label_maps"][1, 2, 3] == int(p.argmax())
+    assert result.arrays["activation_maps"].shape == (2, 2, 6, 6)
+    assert (tmp_path / "o" / "occlusion.png").stat().st_size > 10000
+
+
+def test_window_larger_than_the_image_is_refused(cli, fresh_host, tmp_path):
+    ckpt = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
+    res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "window", "9", "--out", tmp_path / "o")
+    assert res.code == 2 and "larger than the 8x8 image" in res.err and "Traceback" not in res.err
+    assert len(res.err.strip().splitlines()) == 1
+    res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "images", "5000", "--out", tmp_path / "o")
+    assert res.code == 2 and "must pick examples 0..358" in res.err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
