@@ -48,14 +48,63 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
             f"{path} holds model kind {ckpt['kind']!r}, which no installed plugin provides "
             f"(installed kinds: {known})"
         )
+    cls = host.model_class(ckpt["kind"])
     try:
-        model = host.model_class(ckpt["kind"]).from_checkpoint(ckpt)
-    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        with _size_guard(ckpt):
+            model = cls.from_checkpoint(ckpt)
+    except _TooBig as exc:
+        raise CheckpointError(
+            f"{path} does not match model kind {ckpt['kind']!r}: its hyperparameters ask for a tensor of "
+            f"{exc.args[0]:,} elements, far more than its weights hold (refused before allocating)"
+        ) from None
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError, UsageError) as exc:
+        # a bad hyperparameter is the file's fault (exit 1), not a flag the user typed
         raise CheckpointError(
             f"{path} does not match model kind {ckpt['kind']!r}: {str(exc).splitlines()[0]}"
         ) from None
     model.source = {"path": str(path), "sha256": file_sha256(path)}
     return model
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _size_guard(ckpt: dict[str, Any]) -> Any:
+    """A torch function mode that stops any tensor factory asking for far more elements than the
+    checkpoint's largest weight holds, before the memory is allocated.
+
+    A checkpoint's hyperparameters declare sizes; a damaged or hostile 14 KB file could otherwise ask
+    for gigabytes while the model is built, before its weights are compared with them.
+    """
+    from torch.overrides import TorchFunctionMode
+
+    largest = max((v.numel() for v in ckpt["state_dict"].values()), default=0)
+    limit = max(4 * largest, 1 << 22)
+    factories = {torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full, torch.randint,
+                 torch.tensor, torch.eye, torch.arange}
+
+    def numel(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        size = kwargs.get("size", args[0] if args else ())
+        if isinstance(size, int):
+            dims = [a for a in args if isinstance(a, int)] if args and isinstance(args[0], int) else [size]
+        elif isinstance(size, torch.Size | tuple | list) and all(isinstance(d, int) for d in size):
+            dims = list(size)
+        else:
+            return 0
+        total = 1
+        for d in dims:
+            total *= max(int(d), 0)
+        return total
+
+    class Guard(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if func in factories and func not in (torch.tensor, torch.arange) and numel(args, kwargs) > limit:
+                raise _TooBig(numel(args, kwargs))
+            return func(*args, **kwargs)
+
+    return Guard()
 
 
 def list_probes() -> list[str]:

@@ -9,6 +9,7 @@ whose pickle needs any other object is refused before that object could be built
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import re
 from pathlib import Path
@@ -54,10 +55,20 @@ def make_checkpoint(
     }
 
 
+def checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
+    """The file's bytes. Saved through a buffer: ``torch.save`` to a path stores the file's name
+    inside the archive, so a temporary name would make identical trainings differ byte for byte
+    (and change the sha256 that probe results are keyed on)."""
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
     """Write atomically, then prove the file loads safely (a checkpoint we cannot read is a bug)."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+    data = checkpoint_bytes(ckpt)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     read_checkpoint(path)
     return path
 
@@ -88,26 +99,61 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return _normalise(raw, path)
 
 
+def _check_types(ckpt: dict[str, Any], path: Path) -> None:
+    """Every field the loader relies on has the type it expects: a damaged file is one line."""
+    def bad(field: str, want: str, value: Any) -> CheckpointError:
+        return CheckpointError(f"{path} is damaged: {field} must be {want}, not {type(value).__name__}")
+
+    if not isinstance(ckpt["kind"], str):
+        raise bad("'kind'", "a string", ckpt["kind"])
+    if not isinstance(ckpt["hparams"], dict) or not all(isinstance(k, str) for k in ckpt["hparams"]):
+        raise bad("'hparams'", "a dict of named values", ckpt["hparams"])
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise bad("'state_dict'", "a dict of named tensors", state)
+    data = ckpt.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise bad("'data'", "a dict", data)
+    for key, want in (("stats", dict), ("options", dict), ("input_shape", list), ("name", str)):
+        if isinstance(data, dict) and data.get(key) is not None and not isinstance(data[key], (list, tuple) if want is list else want):
+            raise bad(f"'data.{key}'", {dict: "a dict", list: "a list", str: "a string"}[want], data[key])
+    if ckpt.get("metrics") is not None and not isinstance(ckpt["metrics"], dict):
+        raise bad("'metrics'", "a dict", ckpt["metrics"])
+
+
 def _normalise(raw: Any, path: Path) -> dict[str, Any]:
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         ckpt = raw
     elif isinstance(raw, dict) and isinstance(raw.get("vizkit"), dict) and "state_dict" in raw:
         meta = raw["vizkit"]
-        ckpt = make_checkpoint(
-            meta.get("kind", "?"),
-            meta.get("hparams", {}),
-            raw["state_dict"],
-            meta.get("data", {}),
-            meta.get("metrics", {}),
-        )
+        try:
+            ckpt = make_checkpoint(
+                meta.get("kind", "?"),
+                meta.get("hparams", {}),
+                raw["state_dict"],
+                meta.get("data", {}),
+                meta.get("metrics", {}),
+            )
+        except (AttributeError, TypeError, ValueError):
+            raise CheckpointError(f"{path} is damaged: its 'vizkit' description or state_dict has the wrong "
+                                  f"type") from None
         ckpt["lightning"] = {"epoch": raw.get("epoch"), "global_step": raw.get("global_step")}
+    elif isinstance(raw, dict) and raw and all(isinstance(k, str) and torch.is_tensor(v) for k, v in raw.items()):
+        raise CheckpointError(
+            f"{path} is a plain state dict (weights without the model's code); name the code that builds "
+            f"the model: vizkit probe ... --module yourpkg.module:Factory --weights {path} --input-shape C,H,W"
+        )
+    elif isinstance(raw, torch.nn.Module):
+        raise CheckpointError(f"{path} holds a whole module; save its state_dict() and use --module/--weights")
     else:
         raise CheckpointError(
-            f"{path} is a torch file but not a vizkit checkpoint (write one with `vizkit train`)"
+            f"{path} is a torch file but not a vizkit checkpoint (write one with `vizkit train`, or give "
+            f"your own model with --module pkg.mod:Factory --weights FILE --input-shape C,H,W)"
         )
     for key in ("kind", "hparams", "state_dict"):
         if key not in ckpt:
             raise CheckpointError(f"{path} is missing {key!r}; it is not a complete vizkit checkpoint")
+    _check_types(ckpt, path)
     for name, tensor in ckpt["state_dict"].items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(
