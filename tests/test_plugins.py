@@ -83,8 +83,27 @@ def test_load_plugins_env_restricts(monkeypatch):
 
 def test_duplicate_names_name_both_plugins():
     eps = [FakeEntryPoint("one", lambda: probe_plugin("same")), FakeEntryPoint("two", lambda: probe_plugin("same"))]
-    with pytest.raises(PluginError, match="probe name 'same' is registered by both plugin 'one' and plugin 'two'"):
+    with pytest.raises(PluginError, match="plugin 'two' registers probe name 'same', which plugin 'one' already"):
         PluginHost(entry_points=eps, strict=True).load()
+
+
+def test_a_name_clash_skips_only_the_late_plugin(capsys):
+    """Not strict: the clashing plugin is named on stderr and skipped; everything else still loads."""
+    eps = [FakeEntryPoint("one", lambda: probe_plugin("same")), FakeEntryPoint("two", lambda: probe_plugin("same")),
+           FakeEntryPoint("three", lambda: probe_plugin("other"))]
+    host = PluginHost(entry_points=eps, strict=False).load()
+    assert host.probes["same"].plugin == "one" and "other" in host.probes
+    assert "two" in host.broken and "plugin 'two' registers probe name 'same'" in capsys.readouterr().err
+
+
+def test_a_plugin_calling_sys_exit_on_import_is_named_and_skipped(capsys):
+    def leave():
+        raise SystemExit(3)
+
+    host = PluginHost(entry_points=[FakeEntryPoint("quitter", leave),
+                                    FakeEntryPoint("fine", lambda: probe_plugin("fine"))], strict=False).load()
+    assert "fine" in host.probes and "sys.exit(3)" in host.broken["quitter"]
+    assert "plugin 'quitter' failed to import: called sys.exit(3)" in capsys.readouterr().err
 
 
 def test_misspelled_hook_is_caught_by_check_pending(capsys):

@@ -100,16 +100,21 @@ class PluginHost:
         eps = self.entry_points
         if eps is None:
             eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-        for ep in sorted(eps, key=lambda e: e.name):
+        # vizkit's own plugins first, so a third-party name clash skips the newcomer, not a built-in
+        for ep in sorted(eps, key=lambda e: (getattr(getattr(e, "dist", None), "name", None) != "vizkit", e.name)):
             if self.only is not None and ep.name not in self.only:
                 continue
             dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a plugin's import error must not take vizkit down
-                self._broken(ep.name, f"failed to import: {type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:  # a plugin's import error (even sys.exit) must not take vizkit down
+                what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+                self._broken(ep.name, f"failed to import: {what}")
                 continue
-            self.add_plugin(plugin, ep.name, distribution=dist)
+            try:
+                self.add_plugin(plugin, ep.name, distribution=dist)
+            except PluginError as exc:  # e.g. a name another plugin owns: name it, skip it, go on
+                self._broken(ep.name, str(exc).removeprefix(f"plugin {ep.name!r} "))
         self._loaded = True
         return self
 
@@ -141,7 +146,7 @@ class PluginHost:
                     items: list[Any] = []
                     impl.function(register=items.append)
                     collected.extend((what, check(item, name), item) for item in items)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self.pm.unregister(name=name)
             reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
             self._broken(name, f"failed while registering: {reason}")
@@ -152,7 +157,7 @@ class PluginHost:
             if owner is not None:
                 self.pm.unregister(name=name)
                 raise PluginError(
-                    f"{what} name {item_name!r} is registered by both plugin {owner!r} and plugin {name!r}"
+                    f"plugin {name!r} registers {what} name {item_name!r}, which plugin {owner!r} already registered"
                 )
             seen[(what, item_name)] = name
         for what, item_name, item in collected:
@@ -190,7 +195,7 @@ class PluginHost:
             before = dict(cli.commands)
             try:
                 impl.function(cli=cli)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
                 self._broken(impl.plugin_name, f"failed while adding commands: {type(exc).__name__}: {exc}")
@@ -198,9 +203,11 @@ class PluginHost:
             for cmd_name, command in list(cli.commands.items()):
                 if cmd_name in before and before[cmd_name] is not command:
                     cli.commands[cmd_name] = before[cmd_name]
-                    raise PluginError(
-                        f"command {cmd_name!r} is added by both {owners[cmd_name]!r} and plugin {impl.plugin_name!r}"
-                    )
+                    self._broken(impl.plugin_name, f"tried to replace command {cmd_name!r} of {owners[cmd_name]!r}; "
+                                                   f"its commands were not added")
+                    for added in set(cli.commands) - set(before):
+                        del cli.commands[added]
+                    break
                 owners.setdefault(cmd_name, impl.plugin_name)
 
 
