@@ -360,4 +360,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
+    except OSError as exc:  # a full disk or lost permission deep inside a library (Lightning's logs)
+        if show_tb:
+            raise
+        from .output import write_failure
+
+        click.echo(f"error: {write_failure(Path(exc.filename or '?'), exc)}", err=True)
+        code = 1
+    except MemoryError:
+        if show_tb:
+            raise
+        click.echo("error: out of memory; try fewer --units, a smaller batch or another --device", err=True)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
