@@ -139,3 +139,23 @@ UNIT_OPTIONS: tuple[Option, ...] = (
     Option("position", str, "", "conv maps: 'row,col' reads the unit at that position instead of the channel mean"),
     Option("max", bool, False, "conv maps: a unit's activation is its channel's maximum instead of its mean"),
 )
+
+
+def pick(text: str, n: int, count: int) -> list[int]:
+    """Indices into ``n`` examples from an ``images`` option: ``"a:b"``, ``"i,j,k"``, or empty for
+    ``count`` indices spread evenly over the data (the built-in test splits are sorted by label,
+    so the first few would all be one class)."""
+    text = str(text or "").strip()
+    try:
+        if not text:
+            out = sorted({int(round(v)) for v in torch.linspace(0, n - 1, min(count, n)).tolist()})
+        elif ":" in text:
+            lo, hi = (int(p) if p.strip() else d for p, d in zip(text.split(":", 1), (0, n), strict=True))
+            out = list(range(lo, min(hi, n)))
+        else:
+            out = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise OptionError(f"option 'images' must be 'a:b' or comma-separated indices, got {text!r}") from None
+    if not out or any(not 0 <= i < n for i in out):
+        raise OptionError(f"option 'images' {text!r} must pick examples 0..{n - 1} of the data")
+    return out

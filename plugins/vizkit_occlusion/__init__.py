@@ -61,7 +61,8 @@ class Occlusion(Probe):
     summary = "grey square slid over images: unit's summed activation, true-class probability, top label"
     requires = frozenset({caps.ACTIVATIONS})
     options = (
-        Option("images", str, "0:4", "which examples of the data to occlude: 'a:b' or comma-separated indices"),
+        Option("images", str, "", "which examples of the data to occlude: 'a:b' or comma-separated indices "
+               "(empty: 4 spread over the data)"),
         Option("window", int, 0, "side of the grey square in pixels (0: a quarter of the image side)", min=0),
         Option("stride", int, 0, "step between window positions in pixels (0: 1 for images up to 32 px, "
                "else window/4)", min=0),
@@ -91,7 +92,7 @@ class Occlusion(Probe):
         position = vizkit.parse_position(opts["position"], info)
         out_layer = output_layer(model, opts["output"])
         examples = datasource.load_examples(model, opts["data"], opts["split"], opts["limit"])
-        picked = _indices(opts["images"], examples.images.shape[0])
+        picked = datasource.pick(opts["images"], examples.images.shape[0], 4)
         images = examples.images[picked].to(ctx.device)
         fill = float(examples.images.mean()) if opts["fill"] is None else float(opts["fill"])
         masks, rows, cols = window_masks(height, width, window, stride)
@@ -203,23 +204,6 @@ def _square(row: int, col: int, window: int) -> Any:
     from matplotlib.patches import Rectangle
 
     return Rectangle((col - 0.5, row - 0.5), window, window, fill=False, edgecolor="red", linewidth=1)
-
-
-def _indices(text: str, n: int) -> list[int]:
-    """``"a:b"`` or ``"i,j,k"`` → indices into the data, checked against its size."""
-    text = str(text).strip()
-    try:
-        if ":" in text:
-            lo, hi = (int(p) if p.strip() else d for p, d in zip(text.split(":", 1), (0, n), strict=True))
-            out = list(range(lo, min(hi, n)))
-        else:
-            out = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise OptionError(f"option 'images' must be 'a:b' or comma-separated indices, got {text!r}") from None
-    bad = [i for i in out if not 0 <= i < n]
-    if not out or bad:
-        raise OptionError(f"option 'images' {text!r} must pick examples 0..{n - 1} of the data")
-    return out
 
 
 @vizkit.hookimpl
