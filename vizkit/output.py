@@ -32,6 +32,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
@@ -225,7 +226,7 @@ def write_video(base: Path, frames: np.ndarray, fps: float) -> list[Path]:
 
 
 # -- one writer at a time --------------------------------------------------------------------------
-_held: dict[str, int] = {}
+_held = threading.local()  # directories this thread holds (re-entrant per thread, exclusive across threads)
 
 
 @contextlib.contextmanager
@@ -236,12 +237,9 @@ def out_lock(out: str | Path, quiet: bool = False) -> Iterator[None]:
     """
     out = Path(out)
     key = str(out.resolve())
-    if key in _held:
-        _held[key] += 1
-        try:
-            yield
-        finally:
-            _held[key] -= 1
+    held: set[str] = _held.__dict__.setdefault("dirs", set())
+    if key in held:
+        yield
         return
     try:
         import fcntl
@@ -260,12 +258,12 @@ def out_lock(out: str | Path, quiet: bool = False) -> Iterator[None]:
             if not quiet:
                 print(f"vizkit: another run is writing to {out}; waiting for it to finish", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        _held[key] = 1
+        held.add(key)
         try:
             _remove_stale_temps(out)
             yield
         finally:
-            del _held[key]
+            held.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -279,16 +277,24 @@ def _remove_stale_temps(out: Path) -> None:
 
 
 # -- ownership -------------------------------------------------------------------------------------
-def owned_files(out: Path) -> set[str]:
-    """Names of files vizkit wrote in ``out``: those its ``result.json`` lists."""
-    try:
-        data = json.loads((out / "result.json").read_text())
-    except (OSError, ValueError):
+def owned_files(out: Path) -> set[str] | None:
+    """Names of files vizkit wrote in ``out``: those its ``result.json`` lists.
+
+    None when ``result.json`` is there but damaged (a killed run's, or a full disk's): vizkit is the
+    only writer of that name there, so the run may replace files of its own names, but it cannot
+    tell which other files were vizkit's and removes none.
+    """
+    path = out / "result.json"
+    if not path.exists():
         return set()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
     names = data.get("files") if isinstance(data, dict) else None
     if isinstance(names, list) and all(isinstance(n, str) for n in names):
         return set(names) | {"result.json"}
-    return set()
+    return None
 
 
 def _previous_probe(out: Path) -> str | None:
@@ -315,6 +321,8 @@ def check_overwrite(out: str | Path, names: Iterable[str], probe: str | None = N
             f"or --force to replace it"
         )
     owned = owned_files(out)
+    if owned is None:
+        return
     for name in sorted(set(names)):
         if (out / name).exists() and name not in owned:
             raise OutputError(
@@ -338,7 +346,7 @@ def write_result(result: Result, out: Path, force: bool = False, back: str | Non
         try:
             names = [p.name for p in sorted(staged.iterdir())]
             check_overwrite(out, names, result.meta.get("probe"), force)
-            previous = owned_files(out)
+            previous = owned_files(out) or set()
             # until the final result.json is in place the directory is not a finished run, but
             # every file in it (old or new) is recorded as vizkit's
             pending = {"probe": result.meta.get("probe"), "pending": True, "files": sorted(previous | set(names))}
