@@ -24,7 +24,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 @click.option("--every", type=click.IntRange(min=1), default=1000, show_default=True, help="Gibbs steps between kept samples.")
 @click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True, help="Gibbs steps before the first.")
 @click.option("--binary", is_flag=True, help="Show binary samples instead of pixel probabilities.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, mps (default cpu).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory for the result.")
 def sample_command(checkpoint: str, layer: str | None, chains: int, samples: int, every: int, burn_in: int,
@@ -54,10 +54,12 @@ def sample_command(checkpoint: str, layer: str | None, chains: int, samples: int
 def sample_result(model, *, layer: str | None = None, chains: int = 100, samples: int = 1, every: int = 1000,
                   burn_in: int = 0, probabilities: bool = True, seed: int = 0, device: str | None = None):
     """The samples as a :class:`vizkit.Result` (arrays, one figure, caption, metadata)."""
+    from ...api import check_device, check_seed
     from ...probe import Result
     from ...render import as_images, image_grid
 
-    dev = torch.device(device or "cpu")
+    check_seed(seed)
+    dev = check_device(device)
     model.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
     top = layer or f"h{model.depth}"
