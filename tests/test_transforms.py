@@ -135,3 +135,12 @@ def test_public_api():
     assert vizkit.transforms is T
     assert vizkit.transformation_sets is T.transformation_sets
     assert vizkit.transform_images is T.transform_images
+
+
+def test_a_submodule_import_does_not_hide_the_function_of_the_same_name():
+    import subprocess
+    import sys
+
+    code = "import vizkit; vizkit.WrappedModel; print(callable(vizkit.wrap))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

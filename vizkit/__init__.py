@@ -78,6 +78,13 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
     mod = importlib.import_module(module)
+    # Importing the submodule vizkit.wrap binds the package attribute "wrap" to that module,
+    # hiding the function of the same name (vizkit.WrappedModel first, then vizkit.wrap(...) failed
+    # with "'module' object is not callable"); drop such a binding so the name resolves here.
+    shadowed = module.rsplit(".", 1)[-1]
+    if shadowed != name and shadowed in _EXPORTS and _EXPORTS[shadowed] == module \
+            and globals().get(shadowed) is mod:
+        del globals()[shadowed]
     value = mod if name in ("capabilities", "render", "optim", "sphere", "transforms", "datasource",
                         "deconvnet") else getattr(mod, name)
     globals()[name] = value

@@ -34,13 +34,20 @@ Conventions (the same for both entry points):
 
 Everything is one batched call per chunk of sources (no Python loop over images or copies);
 callers chunk the sources to their memory budget (:func:`bytes_per_source` helps).
+
+:func:`set_source` picks the held-out images of a model's own data (or named data) and knows how
+transformed copies become model inputs (for ``patches``: cut from the photographs and
+transformed *before* the dataset's whitening).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,8 +56,10 @@ from .errors import DataError, OptionError
 __all__ = [
     "KINDS",
     "SET_SIZE",
+    "SetSource",
     "bytes_per_source",
     "check_kind",
+    "set_source",
     "set_values",
     "source_size",
     "transform_images",
@@ -277,3 +286,124 @@ def _frame(sources: torch.Tensor, out: tuple[int, int], frame: tuple[int, int]) 
         sources = F.pad(sources, (pad_l, pad_r, pad_t, pad_b))
     top, left = top + pad_t, left + pad_l
     return sources[..., top:top + frame[0], left:left + frame[1]]
+
+
+# ------------------------------------------------------------------------------------------------
+# transformation sets of a model's own data
+
+
+@dataclass
+class SetSource:
+    """Source images for transformation sets shown to one model, and how copies become inputs.
+
+    ``sources`` are raw images ``[N, C, H, W]`` (for ``patches``: grey photograph windows in
+    [0, 1], before the dataset's whitening); :meth:`sets` transforms a range of them and applies
+    ``prepare`` (the dataset's own preprocessing, or nothing), giving model inputs
+    ``[n, 16, *input_shape]``.
+    """
+
+    sources: torch.Tensor
+    out_size: tuple[int, int]
+    input_shape: tuple[int, ...]
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    description: str
+    step: int = 1
+
+    def __len__(self) -> int:
+        return int(self.sources.shape[0])
+
+    def sets(self, kind: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Model inputs ``[n, 16, *input_shape]`` for sources ``start:stop``."""
+        chunk = self.sources[start:stop]
+        copies = transformation_sets(chunk, kind, self.out_size, step=self.step)
+        flat = copies.reshape(-1, *copies.shape[2:])
+        return self.prepare(flat).reshape(chunk.shape[0], SET_SIZE, *self.input_shape)
+
+
+def set_source(
+    model: Any,
+    kind: str | Sequence[str] = KINDS,
+    *,
+    data: str | None = None,
+    n_sets: int = 1000,
+    step: int = 1,
+    seed: int = 0,
+) -> SetSource:
+    """The held-out images a model's transformation sets are made of (Rasmus et al. §2.4).
+
+    ``data``: a dataset name or a user data path; empty/None means the model's own data (rebuilt
+    from its checkpoint description, same options and seed, so the test split is held out).
+
+    - ``patches``: ``n_sets`` windows drawn from the held-out (right) region of the photographs,
+      large enough for every transformation in ``kind`` (:func:`source_size`); copies are
+      transformed before the dataset's own preprocessing (DC removal, scaling, whitening), with
+      the model's stored preprocessing when the model was trained on patches of that size.
+    - any other data: the first ``n_sets`` test images. Images larger than the model input are
+      the sources (cropped about their centre); images the size of the input are shifted /
+      resampled with zero fill; smaller ones are refused.
+    """
+    kinds = [kind] if isinstance(kind, str) else list(kind)
+    for k in kinds:
+        check_kind(k)
+    shape = tuple(int(s) for s in model.input_shape)
+    if len(shape) != 3:
+        raise DataError(f"transformation sets need image inputs [channels, height, width]; the model takes {shape}")
+    out = (shape[1], shape[2])
+    if n_sets < 2:
+        raise OptionError(f"need at least 2 transformation sets, got {n_sets}")
+    info = dict(getattr(model, "data_info", None) or {})
+    name = (data or "").strip() or info.get("name")
+    if not name:
+        raise DataError("the model has no training data on record; choose images with -o data NAME|PATH")
+    own = name == info.get("name")
+    if name == "patches":
+        return _patch_source(info if own else {}, shape, kinds, n_sets, step, seed)
+    from .training import build_data
+
+    options = {k: v for k, v in (info.get("options") or {}).items() if v is not None} if own else {}
+    dm = build_data(name, options, 100, int(info.get("seed", 0)) if own else 0)
+    images = dm.test_tensor()
+    if images.dim() != 4:
+        raise DataError(f"data {name!r} holds inputs of shape {tuple(images.shape[1:])}, not images; "
+                        "transformation sets need [channels, height, width]")
+    if images.shape[1] != shape[0]:
+        raise DataError(f"data {name!r} has {images.shape[1]} channels, the model takes {shape[0]}")
+    if images.shape[2] < out[0] or images.shape[3] < out[1]:
+        raise DataError(f"data {name!r} holds {images.shape[2]}x{images.shape[3]} images, too small to crop "
+                        f"the model's {out[0]}x{out[1]} input from")
+    if images.shape[0] < 2:
+        raise DataError(f"data {name!r} has only {images.shape[0]} test image(s); need at least 2 sets")
+    images = images[:n_sets]
+    fill = "zero fill" if tuple(images.shape[2:]) == out else "cropped about the centre"
+    return SetSource(images, out, shape, lambda x: x, f"{dm.name} test split, first {images.shape[0]} images "
+                     f"({images.shape[2]}x{images.shape[3]}, {fill})", step)
+
+
+def _patch_source(info: dict[str, Any], shape: tuple[int, ...], kinds: list[str], n_sets: int, step: int,
+                  seed: int) -> SetSource:
+    from .data import patches
+    from .data.base import numpy_rng
+
+    out = (shape[1], shape[2])
+    if shape[0] != 1 or out[0] != out[1]:
+        raise DataError(f"patches are square grey images; the model takes {shape}")
+    options = dict(info.get("options") or {})
+    buffers = (info.get("buffers") or {}) if options.get("size") == out[0] else {}
+    if not buffers:  # not the model's own patches: fit the dataset's default preprocessing at this size
+        from .training import build_data
+
+        dm = build_data("patches", {"size": out[0]}, 100, 0)
+        buffers, options = dm.describe()["buffers"], dict(dm.options)
+    images = options.get("images")
+    photos = patches.grey_images(images) if images else patches.grey_images()
+    side = max(max(source_size(k, out, step)) for k in kinds)
+    # its own stream of the seed: never the dataset's training or test draws
+    raw, _ = patches.sample_patches(n_sets, side, "test", numpy_rng(seed, 0x6A33A), photos)
+    sources = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).unsqueeze(1)
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return patches.preprocess(x[:, 0], buffers)
+
+    return SetSource(sources, out, shape, prepare,
+                     f"{n_sets} {side}x{side} windows from the held-out region of the photographs "
+                     f"({images or 'default'}), transformed before the dataset's preprocessing", step)
