@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # Python API
     "load": "vizkit.api",
+    "load_module": "vizkit.api",
+    "load_dataset": "vizkit.api",
     "run_probe": "vizkit.api",
     "list_probes": "vizkit.api",
     "list_models": "vizkit.api",

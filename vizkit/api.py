@@ -107,6 +107,107 @@ def _size_guard(ckpt: dict[str, Any]) -> Any:
     return Guard()
 
 
+def load_module(
+    factory: str,
+    weights: str | Path | None = None,
+    input_shape: Any = None,
+    layers: Any = None,
+) -> Any:
+    """Your own model, named explicitly: ``"package.module:Factory"`` (a class or function that
+    returns a ``torch.nn.Module``) with a state dict from ``weights``, wrapped for probing.
+
+    The factory is imported because you named it; the weights are still read with
+    ``weights_only=True``. ``input_shape`` is one example's shape, e.g. ``(1, 28, 28)`` or
+    ``"1,28,28"``; ``layers`` narrows the captured layers (default: every leaf module).
+    This is what ``vizkit probe --module ... --weights ... --input-shape ...`` calls.
+    """
+    import importlib
+    import sys
+
+    from .checkpoint import read_weights
+    from .wrap import wrap
+
+    module_name, sep, attr = factory.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--module must look like package.module:Factory, got {factory!r}")
+    shape = _parse_shape(input_shape)
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # a module next to where the user runs vizkit
+    try:
+        target = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:
+        raise UsageError(f"cannot import {module_name!r} for --module: {type(exc).__name__}: {exc}") from None
+    obj = target
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UsageError(f"{module_name!r} has no {attr!r} (for --module {factory})")
+        obj = getattr(obj, part)
+    try:
+        module = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
+    except Exception as exc:
+        raise UsageError(f"--module {factory}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise UsageError(f"--module {factory} gave a {type(module).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        state = read_weights(weights)
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise CheckpointError(f"{weights} does not fit {factory}: {' '.join(lines[1:3]) or lines[0]}") from None
+    module.eval()
+    if isinstance(layers, str):
+        layers = [name.strip() for name in layers.split(",") if name.strip()]
+    try:
+        model = wrap(module, input_shape=shape, layers=layers)
+    except RuntimeError as exc:
+        raise UsageError(f"--input-shape {','.join(map(str, shape))} does not fit {factory}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    model.source = {"module": factory, "path": str(weights) if weights is not None else None,
+                    "sha256": file_sha256(weights) if weights is not None else None}
+    return model
+
+
+def _parse_shape(value: Any) -> tuple[int, ...]:
+    if value is None:
+        raise UsageError("--input-shape is required with --module (one example's shape, e.g. 1,28,28)")
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        shape = tuple(int(str(p).strip()) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 or d > 1 << 20 for d in shape) or len(shape) > 4:
+        raise UsageError(f"--input-shape must be one to four positive sizes such as 1,28,28, got {value!r}")
+    return shape
+
+
+def load_dataset(name_or_path: str, split: str = "test", seed: int = 0, limit: int = 0, **options: Any) -> Any:
+    """Examples of a registered dataset (``vizkit datasets``) or of your own ``.npy``/``.npz``/image
+    folder, as a :class:`vizkit.datasource.Examples` (``images`` ``[N, *input_shape]``, ``labels``
+    or None, ``source``).
+
+    ``split`` is ``test`` (default), ``train`` or ``all``; ``options`` are the dataset's own (the
+    ``-D KEY=VALUE`` of ``vizkit train``), e.g. ``load_dataset("patches", size=16, whiten="zca")``.
+    A probe that wants the model's *own* data calls ``vizkit.datasource.load_examples(ctx.model)``.
+    """
+    from .datasource import SPLITS, Examples
+    from .errors import OptionError
+    from .training import build_data
+
+    if split not in SPLITS:
+        raise OptionError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    check_seed(seed)
+    dm = build_data(str(name_or_path), options, 100, seed)
+    tensors = {"test": [dm.test_tensor()], "train": [dm.train_tensor()], "all": [dm.train_tensor(), dm.test_tensor()]}
+    labels = {"test": [dm.test_labels()], "train": [dm.train_labels()], "all": [dm.train_labels(), dm.test_labels()]}
+    images = torch.cat(tensors[split])
+    found = labels[split]
+    label = None if any(x is None for x in found) else torch.cat([x.long() for x in found])
+    if limit > 0:
+        images, label = images[:limit], (label[:limit] if label is not None else None)
+    return Examples(images, label, f"{dm.name} {split} split ({images.shape[0]} examples)")
+
+
 def list_probes() -> list[str]:
     return sorted(get_host().probes)
 
@@ -152,7 +253,7 @@ def run_probe(
     out: str | Path | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
-    show_progress: bool = False,
+    show_progress: bool = True,
     force: bool = False,
     link_back: str | None = None,
     **options: Any,
@@ -163,7 +264,7 @@ def run_probe(
     before any compute. With ``out`` the result is written there; re-running with the same model,
     layer, units, options and seed reuses the finished result (after checking every file's hash)
     instead of recomputing it. ``units`` may be a spec such as ``"0:36"``, an int, a list, a
-    ``range``, a NumPy array or a tensor. ``show_progress=True`` draws progress bars on stderr.
+    ``range``, a NumPy array or a tensor. Long probes draw progress bars on stderr when it is a terminal (``show_progress=False`` never).
     ``force`` lets the run replace another probe's result or files vizkit did not write in ``out``
     (see :func:`vizkit.output.check_overwrite`). ``link_back`` is a relative link the result page
     shows back up to the page that lists it (the gallery passes ``"../../index.html"``).
@@ -288,7 +389,7 @@ def prepare_run(
     model_meta = model_description(model)
     plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
     # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
-    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type]
+    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, _files_read(opts)]
     fingerprint = _digest([*same_run, unit_idx.tolist()])
     from . import __version__
 
@@ -348,6 +449,23 @@ def check_device(device: str | torch.device | None) -> torch.device:
     elif dev.type != "cpu":
         raise UsageError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
     return dev
+
+
+def _files_read(opts: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every file an option names (e.g. ``-o data images.npy``), so a result is not
+    reused after such a file changed in place."""
+    from .output import sha256_file
+
+    hashes = {}
+    for key, value in sorted(opts.items()):
+        if isinstance(value, str) and value and len(value) < 4096:
+            try:
+                path = Path(value).expanduser()
+                if path.is_file():
+                    hashes[key] = sha256_file(path)
+            except (OSError, ValueError):
+                continue
+    return hashes
 
 
 def _digest(parts: list[Any]) -> str:

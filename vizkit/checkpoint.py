@@ -99,6 +99,28 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return _normalise(raw, path)
 
 
+def read_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` for a user's own module (``--weights``): a plain state dict, a
+    Lightning ``.ckpt`` or a vizkit checkpoint, read with ``weights_only=True`` like every file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no such weights file: {path}")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
+        what = f"its pickle asks for {found.group(1)}" if found else "it is not a weights-only torch file"
+        raise CheckpointError(f"refusing to load {path}: {what} (save model.state_dict() instead)") from None
+    except Exception:
+        raise CheckpointError(f"{path} is not a torch file (or it is truncated); TorchScript archives are not "
+                              f"read: save model.state_dict() with torch.save") from None
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]
+    if not (isinstance(raw, dict) and raw and all(isinstance(k, str) and torch.is_tensor(v) for k, v in raw.items())):
+        raise CheckpointError(f"{path} holds no state dict (a dict of named tensors)")
+    return raw
+
+
 def _check_types(ckpt: dict[str, Any], path: Path) -> None:
     """Every field the loader relies on has the type it expects: a damaged file is one line."""
     def bad(field: str, want: str, value: Any) -> CheckpointError:

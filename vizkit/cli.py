@@ -201,7 +201,12 @@ def _fmt(value: Any) -> str:
 # -- probe -----------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.option("--plugin", "plugin", required=True, help="Probe name (see `vizkit plugins`).")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint", type=click.Path(dir_okay=False), required=False)
+@click.option("--module", "module", default=None, metavar="PKG.MOD:FACTORY",
+              help="Your own model instead of CHECKPOINT: a class or function returning a torch.nn.Module.")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False),
+              help="With --module: its state dict (torch.save(model.state_dict(), FILE)); read weights-only.")
+@click.option("--input-shape", default=None, metavar="C,H,W", help="With --module: one example's shape, e.g. 1,28,28.")
 @click.option("--layer", default=None, help="Layer name (see `vizkit inspect`).")
 @click.option("--units", default=None, help="Units: 0:36, 3,5,9 or all (default: all).")
 @click.option("-o", "--option", "option", type=(str, str), multiple=True, metavar="KEY VALUE", help="Probe option (see `vizkit plugins`).")
@@ -215,10 +220,14 @@ def _fmt(value: Any) -> str:
 @click.option("--strategy", default="auto", show_default=True, help="With --devices: Lightning strategy, e.g. ddp.")
 @click.option("--force", is_flag=True,
               help="Replace another probe's result, or files vizkit did not write, in --out (default: refuse).")
-def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
+def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str | None, input_shape: str | None,
+          layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
           seed: int, device: str | None, out: str, devices: str, accelerator: str | None, num_nodes: int,
           strategy: str, force: bool) -> None:
     """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out.
+
+    Your own model instead of a vizkit checkpoint: --module pkg.mod:Factory --weights w.pt
+    --input-shape 1,28,28 (layers are the module's dotted names, e.g. conv2).
 
     With --devices N (and --num-nodes), Lightning starts one process per device and the units are
     split between them; the result is the same as one process's.
@@ -234,7 +243,7 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
         options[key.replace("-", "_")] = value
     resolve_options(probe_cls.options, options, f"probe {plugin!r}")
     ensure_writable(out)
-    model = api.load(checkpoint)
+    model = _load_model(checkpoint, module, weights, input_shape)
     if layer is None:
         valid = probe_cls.valid_layers(model)
         raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
@@ -264,6 +273,22 @@ def probe(plugin: str, checkpoint: str, layer: str | None, units: str | None, op
         for path in result.files:
             click.echo(f"wrote {path}")
     click.echo(f"open {Path(out) / 'index.html'}")
+
+
+def _load_model(checkpoint: str | None, module: str | None, weights: str | None, input_shape: str | None) -> Any:
+    """A vizkit checkpoint, or the user's own model named with --module (exactly one of them)."""
+    from . import api
+
+    if module is not None:
+        if checkpoint is not None:
+            raise UsageError("give CHECKPOINT or --module (with --weights), not both")
+        return api.load_module(module, weights, input_shape)
+    if weights is not None or input_shape is not None:
+        raise UsageError("--weights and --input-shape go with --module pkg.mod:Factory")
+    if checkpoint is None:
+        raise UsageError("give a CHECKPOINT, or your own model with --module pkg.mod:Factory --weights FILE "
+                         "--input-shape C,H,W")
+    return api.load(checkpoint)
 
 
 # -- listings --------------------------------------------------------------------------------------

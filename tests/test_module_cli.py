@@ -1,0 +1,98 @@
+"""Your own model from the command line: --module pkg.mod:Factory --weights w.pt --input-shape C,H,W."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import vizkit
+from tests.test_safety import one_line
+
+NETS = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.conv2 = nn.Conv2d(4, 6, 3)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(x.flatten(1))
+
+
+def small():
+    return Net()
+
+
+def not_a_module():
+    return 42
+'''
+
+
+@pytest.fixture
+def user_model(tmp_path, monkeypatch):
+    pkg = tmp_path / "mypkg_vizkit_test"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nets.py").write_text(NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("mypkg_vizkit_test.nets", None)
+    torch.manual_seed(0)
+    from mypkg_vizkit_test.nets import Net
+
+    net = Net()
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    yield tmp_path, net
+    sys.modules.pop("mypkg_vizkit_test.nets", None)
+    sys.modules.pop("mypkg_vizkit_test", None)
+
+
+def test_probe_a_users_own_model(fresh_host, user_model, cli):
+    tmp_path, net = user_model
+    res = cli("probe", "--plugin", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights", tmp_path / "net.pt",
+              "--input-shape", "1,8,8", "--layer", "conv1", "--out", tmp_path / "o")
+    assert res.code == 0, res.err
+    model = vizkit.load_module("mypkg_vizkit_test.nets:small", tmp_path / "net.pt", "1,8,8")
+    assert torch.equal(model.module.conv1.weight, net.conv1.weight)  # the weights were loaded
+    assert model.source["sha256"] and list(model.layer_infos()) == ["conv1", "conv2", "fc"]
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (("--module", "mypkg_vizkit_test.nets"), 2, "must look like package.module:Factory"),
+    (("--module", "nope_vizkit_pkg.x:Net"), 2, "cannot import 'nope_vizkit_pkg.x'"),
+    (("--module", "mypkg_vizkit_test.nets:Missing"), 2, "has no 'Missing'"),
+    (("--module", "mypkg_vizkit_test.nets:not_a_module"), 2, "not a torch.nn.Module"),
+    (("--module", "mypkg_vizkit_test.nets:Net", "--input-shape", "1,x"), 2, "--input-shape must be"),
+    (("--module", "mypkg_vizkit_test.nets:Net", "--input-shape", "3,8,8"), 2, "cannot run on inputs of shape (3, 8, 8)"),
+    (("--module", "mypkg_vizkit_test.nets:Net"), 2, "--input-shape is required"),
+    (("--weights", "net.pt"), 2, "go with --module"),
+])
+def test_module_mistakes_are_one_line(fresh_host, user_model, cli, args, code, fragment):
+    tmp_path, _ = user_model
+    extra = () if "--input-shape" in args or "--weights" in args or fragment.startswith("--input-shape is") \
+        else ("--input-shape", "1,8,8")
+    res = cli("probe", "--plugin", "filters", *args, *extra, "--layer", "conv1", "--out", tmp_path / "o")
+    one_line(res, code, fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_that_do_not_fit_the_module_are_exit_1(fresh_host, user_model, cli):
+    tmp_path, _ = user_model
+    torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
+    res = cli("probe", "--plugin", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights",
+              tmp_path / "other.pt", "--input-shape", "1,8,8", "--layer", "conv1", "--out", tmp_path / "o")
+    one_line(res, 1, "does not fit mypkg_vizkit_test.nets:Net")
+
+
+def test_a_plain_state_dict_given_as_checkpoint_says_what_to_do(fresh_host, user_model, cli):
+    tmp_path, _ = user_model
+    res = cli("probe", "--plugin", "filters", tmp_path / "net.pt", "--layer", "conv1", "--out", tmp_path / "o")
+    one_line(res, 1, "plain state dict", "--module yourpkg.module:Factory --weights")
