@@ -33,12 +33,31 @@ def as_images(array: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     return arr.reshape(n, 1, d)
 
 
+MODES = ("symmetric", "minmax")
+
+
+def _displayable(images: np.ndarray) -> np.ndarray:
+    """[N, H, W] or [N, H, W, 3] from what a plugin author is likely to pass."""
+    if images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3):
+        return images
+    if images.ndim == 4:  # channel-first [N, C, H, W]
+        channels = images.shape[1]
+        if channels == 1:
+            return images[:, 0]
+        if channels == 3:
+            return images.transpose(0, 2, 3, 1)
+        return images.mean(axis=1)
+    raise ValueError(f"image_grid takes [N, H, W], [N, H, W, 3] or [N, C, H, W] images, got shape {images.shape}")
+
+
 def normalise(images: np.ndarray, mode: str = "symmetric", shared: bool = False) -> np.ndarray:
     """Map images to [0, 1] for display.
 
     ``symmetric`` keeps zero at mid-grey (black negative, white positive), the convention of the
     seed papers for filters; ``minmax`` stretches each image to the full range.
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     axes = None if shared else tuple(range(1, images.ndim))
     if mode == "symmetric":
         scale = np.abs(images).max(axis=axes, keepdims=True)
@@ -79,7 +98,14 @@ def image_grid(
 
     Row labels give the unit index of each row's first tile and column labels the offset within
     the row, so any tile's unit can be read off even for hundreds of units.
+
+    ``images`` is ``[N, H, W]`` (grey), ``[N, H, W, 3]`` (RGB) or channel-first ``[N, C, H, W]`` as
+    models produce it (C = 1 or 3; other channel counts are averaged, say so in the title).
+    ``mode`` is ``"symmetric"`` (zero at mid-grey) or ``"minmax"``.
     """
+    images = _displayable(np.asarray(images))
+    if mode not in MODES:
+        raise ValueError(f"image_grid mode must be one of {', '.join(MODES)}, got {mode!r}")
     n = images.shape[0]
     ncols = ncols or max(1, math.ceil(math.sqrt(n)))
     nrows = math.ceil(n / ncols)
