@@ -170,7 +170,7 @@ class Occlusion(Probe):
             ax = axes[i, 1]
             im = ax.imshow(a["probability_maps"][i], extent=extent, vmin=0, vmax=1, cmap="magma")
             ax.set_title(f"p({truth_word}); unoccluded {a['baseline_probability'][i]:.2f}", fontsize=8)
-            fig.colorbar(im, ax=ax, shrink=0.8)
+            fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
             ax = axes[i, 2]
             im = ax.imshow(a["label_maps"][i], extent=extent, vmin=-0.5, vmax=9.5, cmap="tab10",
                            interpolation="nearest")
@@ -181,7 +181,7 @@ class Occlusion(Probe):
                 ax = axes[i, 3 + j]
                 im = ax.imshow(a["activation_maps"][j, i], extent=extent, cmap="viridis")
                 ax.set_title(f"unit {unit}; unoccluded {a['baseline_activation'][j, i]:.3g}", fontsize=8)
-                fig.colorbar(im, ax=ax, shrink=0.8)
+                fig.colorbar(im, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
         for ax in axes.flat:
             ax.set_xlim(-0.5, a["images"].shape[-1] - 0.5)
             ax.set_ylim(a["images"].shape[-2] - 0.5, -0.5)
