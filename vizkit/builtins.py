@@ -21,6 +21,7 @@ def register_models(register: Callable[[Any], None]) -> None:
     register(LazyModel("rbm", "vizkit.models.rbm.model:RBM"))
     register(LazyModel("dbn", "vizkit.models.rbm.model:DBN"))
     register(LazyModel("tcnn", "vizkit.models.tcnn:TCNN"))
+    register(LazyModel("capsule", "vizkit.models.capsule.model:CapsuleAE"))
     register(LazyModel("convnet", "vizkit.models.convnet:ConvNet"))
     register(LazyModel("ladder", "vizkit.models.ladder:Ladder"))
 

@@ -1,0 +1,230 @@
+"""The capsule autoencoder: shapes, the probe protocol, ablation options, refusals, divergence, recovery."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import vizkit
+from vizkit.models.capsule import poses
+from vizkit.models.capsule.model import CapsuleAE
+from vizkit.models.capsule.renderer import render
+
+TINY = dict(ccs=3, acs=2, distortion=2, template_size=4, hidden=8, dist_hidden=6)
+
+
+def tiny(**kw) -> CapsuleAE:
+    torch.manual_seed(0)
+    model = CapsuleAE([1, 8, 8], **{**TINY, **kw})
+    model.data_info = {"name": "digits", "options": {}, "input_shape": [1, 8, 8], "stats": {}}
+    return model.eval()
+
+
+def test_shapes_layers_and_capabilities():
+    model = tiny()
+    x = torch.rand(5, 1, 8, 8)
+    assert set(model.capabilities) == {"activations", "input_grad", "reconstruct", "templates"}
+    assert {k: v.shape for k, v in model.layer_infos().items()} == {
+        "h1": (8,), "h2": (8,), "h3": (8,), "code": (3 * (7 + 2 + 1),), "manager": (3,)}
+    for name, info in model.layer_infos().items():
+        assert model.activations(x, name).shape == (5, *info.shape)
+    parts = model.parts(x)
+    assert parts["contributions"].shape == (5, 2, 1, 8, 8)
+    assert parts["reconstructions"].shape == model.reconstruct(x).shape == (5, 1, 8, 8)
+    assert model.templates()["templates"].shape == (2, 4, 4)
+    assert (model.templates()["templates"] >= 0).all()
+
+
+def test_reconstruction_is_the_output_model_of_the_contributions():
+    model = tiny()
+    parts = model.parts(torch.rand(4, 1, 8, 8))
+    combined = poses.max_semi_soft(parts["contributions"][:, :, 0], dim=1)
+    torch.testing.assert_close(parts["reconstructions"][:, 0], combined)
+
+
+def test_components_are_noise_free_probabilities_in_any_mode():
+    model = tiny()
+    x = torch.rand(6, 1, 8, 8)
+    y = model.components(x)
+    torch.testing.assert_close(y.sum(1), torch.ones(6))
+    model.train()
+    # training mode: dropout would change the encoder, so compare the noise-free manager only
+    model.encoder.p = 0.0
+    torch.testing.assert_close(model.components(x), y)
+    # the training forward adds uniform(0, 10) noise: its y differs from the noise-free one
+    assert not torch.allclose(model.forward_parts(x)["y"], y)
+
+
+def test_forcing_a_component_uses_its_own_pose():
+    model = tiny()
+    x = torch.rand(2, 1, 8, 8)
+    code = model.code(x)
+    forced = model.forward_parts(x, component=torch.tensor([2, 0]))
+    torch.testing.assert_close(forced["cc_pose"], torch.stack([code[0, 2, :7], code[1, 0, :7]]))
+    torch.testing.assert_close(forced["y"], torch.tensor([[0.0, 0, 1], [1, 0, 0]]))
+
+
+def test_sweep_at_zero_distortion_equals_decoding_the_pose():
+    model = tiny()
+    pose = torch.randn(7) * 0.1
+    swept = model.sweep(torch.tensor([1, 1, 1]), pose.expand(3, 7), torch.zeros(3, 2))
+    assert swept.shape == (3, 1, 8, 8)
+    torch.testing.assert_close(swept[0], swept[2])
+    direct = model.decode(pose[None], torch.zeros(1, 2), torch.tensor([[0.0, 1.0, 0.0]]))["reconstruction"]
+    torch.testing.assert_close(swept[0, 0], direct[0])
+
+
+@pytest.mark.parametrize("options", [dict(skip=False), dict(squaring=False), dict(dist_dropout=0.0),
+                                     dict(negative_ink=True), dict(ccs=1), dict(distortion=0),
+                                     dict(output_model="sum"), dict(optimizer="rmsprop")])
+def test_ablation_options_build_and_train_one_step(options):
+    model = tiny(**options).train()
+    opt = model.configure_optimizers()
+    loss = model.training_step(torch.rand(4, 1, 8, 8), 0)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    if not options.get("skip", True):
+        assert not hasattr(model.encoder, "out1")
+
+
+def test_negative_ink_allows_negative_templates():
+    model = tiny(negative_ink=True)
+    with torch.no_grad():
+        model.template_raw.fill_(-0.5)
+    assert (model.templates()["templates"] < 0).all()
+    assert (tiny().templates()["templates"] >= 0).all()
+
+
+def test_penalties():
+    model = tiny()
+    terms = model.loss_terms(torch.rand(4, 1, 8, 8))
+    assert set(terms) == {"sq_error", "det", "code", "weight", "usage", "mse"}
+    # with the default AC scale 2 no capsule is over-scaled, so the determinant penalty is 0
+    assert float(terms["det"]) == 0.0
+    # the use-all-components term is smallest for uniform usage: K log K
+    model.hparams["noise"] = 0.0
+    with torch.no_grad():
+        model.encoder.out3.weight_raw.zero_()
+        model.encoder.out1.weight_raw.zero_()
+        model.encoder.out2.weight_raw.zero_()
+    assert float(model.loss_terms(torch.rand(4, 1, 8, 8))["usage"]) == pytest.approx(3 * math.log(3), rel=1e-5)
+
+
+def test_data_that_is_not_2d_images_is_refused(cli, tmp_path, fresh_host):
+    np.save(tmp_path / "flat.npy", np.random.rand(50, 10).astype(np.float32))
+    res = cli("train", "capsule", "--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "m.pt"))
+    assert res.code == 2
+    assert "2-D single-channel images" in res.err and "Traceback" not in res.err
+    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(vizkit.DataError):
+        CapsuleAE.hparams_from_options({}, input_shape=(3, 8, 8), data={}, lr=None)
+
+
+def test_nan_stops_training_with_the_last_good_checkpoint_kept(cli, tmp_path, fresh_host, monkeypatch):
+    original = CapsuleAE.loss_terms
+
+    def poisoned(self, x):
+        terms = original(self, x)
+        if self.current_epoch >= 1:
+            terms["sq_error"] = terms["sq_error"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(CapsuleAE, "loss_terms", poisoned)
+    out = tmp_path / "m.pt"
+    args = ["train", "capsule", "--data", "digits", "--epochs", "3", "--out", str(out),
+            "--log-dir", str(tmp_path / "logs")] + [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    res = cli(*args)
+    assert res.code == 1, res.err
+    assert "diverged" in res.err and "last good checkpoint" in res.err and "Traceback" not in res.err
+    last = next((tmp_path / "logs").rglob("last.ckpt"))
+    assert str(last) in res.err
+    assert not out.exists()
+    model = vizkit.load(last)  # the kept checkpoint loads and reconstructs
+    assert torch.isfinite(model.reconstruct(torch.rand(2, 1, 8, 8))).all()
+
+
+def _true_template(h: int = 7) -> torch.Tensor:
+    t = torch.zeros(h, h, dtype=torch.float64)
+    t[1:6, 1] = 1.0
+    t[5, 1:6] = 1.0
+    t[1, 1:4] = 0.6  # an L with a short top bar: no symmetry to hide behind
+    return t
+
+
+def _posed_data(n: int, seed: int, side: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    nice = torch.zeros(n, 6, dtype=torch.float64)
+    nice[:, :2] = (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * 0.3
+    nice[:, 2:4] = 1.6 + 0.6 * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    nice[:, 5] = (torch.rand(n, generator=g, dtype=torch.float64) - 0.5) * 0.6
+    intensity = 0.6 + 0.4 * torch.rand(n, 1, generator=g, dtype=torch.float64)
+    matrices = poses.nice_to_matrix(nice)
+    x = render(_true_template()[None], matrices[:, None], intensity, (side, side))
+    return x.float(), matrices
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double() - a.double().mean(), b.flatten().double() - b.double().mean()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def _template_in_learned_frame(frame: torch.Tensor, h: int = 7) -> torch.Tensor:
+    """The true template resampled on the learned template's points (``frame``: learned → true)."""
+    s = h / (h - 1)  # output pixel centres of an h×h rendering = template points
+    fix = poses.nice_to_matrix(torch.tensor([0, 0, s, s, 0, 0], dtype=torch.float64))
+    return render(_true_template()[None], (frame @ fix).reshape(1, 1, 3, 3),
+                  torch.ones(1, 1, dtype=torch.float64), (h, h))[0, 0]
+
+
+def test_given_the_true_poses_the_decoder_recovers_the_template():
+    """Fast half of the recovery check: the renderer's template gradient alone finds the template."""
+    x, matrices = _posed_data(400, seed=0)
+    raw = torch.nn.Parameter(poses.ink_inverse(torch.full((1, 7, 7), 0.2, dtype=torch.float64)))
+    opt = torch.optim.Adam([raw], lr=0.05)
+    for _ in range(150):
+        rec = poses.max_semi_soft(render(poses.ink(raw), matrices[:, None], torch.ones(400, 1, dtype=torch.float64),
+                                         (16, 16)) * 0.8)
+        loss = (rec - x[:, 0].double()).square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _corr(poses.ink(raw).detach()[0], _true_template()) > 0.95
+
+
+@pytest.mark.slow
+def test_one_capsule_model_recovers_a_known_template_and_its_poses():
+    """Data = one known template at random poses; a 1-CC, 1-AC model recovers both.
+
+    The template is identified up to one fixed change of its frame (any warp G of the template
+    is undone by the poses), so G = M_true · M_learned⁻¹ is estimated from the data, the true
+    template is resampled on the learned template's points through G, and then compared.
+    """
+    x, true_m = _posed_data(2000, seed=0)
+    torch.manual_seed(0)
+    model = CapsuleAE([1, 16, 16], ccs=1, acs=1, distortion=0, template_size=7, hidden=64, dist_hidden=8,
+                      dropout=0.0, dist_dropout=0.0, ac_scale=1.0)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _epoch in range(30):
+        for i in range(0, len(x), 50):
+            terms = model.loss_terms(x[i : i + 50])
+            loss = sum(v for k, v in terms.items() if k != "mse")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    x_test, m_test = _posed_data(300, seed=1)
+    model.eval()
+    with torch.no_grad():
+        learned_m = model.forward_parts(x_test)["matrices"][:, 0].double()
+    frames = m_test @ torch.linalg.inv(learned_m)
+    frame = frames.mean(0)
+    learned = model.templates()["templates"].detach()[0]
+    assert _corr(_template_in_learned_frame(frame), learned) > 0.95
+    # the poses: where each image's true template centre lands, found from the learned pose
+    centre = torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64)
+    true_pos = torch.linalg.solve(m_test, centre.expand(300, 3).unsqueeze(-1))[..., :2, 0]
+    found = torch.linalg.solve(frame @ learned_m, centre.expand(300, 3).unsqueeze(-1))[..., :2, 0]
+    assert _corr(true_pos[:, 0], found[:, 0]) > 0.9 and _corr(true_pos[:, 1], found[:, 1]) > 0.9

@@ -1,0 +1,401 @@
+"""The capsule autoencoder of Tieleman (2014, ch. 2): a generic encoder, a graphics decoder.
+
+Encoder: the GPNN (logistic, logistic, squaring units, with skip connections from the first two
+layers into a linear output; dropout on the hidden layers). For every composite capsule (CC) it
+outputs a pose (intensity + six "nice" numbers), ``n_dist`` distortion variables and a manager
+logit. The regularised manager picks a CC (softmax of the logits plus uniform(0, noise) noise
+while training); the CCs' poses are blended with those responsibilities (the thesis's "optimised
+mixture", Fig. 2.12), the distortion variables pass through dropout, and one shared distortion
+network (the GPNN without dropout) maps ``[distortion, responsibilities]`` to the pose of every
+atomic capsule (AC) inside the CC. Each AC's world→template matrix is the AC-in-CC matrix times
+the CC-in-world matrix and its intensity the product of both; the ACs' learned templates (kept
+non-negative by the sharpened softplus) are rendered by bilinear sampling and combined by the
+sharpened max minus its zero offset. Loss: squared error per image plus the thesis's penalties.
+
+Choices the thesis leaves open are marked "(inferred)" here and in docs/models/capsule.md.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import capabilities as caps
+from ...errors import DataError, VizkitError
+from ...model import LayerInfo, layer_info
+from ...options import Option
+from ..base import ReferenceModel
+from . import poses
+from .renderer import render
+
+#: numbers per pose: intensity + the six nice numbers
+POSE = 7
+L1_SCALE = 4.0  # (inferred) input-layer weights 4x the default range, see GPNN
+
+
+class TrainingDiverged(VizkitError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
+
+    exit_code = 1
+
+
+class ScaledLinear(nn.Module):
+    """A dense layer whose weights are stored ×√fan_in larger and scaled back in the forward pass.
+
+    The same function as ``nn.Linear`` (PyTorch's default initial distribution), but Adam's
+    per-weight steps of size ≈ lr now move a unit's input by ≈ lr·√fan_in instead of lr·fan_in.
+    Without it, the first steps on the 666-wide layers moved every pose by ~1 (all gradients
+    agree early on) and the capsules died (zero intensity) within an epoch. This stands in for
+    the thesis's optimiser, whose rule 4 (steps ∝ g/ĝ²) damped exactly those large early steps.
+    """
+
+    def __init__(self, n_in: int, n_out: int, *, bias: bool = True, init_scale: float = 1.0,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(n_in)
+        self.weight_raw = nn.Parameter((torch.rand(n_out, n_in, generator=generator) * 2 - 1) * init_scale)
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+        if bias:
+            with torch.no_grad():
+                self.bias.uniform_(-self.scale, self.scale, generator=generator)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight matrix (what the thesis's weight decay acts on)."""
+        return self.weight_raw * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class GPNN(nn.Module):
+    """The thesis's general-purpose net (Fig. 2.2): three equal hidden layers, skips into a linear output.
+
+    ``squaring``: the third layer's units output their pre-activation squared (else logistic);
+    ``skip``: the first two hidden layers also feed the output. Dropout acts on the hidden units
+    (inverted dropout, equivalent to the thesis's halving of outgoing weights at test time).
+    """
+
+    def __init__(self, n_in: int, hidden: int, n_out: int, *, dropout: float = 0.0, skip: bool = True,
+                 squaring: bool = True, out_scale: float = 1.0, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        # input layer 4x the default range, so the first-layer units differ between images from the
+        # start (the code otherwise starts nearly constant and long stays so); deeper layers keep the
+        # default range (4x larger there made the squaring layer blow up
+        # and training start far worse)
+        self.l1 = ScaledLinear(n_in, hidden, init_scale=L1_SCALE, generator=generator)
+        self.l2 = ScaledLinear(hidden, hidden, init_scale=1.0, generator=generator)
+        self.l3 = ScaledLinear(hidden, hidden, init_scale=1.0, generator=generator)
+        # small output weights: start near the default pose so the first renderings are sane
+        self.out3 = ScaledLinear(hidden, n_out, init_scale=out_scale, generator=generator)
+        self.skip, self.squaring, self.p = skip, squaring, dropout
+        if skip:
+            self.out1 = ScaledLinear(hidden, n_out, bias=False, init_scale=out_scale, generator=generator)
+            self.out2 = ScaledLinear(hidden, n_out, bias=False, init_scale=out_scale, generator=generator)
+        with torch.no_grad():
+            self.out3.bias.zero_()
+
+    def hidden(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The three hidden layers' outputs, after dropout when training."""
+        h1 = F.dropout(torch.sigmoid(self.l1(x)), self.p, self.training)
+        h2 = F.dropout(torch.sigmoid(self.l2(h1)), self.p, self.training)
+        pre3 = self.l3(h2)
+        h3 = F.dropout(pre3.square() if self.squaring else torch.sigmoid(pre3), self.p, self.training)
+        return [h1, h2, h3]
+
+    def output(self, hidden: list[torch.Tensor]) -> torch.Tensor:
+        out = self.out3(hidden[2])
+        if self.skip:
+            out = out + self.out1(hidden[0]) + self.out2(hidden[1])
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.hidden(x))
+
+
+class CapsuleAE(ReferenceModel):
+    kind = "capsule"
+    summary = "capsule autoencoder (Tieleman 2014 ch. 2): GPNN encoder, mixture of composite capsules, renderer"
+    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.RECONSTRUCT, caps.TEMPLATES})
+    train_options = (
+        Option("ccs", int, 25, "composite capsules (mixture components); 1 = no mixture", min=1, max=200),
+        Option("acs", int, 9, "atomic capsules (templates) per composite capsule", min=1, max=100),
+        Option("distortion", int, 30, "distortion variables per composite capsule", min=0, max=200),
+        Option("template_size", int, 11, "template side in points", min=2, max=64),
+        Option("hidden", int, 666, "units per hidden layer of the encoder (3 layers)", min=1, max=10000),
+        Option("dist_hidden", int, 666, "units per hidden layer of the distortion network", min=1, max=10000),
+        Option("dropout", float, 0.5, "dropout on the encoder's hidden units", min=0.0, max=0.95),
+        Option("dist_dropout", float, 0.5, "dropout on the distortion variables (0: the ablation)", min=0.0, max=0.95),
+        Option("skip", bool, True, "skip connections from hidden layers 1-2 into the code (ablation: false)"),
+        Option("squaring", bool, True, "squaring units in hidden layer 3 (ablation: false = all logistic)"),
+        Option("negative_ink", bool, False, "allow negative templates and intensities (ablation)"),
+        Option("noise", float, 10.0, "manager noise: uniform(0, noise) added to the logits while training", min=0.0),
+        Option("output_model", str, "maxsemisoft", "how AC images combine", choices=("maxsemisoft", "sum", "max")),
+        Option("ac_scale", float, 2.0, "initial AC-in-CC scale (world→template; 2 = half the image)", min=0.1),
+        Option("weight_decay", float, 1e-6, "decay on the part of |θ| above 0.1 (thesis: 1e-6)", min=0.0),
+        Option("code_decay", float, 1e-4, "L2 on the code-layer values", min=0.0),
+        Option("det_penalty", float, 1.0, "penalty on det(world→template) below 1 (over-scaling)", min=0.0),
+        Option("usage_penalty", float, 1.0, "use-all-components term, −Σᵢ log(batch mean yᵢ)", min=0.0),
+        Option("optimizer", str, "adam", "optimiser (stands in for the thesis's hand-made one)",
+               choices=("adam", "rmsprop")),
+        Option("lr", float, 1e-3, "learning rate", min=0.0),
+    )
+
+    def __init__(
+        self,
+        input_shape: list[int],
+        ccs: int = 25,
+        acs: int = 9,
+        distortion: int = 30,
+        template_size: int = 11,
+        hidden: int = 666,
+        dist_hidden: int = 666,
+        dropout: float = 0.5,
+        dist_dropout: float = 0.5,
+        skip: bool = True,
+        squaring: bool = True,
+        negative_ink: bool = False,
+        noise: float = 10.0,
+        output_model: str = "maxsemisoft",
+        ac_scale: float = 2.0,
+        weight_decay: float = 1e-6,
+        code_decay: float = 1e-4,
+        det_penalty: float = 1.0,
+        usage_penalty: float = 1.0,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.image_shape = image_shape(input_shape)
+        n_pix = math.prod(self.image_shape)
+        self.n_ccs, self.n_acs, self.n_dist = ccs, acs, distortion
+        self.per_cc = POSE + distortion + 1  # pose, distortion, manager logit
+        gen = torch.Generator().manual_seed(0)
+        self.encoder = GPNN(n_pix, hidden, ccs * self.per_cc, dropout=dropout, skip=skip, squaring=squaring,
+                            out_scale=0.1, generator=gen)
+        self.distortion_net = GPNN(distortion + ccs, dist_hidden, acs * POSE, skip=skip, squaring=squaring,
+                                   out_scale=0.1, generator=gen)
+        with torch.no_grad():
+            # (inferred) ACs start spread over the middle of the image at a part-sized scale, so
+            # they begin as different pieces; the bias is the AC-in-CC pose at zero distortion.
+            bias = torch.zeros(acs, POSE)
+            bias[:, 1:3] = (torch.rand(acs, 2, generator=gen) - 0.5) * 0.5
+            bias[:, 3:5] = ac_scale - 1.0
+            bias[:, 6] = (torch.rand(acs, generator=gen) - 0.5) * math.pi
+            self.distortion_net.out3.bias.copy_(bias.reshape(-1))
+        # (inferred) templates start as soft blobs plus a little noise: a smooth template gives the
+        # encoder a coherent "move it this way" gradient from the first step; noise breaks symmetry
+        axis = torch.linspace(-1, 1, template_size)
+        blob = torch.exp(-(axis[:, None] ** 2 + axis[None, :] ** 2) / (2 * 0.35**2))
+        start = 0.6 * blob + 0.05 * torch.rand(acs, template_size, template_size, generator=gen) + 0.01
+        self.template_raw = nn.Parameter(start if negative_ink else poses.ink_inverse(start))
+        nice_base = torch.tensor([1.0, *poses.IDENTITY_NICE])  # raw intensity 1, identity pose
+        self.register_buffer("nice_base", nice_base, persistent=False)
+
+    # -- the model --------------------------------------------------------------------------------
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``[B, ccs, 7 + distortion + 1]``: per CC, pose, distortion and logit."""
+        return self.encoder(self.flat(x)).reshape(x.shape[0], self.n_ccs, self.per_cc)
+
+    def manager(self, logits: torch.Tensor, noisy: bool) -> torch.Tensor:
+        """Responsibilities y ``[B, ccs]``: softmax of the logits (+ uniform noise when ``noisy``)."""
+        if noisy and self.hparams["noise"] > 0:
+            logits = logits + torch.rand_like(logits) * self.hparams["noise"]
+        return torch.softmax(logits, dim=1)
+
+    def components(self, x: torch.Tensor) -> torch.Tensor:
+        """Manager probabilities without noise ``[n, ccs]``; the cluster of an image is the argmax."""
+        return self.manager(self.code(x)[..., -1], noisy=False)
+
+    def _nonneg(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.hparams["negative_ink"] else poses.ink(x)
+
+    def templates(self) -> dict[str, torch.Tensor]:
+        """The learned templates as drawn (after the non-negativity map) ``[acs, size, size]``."""
+        return {"templates": self._nonneg(self.template_raw)}
+
+    def decode(self, cc_pose: torch.Tensor, distortion: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Render from a blended CC pose ``[B, 7]`` (raw), distortion ``[B, n_dist]`` and y ``[B, ccs]``.
+
+        Returns the AC contributions ``[B, acs, H, W]``, the reconstruction ``[B, H, W]``, the ACs'
+        world→template matrices and intensities, and the CC-in-world pose actually used.
+        """
+        cc = cc_pose + self.nice_base
+        cc_intensity = self._nonneg(cc[:, 0])
+        cc_matrix = poses.nice_to_matrix(cc[:, 1:])
+        ac = self.distortion_net(torch.cat([distortion, y], 1)).reshape(-1, self.n_acs, POSE) + self.nice_base
+        ac_matrix = poses.compose(poses.nice_to_matrix(ac[..., 1:]), cc_matrix[:, None])
+        intensity = self._nonneg(ac[..., 0]) * cc_intensity[:, None]
+        contributions = render(self.templates()["templates"], ac_matrix, intensity, self.image_shape)
+        return {
+            "contributions": contributions,
+            "reconstruction": self.combine(contributions),
+            "matrices": ac_matrix,
+            "intensities": intensity,
+            "ac_nice": ac[..., 1:],
+        }
+
+    def combine(self, contributions: torch.Tensor) -> torch.Tensor:
+        """The output model applied to AC images ``[B, acs, H, W]`` → ``[B, H, W]``."""
+        return poses.combine(contributions, self.hparams["output_model"], dim=1)
+
+    def forward_parts(self, x: torch.Tensor, component: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Encode and render, keeping every intermediate (what the templates probe draws).
+
+        In training mode dropout and manager noise act; in eval mode neither does. ``component``
+        ``[B]`` forces each image's CC (y = one-hot, the CC's own pose: the forced reconstructions
+        of Fig. 2.19).
+        """
+        code = self.code(x)
+        if self.n_ccs == 1:
+            y = torch.ones(x.shape[0], 1, dtype=code.dtype, device=code.device)
+        elif component is not None:
+            y = F.one_hot(component.to(code.device).long(), self.n_ccs).to(code.dtype)
+        else:
+            y = self.manager(code[..., -1], noisy=self.training)
+        blended = (y.unsqueeze(-1) * code[..., :-1]).sum(1)
+        distortion = blended[:, POSE:]
+        if self.training and self.hparams["dist_dropout"] > 0:
+            # (thesis) not rescaled: at test time distortion values are used as they are
+            distortion = distortion * (torch.rand_like(distortion) >= self.hparams["dist_dropout"])
+        out = self.decode(blended[:, :POSE], distortion, y)
+        out.update(code=code, y=y, cc_pose=blended[:, :POSE], distortion=blended[:, POSE:])
+        return out
+
+    # -- probe protocol -----------------------------------------------------------------------
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        h = self.hparams["hidden"]
+        return {
+            "h1": LayerInfo("h1", (h,)),
+            "h2": LayerInfo("h2", (h,)),
+            "h3": LayerInfo("h3", (h,)),
+            "code": LayerInfo("code", (self.n_ccs * self.per_cc,)),
+            "manager": LayerInfo("manager", (self.n_ccs,)),
+        }
+
+    def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        layer_info(self, layer)
+        flat = self.flat(x)
+        if layer in ("h1", "h2", "h3"):
+            return self.encoder.hidden(flat)[int(layer[1]) - 1]
+        if layer == "code":
+            return self.encoder(flat)
+        return self.components(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_parts(x)["reconstruction"].reshape(x.shape)
+
+    def parts(self, x: torch.Tensor, component: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The templates probe's view: contributions ``[n, acs, *input_shape]``, reconstructions,
+        responsibilities, AC poses (intensity + matrix rows), the blended CC pose and distortion."""
+        out = self.forward_parts(x, component)
+        n = x.shape[0]
+        return {
+            "contributions": out["contributions"].reshape(n, self.n_acs, *self.input_shape),
+            "reconstructions": out["reconstruction"].reshape(n, *self.input_shape),
+            "components": out["y"],
+            "ac_intensity": out["intensities"],
+            "ac_matrix": out["matrices"][..., :2, :].reshape(n, self.n_acs, 6),
+            "cc_pose": out["cc_pose"],
+            "distortion": out["distortion"],
+        }
+
+    def sweep(self, component: torch.Tensor, cc_pose: torch.Tensor, distortion: torch.Tensor) -> torch.Tensor:
+        """Render CC ``component[i]`` at raw CC pose ``cc_pose[i]`` ``[m, 7]`` with distortion row
+        ``distortion[i]`` ``[m, n_dist]`` (the distortion sweeps of Fig. 2.18, all rows in one
+        batch) → ``[m, *input_shape]``."""
+        m = distortion.shape[0]
+        y = F.one_hot(component.to(distortion.device).long().reshape(m), self.n_ccs).to(distortion.dtype)
+        out = self.decode(cc_pose.reshape(m, POSE), distortion, y)
+        return out["reconstruction"].reshape(m, *self.input_shape)
+
+    # -- training -----------------------------------------------------------------------------
+    def loss_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Squared error per image (summed over pixels, mean over the batch) and the penalties."""
+        out = self.forward_parts(x)
+        target = x.reshape(out["reconstruction"].shape)
+        sq = (out["reconstruction"] - target).square().flatten(1).sum(1).mean()
+        hp = self.hparams
+        terms = {"sq_error": sq}
+        terms["det"] = hp["det_penalty"] * F.relu(1.0 - poses.determinant(out["matrices"])).square().sum(1).mean()
+        terms["code"] = hp["code_decay"] * out["code"].square().flatten(1).sum(1).mean()
+        excess = sum(F.relu(p.abs() - 0.1).square().sum() for p in self.effective_parameters())
+        terms["weight"] = hp["weight_decay"] * excess
+        if self.n_ccs > 1 and hp["usage_penalty"] > 0:
+            terms["usage"] = -hp["usage_penalty"] * torch.log(out["y"].mean(0) + 1e-12).sum()
+        terms["mse"] = (sq / target[0].numel()).detach()
+        return terms
+
+    def effective_parameters(self) -> list[torch.Tensor]:
+        """Every learned number as the model uses it (scaled dense weights, raw everything else)."""
+        out = []
+        for module in self.modules():
+            for name, param in module.named_parameters(recurse=False):
+                out.append(module.weight if name == "weight_raw" else param)
+        return out
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        loss = sum(v for k, v in terms.items() if k != "mse")
+        if not torch.isfinite(loss):
+            self._diverged(loss)
+        self.log("train_mse", terms["mse"], prog_bar=True, on_epoch=True, on_step=False)
+        self.log("train_loss", loss.detach(), on_epoch=True, on_step=False)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Keep a Lightning checkpoint of every finished epoch (``last.ckpt`` in the harness's
+        checkpoint folder), so a later divergence leaves the last good state to resume from."""
+        callback = self.trainer.checkpoint_callback
+        dirpath = getattr(callback, "dirpath", None)
+        if dirpath:
+            path = Path(dirpath) / "last.ckpt"
+            self.trainer.save_checkpoint(path)
+            self._last_good = str(path)
+
+    def _diverged(self, loss: torch.Tensor) -> None:
+        trainer = getattr(self, "_trainer", None)
+        where = f"epoch {self.current_epoch}, step {self.global_step}" if trainer is not None else "a step"
+        last = getattr(self, "_last_good", "")
+        keep = (f"the last good checkpoint is {last} (continue with --resume {last}, e.g. at a lower --lr)"
+                if last else "no epoch had finished, so there is no checkpoint yet")
+        raise TrainingDiverged(f"capsule training diverged: the loss became {float(loss)} at {where}; {keep}")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        out = self.forward_parts(batch)
+        mse = (out["reconstruction"] - batch.reshape(out["reconstruction"].shape)).square().mean()
+        self.log("val_mse", mse, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cls = torch.optim.RMSprop if self.hparams["optimizer"] == "rmsprop" else torch.optim.Adam
+        return cls(self.parameters(), lr=self.hparams["lr"])
+
+    def after_stage(self, stage: int, trainer: Any, datamodule: Any) -> None:
+        """Record the reconstruction errors (and the clustering error where there are labels)."""
+        from .evaluate import evaluate
+
+        was = self.training
+        self.metrics["evaluation"] = evaluate(self, datamodule)
+        self.train(was)
+
+    @classmethod
+    def hparams_from_options(cls, options, *, input_shape, data, lr):  # type: ignore[override]
+        image_shape(input_shape)  # refuse non-image data before anything is built
+        return super().hparams_from_options(options, input_shape=input_shape, data=data, lr=lr)
+
+
+def image_shape(input_shape: Any) -> tuple[int, int]:
+    """(H, W) of single-channel 2-D images, ``[1, H, W]`` or ``[H, W]``; anything else is refused."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    if len(shape) != 2 or min(shape) < 2:
+        raise DataError(f"the capsule model draws 2-D single-channel images ([1, H, W] or [H, W]); "
+                        f"this data has input shape {list(input_shape)}")
+    return shape  # type: ignore[return-value]
