@@ -228,3 +228,19 @@ def test_one_capsule_model_recovers_a_known_template_and_its_poses():
     true_pos = torch.linalg.solve(m_test, centre.expand(300, 3).unsqueeze(-1))[..., :2, 0]
     found = torch.linalg.solve(frame @ learned_m, centre.expand(300, 3).unsqueeze(-1))[..., :2, 0]
     assert _corr(true_pos[:, 0], found[:, 0]) > 0.9 and _corr(true_pos[:, 1], found[:, 1]) > 0.9
+
+
+def test_faces_dataset_is_the_scikit_image_lfw_subset(fresh_host):
+    from skimage.data import lfw_subset
+
+    from vizkit.training import build_data
+
+    dm = build_data("faces", {}, 50, 0)
+    assert dm.input_shape == (1, 25, 25) and dm.stats["n_train"] == 160 and dm.stats["n_test"] == 40
+    faces = np.asarray(lfw_subset(), dtype=np.float32)
+    train = dm.train_tensor().numpy()[:, 0]
+    # every training face is one of the shipped faces, and train and test do not overlap
+    rows = {f.tobytes() for f in (faces - faces.min()) / (faces.max() - faces.min())}
+    assert all(t.tobytes() in rows for t in train[:10])
+    test = dm.test_tensor().numpy()[:, 0]
+    assert not {t.tobytes() for t in train} & {t.tobytes() for t in test}

@@ -246,7 +246,10 @@ def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str 
     model = _load_model(checkpoint, module, weights, input_shape)
     if layer is None:
         valid = probe_cls.valid_layers(model)
-        raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
+        # a probe that reads the whole model (templates) may leave --layer out when only one fits
+        if len(valid) != 1 or not getattr(probe_cls, "layer_optional", False):
+            raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
+        layer = valid[0]
     if devices != "1" or num_nodes != 1:
         if device is not None and accelerator is not None:
             raise UsageError("give --device or --accelerator with --devices, not both")

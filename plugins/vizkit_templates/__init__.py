@@ -37,6 +37,8 @@ class Templates(Probe):
     name = "templates"
     summary = "reconstruction rows (original | reconstruction | mismatch) and, for capsule models, template galleries"
     requires = frozenset({caps.ACTIVATIONS, caps.RECONSTRUCT})
+    #: the CLI may pick the layer when only one fits (``vizkit probe --plugin templates capsule.pt``)
+    layer_optional = True
     options = (
         *datasource.DATA_OPTIONS,
         Option("rows", int, 20, "images shown as reconstruction rows (Fig. 2.14: 20)", min=1, max=200),

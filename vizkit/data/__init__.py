@@ -86,6 +86,12 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
         {},
     ),
     DatasetSpec(
+        "faces",
+        _builder("faces"),
+        "scikit-image's Labeled-Faces-in-the-Wild subset: 200 grey faces 25x25 in [0,1], 80/20 split",
+        {},
+    ),
+    DatasetSpec(
         "patches",
         _builder("patches"),
         "grey natural-image patches (scikit-learn photos), DC-removed, unit std, fresh each epoch",
