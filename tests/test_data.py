@@ -72,7 +72,7 @@ def test_builtin_specs_are_complete() -> None:
     assert [s.name for s in BUILTIN_DATASETS] == ["mnist", "digits", "patches"]
     for spec in BUILTIN_DATASETS:
         assert isinstance(spec, DatasetSpec) and callable(spec.build) and spec.help
-    assert set(REGISTRY["patches"].options) == {"size", "whiten", "n_train", "n_test"}
+    assert set(REGISTRY["patches"].options) == {"size", "whiten", "n_train", "n_test", "images", "whiten_eps"}
     assert set(REGISTRY["mnist"].options) == {"data_dir", "limit"}
 
 
@@ -131,7 +131,8 @@ def test_patches_shapes_and_unit_std() -> None:
     dm = patches.build(size="16", n_train="1500", n_test="200")
     _check_common(dm)
     assert dm.input_shape == (1, 16, 16)
-    assert dm.options == {"size": 16, "whiten": "none", "n_train": 1500, "n_test": 200}
+    assert dm.options == {"size": 16, "whiten": "none", "n_train": 1500, "n_test": 200, "images": "natural",
+                          "whiten_eps": patches.EPS_RELATIVE}
     assert dm.stats["binary_like"] is False
     x = dm.train_tensor().reshape(1500, -1).double()
     assert x.mean(dim=1).abs().max() < 1e-5  # DC removed per patch
@@ -141,13 +142,17 @@ def test_patches_shapes_and_unit_std() -> None:
 
 def test_patch_regions_are_disjoint() -> None:
     size = 12
-    width = patches.grey_images()[0].shape[1]
-    cut = int(round(patches.TRAIN_FRACTION * width))
-    _, train_xy = patches.sample_patches(3000, size, "train", np.random.default_rng(0))
-    _, test_xy = patches.sample_patches(3000, size, "test", np.random.default_rng(0))
-    assert train_xy[:, 2].min() >= 0 and (train_xy[:, 2] + size).max() <= cut
-    assert test_xy[:, 2].min() >= cut and (test_xy[:, 2] + size).max() <= width
-    assert set(train_xy[:, 0]) == set(test_xy[:, 0]) == {0, 1}  # both photographs used
+    images = patches.grey_images()
+    _, train_xy = patches.sample_patches(6000, size, "train", np.random.default_rng(0))
+    _, test_xy = patches.sample_patches(6000, size, "test", np.random.default_rng(0))
+    for k, image in enumerate(images):
+        width = image.shape[1]
+        cut = int(round(patches.TRAIN_FRACTION * width))
+        tr, te = train_xy[train_xy[:, 0] == k], test_xy[test_xy[:, 0] == k]
+        assert tr[:, 2].min() >= 0 and (tr[:, 2] + size).max() <= cut
+        assert te[:, 2].min() >= cut and (te[:, 2] + size).max() <= width
+        assert (tr[:, 1] + size).max() <= image.shape[0] and (te[:, 1] + size).max() <= image.shape[0]
+    assert set(train_xy[:, 0]) == set(test_xy[:, 0]) == set(range(len(images)))  # every photograph used
     # the module's test split really is drawn from the held-out region
     dm = patches.build(size=size, n_train=200, n_test=50, seed=4)
     raw, _ = patches.sample_patches(50, size, "test", patches.patch_rng(4, "test"))
@@ -198,6 +203,35 @@ def test_pca_whitening_keeps_99_percent_and_back_projects() -> None:
     assert share[k - 1] >= 0.99 > share[k - 2]
 
 
+def test_photographs_are_natural_grey_and_selectable() -> None:
+    natural = patches.grey_images()
+    assert len(natural) == len(patches.PHOTOGRAPHS) == 12
+    for image in natural:
+        assert image.ndim == 2 and min(image.shape) >= 300 and 0.0 <= image.min() < image.max() <= 1.0
+        assert image.std() > 0.05 and not image.flags.writeable
+    assert len(patches.grey_images("sklearn")) == 2
+    assert patches.resolve_images(" Camera, grass,camera ") == ("camera", "grass")
+    dm = patches.build(size=8, n_train=300, n_test=30, images="camera,grass", seed=1)
+    assert dm.options["images"] == "camera,grass"
+    assert patches.build(size=8, n_train=300, n_test=30, images="china,flower").options["images"] == "sklearn"
+    # one photograph alone is a valid choice, and its patches come from that photograph only
+    raw, xy = patches.sample_patches(50, 8, "train", np.random.default_rng(0), patches.grey_images("camera"))
+    cam = patches.grey_images("camera")[0]
+    r, c = xy[0, 1], xy[0, 2]
+    np.testing.assert_allclose(raw[0], cam[r:r + 8, c:c + 8], rtol=1e-6)
+
+
+def test_whiten_eps_low_passes_the_zca_filter() -> None:
+    sharp = patches.build(size=8, whiten="zca", n_train=3000, n_test=10)
+    soft = patches.build(size=8, whiten="zca", n_train=3000, n_test=10, whiten_eps="1.0")
+    assert soft.options["whiten_eps"] == 1.0
+    lam_sharp = np.linalg.eigvalsh(np.cov(sharp.train_tensor().reshape(3000, -1).numpy(), rowvar=False))
+    lam_soft = np.linalg.eigvalsh(np.cov(soft.train_tensor().reshape(3000, -1).numpy(), rowvar=False))
+    # white: all non-null eigenvalues equal; regularised: the spectrum keeps a slope (low-pass)
+    assert lam_sharp[1:].max() / lam_sharp[1:].min() < 1.05
+    assert lam_soft[1:].max() / lam_soft[1:].min() > 5
+
+
 def test_bad_patch_options() -> None:
     with pytest.raises(DataError, match="size"):
         patches.build(size=3)
@@ -205,6 +239,10 @@ def test_bad_patch_options() -> None:
         patches.build(size="twelve")
     with pytest.raises(DataError, match="whiten must be one of none, zca, pca"):
         patches.build(whiten="pcaa")
+    with pytest.raises(DataError, match="option images must be natural or sklearn or a comma-separated list"):
+        patches.build(images="camera,lena")
+    with pytest.raises(DataError, match="whiten_eps"):
+        patches.build(whiten_eps="-1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +415,7 @@ def test_unknown_name_lists_valid_names() -> None:
 
 def test_unknown_and_bad_options() -> None:
     with pytest.raises(DataError, match="unknown option colour for dataset 'patches'; "
-                                        "valid options: n_test, n_train, size, whiten"):
+                                        "valid options: images, n_test, n_train, size, whiten, whiten_eps"):
         build_dataset("patches", REGISTRY, colour="red")
     with pytest.raises(DataError, match="valid options: none"):
         build_dataset("digits", REGISTRY, size=3)

@@ -1,4 +1,18 @@
-"""Grey natural-image patches from the photographs shipped with scikit-learn.
+"""Grey natural-image patches from the photographs shipped inside scikit-learn and scikit-image.
+
+Photographs (all read from the installed wheels, never downloaded; ``-D images=NAME,NAME,...``):
+
+- scikit-learn: ``china`` (a temple), ``flower``;
+- scikit-image: ``astronaut``, ``camera`` (cameraman), ``coffee``, ``chelsea`` (a cat), ``grass``,
+  ``gravel``, ``brick`` (close-up textures), ``rocket``, ``motorcycle`` (left stereo view),
+  ``coins``.
+
+The default, ``natural``, is all twelve: natural scenes plus textures give the edges of many
+orientations, positions and scales that teach Gabor-like filters (two photographs, ``sklearn``,
+hold long straight edges of a few orientations). Left out on purpose: scikit-image's synthetic
+images (text, chessboard, logo, colour wheel), the binary horse silhouette, the motion-blurred
+clock and the scientific images (cells, retina, Hubble, moon), whose statistics are not those of
+natural scenes.
 
 Erhan et al. use 12x12 patches and Rasmus et al. whitened 16x16 patches; both train on patches cut
 at random positions, so training patches are drawn fresh every epoch from the left 80% of each
@@ -38,12 +52,16 @@ __all__ = [
     "PCA_VARIANCE",
     "TRAIN_FRACTION",
     "WHITEN_CHOICES",
+    "DEFAULT_IMAGES",
+    "IMAGE_SETS",
+    "PHOTOGRAPHS",
     "build",
     "column_ranges",
     "fit_whitening",
     "grey_images",
     "patch_rng",
     "preprocess",
+    "resolve_images",
     "sample_patches",
 ]
 
@@ -67,17 +85,66 @@ _CHUNK = 4096
 _FIXED_TRAIN, _TEST, _EPOCH = 0, 1, 2
 
 
-@functools.lru_cache(maxsize=1)
-def grey_images() -> tuple[np.ndarray, ...]:
-    """scikit-learn's sample photographs as read-only float64 grey images in [0, 1]."""
-    from sklearn.datasets import load_sample_images  # lazy: sklearn is slow to import
+#: Every photograph ``images`` may name, in the order of the default set.
+PHOTOGRAPHS = ("china", "flower", "astronaut", "camera", "coffee", "chelsea", "grass", "gravel", "brick",
+               "rocket", "motorcycle", "coins")
+#: Named sets ``images`` accepts besides a comma-separated list of photographs.
+IMAGE_SETS = {"natural": PHOTOGRAPHS, "sklearn": ("china", "flower")}
+DEFAULT_IMAGES = "natural"
 
+
+def _load_photograph(name: str) -> np.ndarray:
+    """One photograph as uint8 [H, W] or [H, W, 3+], from the installed packages only."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image  # lazy: sklearn is slow to import
+
+        return load_sample_image(f"{name}.jpg")
+    import skimage.data
+
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()
+
+
+def resolve_images(images: Any = DEFAULT_IMAGES) -> tuple[str, ...]:
+    """The photograph names an ``images`` option means (a set name or a comma-separated list)."""
+    text = str(images).strip().lower()
+    if text in IMAGE_SETS:
+        return IMAGE_SETS[text]
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in PHOTOGRAPHS]
+    if unknown or not names:
+        raise DataError(f"option images must be {' or '.join(IMAGE_SETS)} or a comma-separated list of "
+                        f"{', '.join(PHOTOGRAPHS)}; got {images!r}")
+    return names
+
+
+@functools.lru_cache(maxsize=8)
+def grey_images(images: Any = DEFAULT_IMAGES) -> tuple[np.ndarray, ...]:
+    """The photographs ``images`` names as read-only float64 grey images in [0, 1] (BT.601 luma)."""
     out = []
-    for image in load_sample_images().images:
-        grey = (np.asarray(image[..., :3], dtype=np.float64) @ LUMA) / 255.0
+    for name in resolve_images(images):
+        try:
+            image = np.asarray(_load_photograph(name))
+        except (ImportError, OSError, ValueError) as exc:  # a stripped install without the data files
+            raise DataError(f"cannot read the photograph {name!r} from the installed packages: {exc}") from None
+        pixels = image.astype(np.float64)
+        grey = pixels[..., :3] @ LUMA if pixels.ndim == 3 else pixels
+        grey = grey / 255.0
         grey.setflags(write=False)
         out.append(grey)
     return tuple(out)
+
+
+def coerce_float(value: Any, name: str, *, minimum: float, maximum: float) -> float:
+    """``value`` as a finite float in [minimum, maximum]; strings like "0.1" are accepted (CLI)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"option {name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not (minimum <= out <= maximum):
+        raise DataError(f"option {name} must be in [{minimum:g}, {maximum:g}], got {value!r}")
+    return out
 
 
 def column_ranges(width: int, size: int) -> dict[str, tuple[int, int]]:
@@ -151,7 +218,7 @@ def _covariance(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return cov / max(x.shape[0] - 1, 1)
 
 
-def fit_whitening(x: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, int]:
+def fit_whitening(x: np.ndarray, mode: str, eps_relative: float = EPS_RELATIVE) -> tuple[np.ndarray, np.ndarray, int]:
     """``(mean, matrix, n_components)`` such that ``(x - mean) @ matrix`` is whitened.
 
     ``matrix`` is symmetric: ``U_k diag(1/sqrt(lambda_k + eps)) U_k^T`` over the kept
@@ -166,7 +233,7 @@ def fit_whitening(x: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray, int
     if lam[0] <= 0:
         raise DataError("cannot whiten patches with zero variance")
     keep = int(np.count_nonzero(lam > NULL_RELATIVE * lam[0]))
-    eps = EPS_RELATIVE * float(lam[:keep].mean())
+    eps = eps_relative * float(lam[:keep].mean())
     if mode == "pca":
         share = np.cumsum(lam[:keep]) / lam[:keep].sum()
         keep = min(int(np.searchsorted(share, PCA_VARIANCE)) + 1, MAX_PCA_DIMS, keep)
@@ -194,6 +261,8 @@ def build(
     whiten: Any = "none",
     n_train: Any = 20000,
     n_test: Any = 2000,
+    images: Any = DEFAULT_IMAGES,
+    whiten_eps: Any = EPS_RELATIVE,
     *,
     batch_size: Any = 100,
     seed: Any = 0,
@@ -203,14 +272,19 @@ def build(
     ``train_tensor()`` is one fixed draw of ``n_train`` patches (the one preprocessing is fitted
     on); the training loader draws ``n_train`` fresh patches every epoch from a generator seeded
     by ``(seed, epoch)``. ``n_test`` test patches come from the held-out right part of the images.
+    ``images`` names the photographs (see the module docstring; default: all twelve).
     """
     size_i = coerce_int(size, "size", minimum=4, maximum=64)
     mode = coerce_choice(whiten, "whiten", WHITEN_CHOICES)
     n_train_i = coerce_int(n_train, "n_train", minimum=2, maximum=10_000_000)
     n_test_i = coerce_int(n_test, "n_test", minimum=1, maximum=10_000_000)
     seed_i = coerce_int(seed, "seed", minimum=0)
+    names = resolve_images(images)
+    eps_f = coerce_float(whiten_eps, "whiten_eps", minimum=0.0, maximum=1e6)
+    photos = grey_images(",".join(names))
+    image_option = next((k for k, v in IMAGE_SETS.items() if v == names), ",".join(names))
 
-    raw_train, _ = sample_patches(n_train_i, size_i, "train", patch_rng(seed_i, "train"))
+    raw_train, _ = sample_patches(n_train_i, size_i, "train", patch_rng(seed_i, "train"), photos)
     centred = _remove_dc(raw_train)
     scale = float(centred.std(dtype=np.float64))
     if scale <= 0:
@@ -219,21 +293,22 @@ def build(
     extra: dict[str, Any] = {"whiten_dims": size_i * size_i}
     if mode != "none":
         centred /= np.float32(scale)
-        mean, matrix, dims = fit_whitening(centred, mode)
+        mean, matrix, dims = fit_whitening(centred, mode, eps_f)
         buffers["mean"] = torch.from_numpy(mean)
         buffers["whiten"] = torch.from_numpy(np.ascontiguousarray(matrix))
         extra["whiten_dims"] = dims
 
     def draw(stream: str, n: int, epoch: int = 0) -> torch.Tensor:
         raw, _ = sample_patches(n, size_i, "train" if stream != "test" else "test",
-                                patch_rng(seed_i, stream, epoch))
+                                patch_rng(seed_i, stream, epoch), photos)
         return preprocess(raw, buffers)
 
     return VizDataModule(
         "patches",
         preprocess(raw_train, buffers),
         draw("test", n_test_i),
-        options={"size": size_i, "whiten": mode, "n_train": n_train_i, "n_test": n_test_i},
+        options={"size": size_i, "whiten": mode, "n_train": n_train_i, "n_test": n_test_i,
+                 "images": image_option, "whiten_eps": eps_f},
         batch_size=batch_size,
         seed=seed_i,
         buffers=buffers,
