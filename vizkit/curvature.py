@@ -418,6 +418,49 @@ def _truncated_cg(curv: SphereCurvature, r: torch.Tensor, iters: int) -> torch.T
     return tangent_project(eta, curv.x)
 
 
+#: Curvatures closer than this share of the spectrum's spread (largest |mu + lambda|) count as equal.
+DEGENERACY_TOL = 1e-3
+
+
+@dataclass
+class Degeneracy:
+    """How degenerate a tangent spectrum is, and which chosen directions it leaves undetermined.
+
+    ``flat`` [U]: −λ, the curvature of a direction the unit ignores (Hv = 0); a saturated or
+    piecewise-linear unit has (almost) every curvature there. ``flat_count`` [U]: how many of the
+    computed curvatures lie within ``tol`` of it. ``multiplicity`` [U, K]: how many curvatures lie within
+    ``tol`` of each chosen one (itself included). ``identifiable`` [U, K]: multiplicity 1, i.e. the
+    direction is determined up to sign; otherwise any unit vector of that eigenspace is equally
+    (in)variant and the one an eigensolver returns is arbitrary. ``tol`` [U] is the absolute tolerance.
+    """
+
+    flat: torch.Tensor
+    flat_count: torch.Tensor
+    multiplicity: torch.Tensor
+    identifiable: torch.Tensor
+    tol: torch.Tensor
+    n_values: int
+
+
+def degeneracy(values: torch.Tensor, chosen: torch.Tensor, lam: torch.Tensor, *,
+               rel_tol: float = DEGENERACY_TOL) -> Degeneracy:
+    """Degeneracy of spectra ``values`` [U, n] around ``chosen`` [U, K] and the flat value −``lam`` [U].
+
+    The tolerance is relative to the spread of the spectrum about the flat value,
+    ``rel_tol · max |mu + lambda|`` (plus a rounding floor), so it means the same for a unit whose
+    curvatures are 1e-8 as for one whose curvatures are 1e3. For Lanczos (Ritz values only) the
+    counts are lower bounds.
+    """
+    v, c, lm = values.double(), chosen.double(), lam.double().reshape(-1)
+    flat = -lm
+    spread = (v - flat[:, None]).abs().amax(dim=1)
+    scale = torch.maximum(v.abs().amax(dim=1), lm.abs())
+    tol = rel_tol * spread + 1e-12 * scale + 1e-300
+    flat_count = ((v - flat[:, None]).abs() <= tol[:, None]).sum(dim=1)
+    multiplicity = ((v[:, None, :] - c[:, :, None]).abs() <= tol[:, None, None]).sum(dim=2)
+    return Degeneracy(flat, flat_count, multiplicity, multiplicity <= 1, tol, v.shape[1])
+
+
 def geodesic_batch(x: torch.Tensor, directions: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Points cos t·x_u + sin t·ρ_u·v_{u,k} for x [U, *s], directions [U, K, *s], angles [T] → [U, K, T, *s]."""
     from .sphere import geodesic
@@ -435,11 +478,14 @@ def angle_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "DEGENERACY_TOL",
     "FULL_MAX_DIMS",
+    "Degeneracy",
     "Objective",
     "SphereCurvature",
     "Spectrum",
     "angle_between",
+    "degeneracy",
     "full_spectrum",
     "geodesic_batch",
     "lanczos_spectrum",

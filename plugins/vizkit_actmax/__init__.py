@@ -66,6 +66,10 @@ class ActMax(Probe):
         Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
         Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
         Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
+        Option("target", str, "activation", "what is maximised: the unit's activation (the paper), or the "
+               "pre-activation of a squashing unit, recovered exactly from its output: logit(h) for sigmoid "
+               "units (SDAE, RBM/DBN), atanh(h) for tanh units. Same optimum direction in principle, but "
+               "gradients and values that do not saturate", choices=("activation", "logit", "atanh")),
     )
 
     # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
@@ -88,8 +92,10 @@ class ActMax(Probe):
         dtype = vizkit.model_dtype(model)
         unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
 
+        target = opts["target"]
+
         def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position)
+            return unsquash(vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position), target)
 
         keys = sample_keys(ctx.seed, units.cpu().repeat_interleave(n_restarts),
                            torch.arange(n_restarts).repeat(n_units))
@@ -118,6 +124,7 @@ class ActMax(Probe):
         meta = {
             "rho": rho, "rho_source": rho_source, "position": list(position) if position else "channel mean",
             "chunk": chunk, "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
+            "target": TARGET_TEXT[target],
         }
         return Result(arrays=arrays, meta=meta)
 
@@ -131,19 +138,27 @@ class ActMax(Probe):
         stimuli = torch.as_tensor(arrays["stimuli"]).to(dtype)
         with torch.no_grad():
             responses = torch.cat([
-                vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position).cpu()
+                unsquash(vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position),
+                         ctx.options["target"]).cpu()
                 for part in stimuli.split(meta["chunk"])
             ])
         sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         arrays["responses"] = responses.numpy().astype(np.float32)
         arrays["sensitivity"] = sensitivity.numpy().astype(np.float32)
+        agree, cos_min, spread = restart_agreement(arrays)
+        arrays["restarts_agree"] = agree
         samples = arrays["activations"].size
         meta.update({
             "chunks": math.ceil(samples / meta["chunk"]), "samples": samples,
             "summary": summarise(arrays),
             "sensitivity_normalisation": "responses[i, j] / max_k |responses[k, j]| (each column divided by its "
                                          "largest absolute value)",
+            "restarts_agree": {"units": arrays["units"][agree].tolist(),
+                               "rule": f"every restart has cosine >= {AGREE_COSINE} with the kept one and the "
+                                       f"activations differ by <= {AGREE_SPREAD:g} of the best"},
         })
+        meta["summary"]["agreeing_units"] = int(agree.sum())
+        arrays["restart_cosine_min"], arrays["restart_spread"] = cos_min, spread
         figures, captions = self._figures(ctx, arrays, meta, shape)
         result.figures.update(figures)
         result.captions.update(captions)
@@ -174,7 +189,8 @@ class ActMax(Probe):
         opts, s = ctx.options, meta["summary"]
         units = arrays["units"].tolist()
         n_units, n_restarts = arrays["activations"].shape
-        method = (f"rho = {meta['rho']:.4g} ({meta['rho_source']}); {opts['optimizer']}, lr {opts['lr']:g}"
+        method = (f"maximised: {meta.get('target', TARGET_TEXT['activation'])}; "
+                  f"rho = {meta['rho']:.4g} ({meta['rho_source']}); {opts['optimizer']}, lr {opts['lr']:g}"
                   f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
                   + _regularisers_text(opts))
         spread = (f"Spread across the {n_restarts} restarts (max − min activation, median over units): "
@@ -197,18 +213,27 @@ class ActMax(Probe):
         panel = min(opts["panel"], n_units)
         if panel:
             images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
+            agree = arrays["restarts_agree"][:panel]
+            shown_units = (f"units {units[0]}-{units[panel - 1]}" if units[:panel] == list(range(units[0], units[0] + panel))
+                           else "units " + ", ".join(map(str, units[:panel])))
             figures["restarts"] = restarts_panel(
                 images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
-                title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit",
+                title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
+                      f"(the first {panel} of {n_units})",
+                agree=agree, cosine_min=arrays["restart_cosine_min"][:panel], spread=arrays["restart_spread"][:panel],
             )
-            captions["restarts"] = (f"Each row: one unit of {ctx.layer}; each column: the optimum reached from one "
-                                    f"random start, with the activation under it (red: kept). {method}. {spread}")
+            captions["restarts"] = (f"Each row: one unit of {ctx.layer} ({shown_units}, the first {panel} of "
+                                    f"{n_units}); each column: the optimum reached from one random start, with the "
+                                    f"activation under it (red: kept, the highest). Rows whose restarts all agree "
+                                    f"(cosine >= {AGREE_COSINE} with the kept one, activation spread <= "
+                                    f"{AGREE_SPREAD:g} of the best) show the optimum once with the measured agreement: "
+                                    f"{int(agree.sum())} of {panel} rows here. {method}. {spread}")
         figures["activations"] = activation_spread(
             arrays["activations"], arrays["initial_activations"], units,
             title=f"actmax {ctx.layer}: activation reached per restart",
         )
         captions["activations"] = f"Activation at the start and after ascent, every restart of every unit. {spread}"
-        figures["sensitivity"] = sensitivity_matrix(
+        figures["sensitivity"], scale_text = sensitivity_matrix(
             arrays["sensitivity"], units,
             title=f"actmax {ctx.layer}: sensitivity (diagonal {s['sensitivity_diagonal']:.2f}, "
                   f"off-diagonal {s['sensitivity_off_diagonal']:.2f} on average)",
@@ -217,8 +242,46 @@ class ActMax(Probe):
                                    f"it, divided by the largest |activation| of unit j over all rows (so units "
                                    f"that respond to everything do not dominate). A strong diagonal means each "
                                    f"optimum is specific to its unit. Mean diagonal {s['sensitivity_diagonal']:.3f}, "
-                                   f"mean off-diagonal {s['sensitivity_off_diagonal']:.3f}.")
+                                   f"mean off-diagonal {s['sensitivity_off_diagonal']:.3f}. Colour scale: "
+                                   f"{scale_text}. Values: {meta.get('target', TARGET_TEXT['activation'])}.")
         return figures, captions
+
+
+#: Restarts "agree" when every one is this close (cosine) to the kept optimum ...
+AGREE_COSINE = 0.999
+#: ... and their activations differ by at most this share of the best one's magnitude.
+AGREE_SPREAD = 1e-3
+
+TARGET_TEXT = {
+    "activation": "the unit's activation h",
+    "logit": "the pre-activation logit(h) = log(h / (1 - h)) of a sigmoid unit",
+    "atanh": "the pre-activation atanh(h) of a tanh unit",
+}
+
+
+def unsquash(values: torch.Tensor, target: str) -> torch.Tensor:
+    """The quantity maximised: ``values`` themselves, or the pre-activation of a sigmoid/tanh unit.
+
+    Clamped one float-resolution step inside the open interval so a saturated unit gives a large,
+    finite number instead of ±inf (the gradient there is still the unit's own).
+    """
+    if target == "activation":
+        return values
+    eps = torch.finfo(values.dtype).eps
+    if target == "logit":
+        v = values.clamp(eps, 1 - eps)
+        return torch.log(v) - torch.log1p(-v)
+    return torch.atanh(values.clamp(-1 + eps, 1 - eps))
+
+
+def restart_agreement(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: whether all restarts agree, the smallest cosine with the kept one, the activation spread."""
+    act = arrays["activations"].astype(np.float64)
+    cos_min = arrays["restart_cosine"].astype(np.float64).min(axis=1)
+    spread = act.max(axis=1) - act.min(axis=1)
+    scale = np.maximum(np.abs(act).max(axis=1), 1e-30)
+    agree = (cos_min >= AGREE_COSINE) & (spread <= AGREE_SPREAD * scale)
+    return agree, cos_min.astype(np.float32), spread.astype(np.float32)
 
 
 def _regularisers_text(opts: dict[str, Any]) -> str:

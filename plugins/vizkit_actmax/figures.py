@@ -12,11 +12,16 @@ from matplotlib.patches import Rectangle
 from vizkit.render import normalise
 
 
-def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[int], title: str) -> Figure:
+def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[int], title: str, *,
+                   agree: np.ndarray | None = None, cosine_min: np.ndarray | None = None,
+                   spread: np.ndarray | None = None) -> Figure:
     """One row per unit, one column per restart, the activation reached under each tile.
 
     Erhan et al.'s "9 random initialisations" figure; the restart kept (highest activation) is
     framed in red. ``images`` is [units, restarts, H, W(, 3)], each tile scaled to its own range.
+    A row whose restarts all agree (``agree``) shows the optimum once and the measured agreement
+    (smallest cosine with the kept one, activation spread) instead of n identical tiles and an
+    arbitrary "kept" frame.
     """
     n_units, n_restarts = images.shape[:2]
     shown = normalise(images.reshape(n_units * n_restarts, *images.shape[2:]), "symmetric")
@@ -28,6 +33,22 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
     cmap = None if shown.ndim == 5 else "gray"
     best = activations.argmax(axis=1)
     for i in range(n_units):
+        if agree is not None and agree[i]:
+            ax = axes[i, 0]
+            ax.imshow(shown[i, best[i]], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{activations[i].max():.4g}", fontsize=7, labelpad=1.5)
+            for other in axes[i, 1:]:
+                other.set_axis_off()
+            if n_restarts > 1:
+                axes[i, 1].text(0.0, 0.5, f"all {n_restarts} restarts agree: cosine with each other ≥ "
+                                f"{cosine_min[i]:.6f}, activation spread {spread[i]:.2g}",
+                                transform=axes[i, 1].transAxes, fontsize=8, va="center", ha="left")
+            if i == 0:
+                ax.set_title("restart 0", fontsize=7)
+            axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
+            continue
         for r in range(n_restarts):
             ax = axes[i, r]
             ax.imshow(shown[i, r], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -71,15 +92,28 @@ def activation_spread(activations: np.ndarray, initial: np.ndarray, units: Seque
     return fig
 
 
-def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str) -> Figure:
-    """Rows: the optimum of unit i; columns: unit j's response to it, each column ÷ its max |value|."""
+def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str) -> tuple[Figure, str]:
+    """Rows: the optimum of unit i; columns: unit j's response to it, each column ÷ its max |value|.
+
+    Returns the figure and the colour scale used, in words. When every value sits in a narrow band
+    (saturated units: all ≈ 1), the fixed [0, 1] scale is one flat colour, so the scale is then
+    stretched to the values' own range and says so.
+    """
     n = len(units)
     side = min(max(4.5, 0.12 * n + 2.8), 12.0)
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.add_subplot()
-    lo = float(sensitivity.min())
-    cmap, vmin = ("viridis", 0.0) if lo >= 0 else ("RdBu_r", -1.0)
-    image = ax.imshow(sensitivity, cmap=cmap, vmin=vmin, vmax=1.0, interpolation="nearest")
+    lo, hi = float(sensitivity.min()), float(sensitivity.max())
+    if lo >= 0 and hi - lo < 0.5:
+        cmap, vmin, vmax = "viridis", lo, hi if hi > lo else lo + 1e-12
+        scale = f"stretched to the values' own range [{lo:.4g}, {hi:.4g}] (they all lie in a narrow band)"
+    elif lo >= 0:
+        cmap, vmin, vmax = "viridis", 0.0, 1.0
+        scale = "fixed [0, 1]"
+    else:
+        cmap, vmin, vmax = "RdBu_r", -1.0, 1.0
+        scale = "fixed [-1, 1], white = 0"
+    image = ax.imshow(sensitivity, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     step = max(1, math.ceil(n / 24))
     ticks = np.arange(0, n, step)
     labels = [str(units[t]) for t in ticks]
@@ -91,5 +125,6 @@ def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str
     ax.set_ylabel("optimal input of unit i")
     ax.set_title(title, fontsize=9)
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
-    bar.set_label("activation of unit j ÷ its largest |activation| over the optima", fontsize=8)
-    return fig
+    bar.set_label(f"activation of unit j ÷ its largest |activation| over the optima\n(colour scale {scale})",
+                  fontsize=8)
+    return fig, scale

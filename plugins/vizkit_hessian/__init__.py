@@ -12,6 +12,7 @@ direction and a GIF/MP4 video per unit and direction.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,10 @@ import vizkit
 from vizkit import Option, OptionError, Probe, ProbeContext, Result, Video
 from vizkit import capabilities as caps
 from vizkit.curvature import (
+    DEGENERACY_TOL,
     FULL_MAX_DIMS,
     SphereCurvature,
+    degeneracy,
     geodesic_batch,
     refine_maximum,
     resolve_method,
@@ -36,6 +39,7 @@ from vizkit.sphere import project_to_sphere
 
 from .figures import direction_strips, display_scale, spectrum_figure
 from .start import read_optima, run_actmax
+from .transforms import TRANSFORMS, transform_alignment
 from .video import ping_pong, render_path_video
 
 #: Frames shown in each PNG strip (evenly spaced along the path, always including t = 0).
@@ -76,6 +80,11 @@ class Hessian(Probe):
         Option("tol", float, None, "actmax: relative-growth stopping tolerance (default: actmax's)", min=0.0),
         Option("rho", float, None, "sphere radius (default: actmax's, i.e. the data's mean norm; with "
                "from_dir: the norm of the saved optima)", min=1e-12),
+        Option("degeneracy_tol", float, DEGENERACY_TOL, "curvatures closer than this share of the spectrum's "
+               "spread count as equal (degenerate): a direction in a degenerate eigenspace is not identifiable",
+               min=0.0, max=0.5),
+        Option("transforms", bool, True, "image inputs: measure how well the top invariances span a one-pixel "
+               "shift and a small rotation of the optimum (arrays['alignment'])"),
     )
 
     def run(self, ctx: ProbeContext) -> Result:
@@ -141,7 +150,18 @@ class Hessian(Probe):
             "spectrum": spectrum.values.detach().cpu().double().numpy(),
             "tangent_gradient": np.asarray(refined["tangent_gradient"], dtype=np.float64),
         }
-        arrays["multiplicity"] = _multiplicity(arrays["eigenvalues"], arrays["spectrum"])
+        deg = degeneracy(spectrum.values, spectrum.chosen, curv.lam, rel_tol=opts["degeneracy_tol"])
+        arrays["multiplicity"] = deg.multiplicity.cpu().numpy().astype(np.int64)
+        arrays["identifiable"] = deg.identifiable.cpu().numpy()
+        arrays["flat_count"] = deg.flat_count.cpu().numpy().astype(np.int64)
+        arrays["degeneracy_tol"] = deg.tol.cpu().numpy()
+        transforms_meta: dict[str, Any] = {}
+        if opts["transforms"] and len(shape) == 3 and min(shape[1:]) >= 4:
+            align, per_direction = transform_alignment(optimum.detach(), directions[:, :top].detach())
+            arrays["alignment"] = align
+            arrays["alignment_per_direction"] = per_direction
+            transforms_meta = {"transforms": list(TRANSFORMS),
+                               "chance_alignment": math.sqrt(top / (dims - 1))}
         warnings = _warnings(arrays, spectrum.complete, opts["lanczos_tol"])
         meta = {
             "method": spectrum.method, "method_option": opts["method"], "basis_size": spectrum.basis_size,
@@ -151,7 +171,17 @@ class Hessian(Probe):
             "angle_unit": "degrees in options; radians in arrays['angles']",
             "directions_order": [f"invariance {i + 1}" for i in range(top)] + ["least invariant"],
             "warnings": warnings,
+            "degeneracy": {
+                "tolerance": f"{opts['degeneracy_tol']:g} x max |mu + lambda| (the spectrum's spread about the "
+                             "flat value -lambda)",
+                "values_computed": int(deg.n_values),
+                "flat_count": arrays["flat_count"].tolist(),
+                "identifiable": arrays["identifiable"].tolist(),
+                "invariances_identifiable": bool(arrays["identifiable"][:, :top].all()),
+            },
+            **transforms_meta,
         }
+        _report_degeneracy(arrays, top, ctx.layer)
         clock = time.perf_counter()
         figures, captions, videos = _outputs(ctx, arrays, paths, spectrum.complete, meta)
         timings["render_s"] = time.perf_counter() - clock
@@ -177,15 +207,21 @@ def _path_activations(
     return out.reshape(n_units, k, t)
 
 
-def _multiplicity(chosen: np.ndarray, spectrum: np.ndarray, rel: float = 1e-5) -> np.ndarray:
-    """How many computed curvatures equal each chosen one (to ``rel`` of the spectrum's scale).
+def _degenerate_units(arrays: dict[str, np.ndarray], top: int) -> np.ndarray:
+    """Units whose invariances are not all identifiable (they lie in a degenerate eigenspace)."""
+    return arrays["units"][~arrays["identifiable"][:, :top].all(axis=1)]
 
-    More than one means the direction is one of a degenerate eigenspace: any direction in it is
-    equally (in)variant, so the one shown is an arbitrary member (for Lanczos a lower bound).
-    """
-    scale = np.abs(spectrum).max(axis=1, keepdims=True)[:, :, None]
-    close = np.abs(spectrum[:, None, :] - chosen[:, :, None]) <= rel * np.maximum(scale, 1e-30)
-    return close.sum(axis=2).astype(np.int64)
+
+def _report_degeneracy(arrays: dict[str, np.ndarray], top: int, layer: str) -> None:
+    """One warning line on stderr when the shown invariances are arbitrary members of an eigenspace."""
+    bad = _degenerate_units(arrays, top)
+    if not len(bad):
+        return
+    n = arrays["spectrum"].shape[1]
+    flat = arrays["flat_count"][np.isin(arrays["units"], bad)]
+    print(f"warning: hessian {layer}: the invariances of units {bad[:8].tolist()} are not identifiable "
+          f"({int(flat.min())}-{int(flat.max())} of {n} curvatures equal the flat value -lambda; the directions "
+          "shown are arbitrary members of a degenerate eigenspace)", file=sys.stderr)
 
 
 def _warnings(arrays: dict[str, np.ndarray], complete: bool, tol: float) -> list[str]:
@@ -207,6 +243,12 @@ def _warnings(arrays: dict[str, np.ndarray], complete: bool, tol: float) -> list
         out.append(f"units {units[ignored.any(axis=1)][:8].tolist()}: some 'invariances' have curvature -lambda, "
                    "i.e. they are directions the unit ignores (Hv = 0, e.g. pixels outside its receptive field); "
                    "they form one degenerate eigenspace, so any mixture of them is equally invariant")
+    n = spectrum.shape[1]
+    many_flat = units[arrays["flat_count"] >= n // 2]
+    if len(many_flat) and not len(flat):
+        out.append(f"units {many_flat[:8].tolist()}: at least half of the {n} curvatures equal the flat value -lambda "
+                   f"({arrays['flat_count'][np.isin(units, many_flat)].min()} or more): the unit depends on few input "
+                   "directions (saturated or low-rank), and the rest form one degenerate eigenspace")
     degenerate = arrays["multiplicity"] > 1
     if degenerate.any() and not len(flat):
         which = sorted({("least invariant" if k == degenerate.shape[1] - 1 else f"invariance {k + 1}")
@@ -246,6 +288,7 @@ def _outputs(
                            f"{_range(arrays['activation'])}.")
     figures["spectrum"] = spectrum_figure(
         arrays["spectrum"], arrays["eigenvalues"], arrays["lagrange"], units, complete=complete,
+        flat_count=arrays["flat_count"], identifiable=arrays["identifiable"][:, :top].all(axis=1),
         title=f"hessian {ctx.layer}: curvature along the sphere at the optimum ({meta['method']})")
     captions["spectrum"] = (
         "Eigenvalues mu of P(H - lambda I)P on the tangent space at each optimum, sorted "
@@ -253,6 +296,7 @@ def _outputs(
            "the ends of the spectrum are exact, the middle is approximate)")
         + f". Green: the {top} nearest zero (invariances); red: the most negative (least invariant); dashed: "
         "-lambda, the curvature of a direction the unit ignores (activation falls only because x* shrinks)."
+        + f" Degeneracy: {_flat_text(arrays)} curvatures lie within the tolerance of the flat value -lambda."
         + ("".join(f" WARNING: {w}." for w in meta["warnings"])))
     for ui, unit in enumerate(units):
         path_images = as_images(paths_np[ui].reshape(-1, *shape), shape)
@@ -260,16 +304,31 @@ def _outputs(
         direction_images = as_images(arrays["directions"][ui], shape)
         peak = float(arrays["activation"][ui])
         key = f"unit{unit}_directions"
+        ident = arrays["identifiable"][ui]
+        mult = arrays["multiplicity"][ui]
+        row_names = [name if ident[di] else f"{name}\nNOT identifiable\n(1 of {mult[di]} equal)"
+                     for di, name in enumerate(names)]
+        n_values = arrays["spectrum"].shape[1]
+        verdict = ("" if ident[:top].all() else
+                   f"\nINVARIANCES NOT IDENTIFIABLE: {arrays['flat_count'][ui]} of {n_values} curvatures equal the "
+                   "flat value; the directions shown are arbitrary members of that eigenspace")
+        align = _alignment_text(arrays, meta, ui)
         figures[key] = direction_strips(
             direction_images, path_images[:, shown], angles_deg[shown], arrays["path_activations"][ui][:, shown],
-            arrays["eigenvalues"][ui], names,
-            title=f"hessian: unit {unit} of {ctx.layer}, h(x*) = {peak:.4g}, rho = {arrays['rho'][ui]:.4g}",
+            arrays["eigenvalues"][ui], row_names,
+            title=f"hessian: unit {unit} of {ctx.layer}, h(x*) = {peak:.4g}, rho = {arrays['rho'][ui]:.4g}{verdict}",
             footer=("each row: x(t) = cos t x* + sin t rho v along one direction v (left tile, own scale); "
                     "angle above, activation below each frame;\n"
-                    "one colour scale per row, grey = 0 (RGB: min-max); mu = curvature (nearest 0: most invariant)"))
+                    "one colour scale per row, grey = 0 (RGB: min-max); mu = curvature (nearest 0: most invariant)"
+                    + (f"\n{align}" if align else "")))
         captions[key] = (f"Unit {unit}: the {top} invariant directions (curvature nearest zero) and the least "
                          f"invariant one, each as the path x(t) = cos t x* + sin t rho v for t in "
-                         f"[-{opts['angle']:g}°, {opts['angle']:g}°], with the activation under every frame.")
+                         f"[-{opts['angle']:g}°, {opts['angle']:g}°], with the activation under every frame. "
+                         f"{arrays['flat_count'][ui]} of {n_values} curvatures equal the flat value -lambda"
+                         + ("; the invariances are identifiable (each curvature is distinct)." if ident[:top].all()
+                            else "; the invariances are NOT identifiable: they lie in a degenerate eigenspace, so "
+                                 "the directions shown are arbitrary members of it, not the unit's invariances.")
+                         + (f" {align}." if align else ""))
         if not opts["videos"]:
             continue
         for di, name in enumerate(names):
@@ -281,6 +340,21 @@ def _outputs(
             captions[tag] = (f"Unit {unit}, {name}: the input moving along the geodesic (left) and the unit's "
                              f"activation along the path (right, red dot = now; number under the image).")
     return figures, captions, videos
+
+
+def _flat_text(arrays: dict[str, np.ndarray]) -> str:
+    counts = arrays["flat_count"]
+    n = arrays["spectrum"].shape[1]
+    return f"{counts.min()} of {n}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()} of {n}"
+
+
+def _alignment_text(arrays: dict[str, np.ndarray], meta: dict[str, Any], ui: int) -> str:
+    """'alignment of the top invariances with: shift 1 px right 0.93, ...' for unit row ``ui``."""
+    if "alignment" not in arrays:
+        return ""
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in zip(meta["transforms"], arrays["alignment"][ui]))
+    return (f"share of each transformation of x* spanned by the top invariances: {parts} "
+            f"(chance {meta['chance_alignment']:.2f})")
 
 
 def _range(values: np.ndarray) -> str:

@@ -82,6 +82,8 @@ def spectrum_figure(
     complete: bool,
     title: str,
     max_panels: int = 12,
+    flat_count: np.ndarray | None = None,
+    identifiable: np.ndarray | None = None,
 ) -> Figure:
     """Small multiples, one per unit: tangent curvatures sorted, the chosen ones marked.
 
@@ -107,7 +109,12 @@ def spectrum_figure(
         ax.plot([np.searchsorted(values, least)], [least], "x", color="tab:red", markersize=6, label="least invariant")
         ax.axhline(0.0, color="0.8", linewidth=0.8)
         ax.axhline(-lams[i], color="tab:orange", linewidth=0.8, linestyle="--", label="−λ (ignored direction)")
-        ax.set_title(f"unit {units[i]}", fontsize=8)
+        label = f"unit {units[i]}"
+        if flat_count is not None:
+            label += f": {flat_count[i]} of {len(values)} at −λ"
+        if identifiable is not None and not identifiable[i]:
+            label += "\ninvariances NOT identifiable"
+        ax.set_title(label, fontsize=8, color="black" if identifiable is None or identifiable[i] else "tab:red")
         ax.tick_params(labelsize=6.5)
         ax.set_xlabel("rank (sorted)", fontsize=7)
         if i % ncols == 0:
