@@ -94,13 +94,18 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
     DatasetSpec(
         "patches",
         _builder("patches"),
-        "grey natural-image patches (scikit-learn photos), DC-removed, unit std, fresh each epoch",
+        "grey natural-image patches (12 photos shipped in scikit-learn/scikit-image), DC-removed, unit "
+        "std, fresh each epoch",
         {
             "size": "patch side in pixels, 4..64 (default 12; 16 for Rasmus et al.)",
             "whiten": "none | zca | pca (pca: whitened top components keeping >= 99% variance, "
                       "<= 256) (default none)",
             "n_train": "training patches per epoch (default 20000)",
             "n_test": "test patches from the held-out right 20% of each image (default 2000)",
+            "images": "photographs: natural (all 12 shipped in scikit-learn/scikit-image) | sklearn "
+                      "(china, flower) | a comma-separated list (default natural)",
+            "whiten_eps": "whitening regulariser relative to the mean eigenvalue; larger values low-pass "
+                          "(damp pixel noise and JPEG blocks) (default 1e-4)",
         },
     ),
 ]
