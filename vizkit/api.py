@@ -208,6 +208,37 @@ def load_dataset(name_or_path: str, split: str = "test", seed: int = 0, limit: i
     return Examples(images, label, f"{dm.name} {split} split ({images.shape[0]} examples)")
 
 
+def describe_checkpoint(path: str | Path) -> dict[str, Any]:
+    """What ``vizkit inspect`` shows: kind, data, hyperparameters, layers, capabilities, compatible
+    probes and metrics. Read from the checkpoint's stored listing when it is there and matches the
+    file's hyperparameters (no model class, no Lightning import); otherwise the model is built."""
+    from .checkpoint import hparams_digest
+    from .model import LayerInfo
+
+    ckpt = read_checkpoint(path)
+    stored = ckpt.get("listing")
+    host = get_host()
+    try:
+        fast = (ckpt["kind"] in host.models and isinstance(stored, dict)
+                and stored.get("hparams_sha256") == hparams_digest(ckpt["hparams"]))
+        layers = {str(k): LayerInfo(str(k), tuple(int(d) for d in v)) for k, v in stored["layers"].items()} if fast else {}
+        capabilities = frozenset(str(c) for c in stored["capabilities"]) if fast else frozenset()
+    except (AttributeError, KeyError, TypeError, ValueError):
+        fast = False
+    if not fast:
+        model = load(path)
+        info = model_description(model)
+        return {**info, "sha256": model.source["sha256"], "layers": model.layer_infos(),
+                "capabilities": sorted(model.capabilities), "probes": compatible_probes(model),
+                "metrics": getattr(model, "metrics", None) or {}}
+    data = {k: v for k, v in (ckpt.get("data") or {}).items() if k != "buffers"}
+    probes = sorted(name for name, reg in host.probes.items() if set(reg.obj.requires) <= capabilities)
+    return {"kind": ckpt["kind"], "checkpoint": {"path": str(path)}, "hparams": dict(ckpt["hparams"]),
+            "input_shape": list(ckpt["hparams"].get("input_shape") or data.get("input_shape") or []),
+            "data": data, "sha256": file_sha256(path), "layers": layers, "capabilities": sorted(capabilities),
+            "probes": probes, "metrics": ckpt.get("metrics") or {}}
+
+
 def list_probes() -> list[str]:
     return sorted(get_host().probes)
 

@@ -64,9 +64,31 @@ def checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
-    """Write atomically, then prove the file loads safely (a checkpoint we cannot read is a bug)."""
+def hparams_digest(hparams: dict[str, Any]) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(hparams, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def listing(model: Any, hparams: dict[str, Any]) -> dict[str, Any]:
+    """What ``vizkit inspect`` shows about a model, stored in its checkpoint so inspecting needs
+    neither the model's class nor Lightning (seconds of imports). Keyed on the hyperparameters:
+    a file whose hyperparameters were changed afterwards is inspected by building the model."""
+    return {
+        "hparams_sha256": hparams_digest(hparams),
+        "layers": {name: [int(d) for d in info.shape] for name, info in model.layer_infos().items()},
+        "capabilities": sorted(model.capabilities),
+    }
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path, model: Any = None) -> Path:
+    """Write atomically, then prove the file loads safely (a checkpoint we cannot read is a bug).
+
+    With ``model``, the checkpoint also carries its :func:`listing` (layers and capabilities).
+    """
     path = Path(path)
+    if model is not None:
+        ckpt = {**ckpt, "listing": listing(model, ckpt["hparams"])}
     data = checkpoint_bytes(ckpt)
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     read_checkpoint(path)

@@ -161,11 +161,10 @@ def inspect(checkpoint: str) -> None:
 
     from . import api
 
-    model = api.load(checkpoint)
-    info = api.model_description(model)
+    info = api.describe_checkpoint(checkpoint)  # no Lightning import when the file lists its layers
     data = info["data"]
     click.echo(f"checkpoint   {checkpoint}")
-    click.echo(f"sha256       {model.source['sha256']}")
+    click.echo(f"sha256       {info['sha256']}")
     click.echo(f"kind         {info['kind']}")
     click.echo(f"input shape  {tuple(info['input_shape'])}")
     if data:
@@ -177,14 +176,14 @@ def inspect(checkpoint: str) -> None:
     if info["hparams"]:
         click.echo("hparams      " + ", ".join(f"{k}={v}" for k, v in info["hparams"].items() if k != "input_shape"))
     click.echo("layers")
-    for name, layer in model.layer_infos().items():
+    for name, layer in info["layers"].items():
         kind = "maps" if layer.is_map else "units"
         click.echo(f"  {name:<10} {layer.n_units:>6} {kind}  shape {tuple(layer.shape)}")
-    click.echo("capabilities " + ", ".join(sorted(model.capabilities)))
-    click.echo("probes       " + (", ".join(api.compatible_probes(model)) or "(none installed)"))
-    if getattr(model, "metrics", None):
+    click.echo("capabilities " + ", ".join(info["capabilities"]))
+    click.echo("probes       " + (", ".join(info["probes"]) or "(none installed)"))
+    if info["metrics"]:
         click.echo("metrics")
-        for stage, values in model.metrics.items():
+        for stage, values in info["metrics"].items():
             click.echo(f"  {stage}: " + (json.dumps(values) if not isinstance(values, dict)
                                          else ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())))
 

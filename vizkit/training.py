@@ -200,7 +200,7 @@ def train(
         return out_path
     model.to("cpu")
     model.eval()
-    return save_checkpoint(model.to_checkpoint(), out_path)
+    return save_checkpoint(model.to_checkpoint(), out_path, model=model)  # with its listing: fast inspect
 
 
 def _epoch_lines(pl: Any, label: str) -> Any:

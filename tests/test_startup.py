@@ -1,0 +1,46 @@
+"""Start-up: ``inspect``, ``plugins`` and ``datasets`` never import Lightning (seconds on a busy box).
+
+Measured with ``python -X importtime``; the assertion is on *what* is imported, not on time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import make_sdae
+from vizkit.checkpoint import save_checkpoint
+
+
+def imports(*args: str, cwd) -> tuple[int, str, str]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vizkit", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+    modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return proc.returncode, proc.stdout, " ".join(sorted(modules))
+
+
+@pytest.mark.parametrize("command", [("plugins",), ("datasets",), ("inspect", "listed.pt")])
+def test_listings_and_inspect_do_not_import_lightning(tmp_path, command):
+    model = make_sdae()
+    save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
+    code, out, modules = imports(*command, cwd=tmp_path)
+    assert code == 0, out
+    assert "pytorch_lightning" not in modules.split() and "lightning_fabric" not in modules.split()
+    if command[0] == "inspect":
+        assert "h1" in out and "filters" in out and "activations" in out
+
+
+def test_inspect_builds_the_model_when_the_listing_does_not_match(fresh_host, tmp_path, cli):
+    model = make_sdae()
+    path = save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["hparams"]["layers"] = "6,5"  # changed after the listing was written: the weights disagree
+    torch.save(ckpt, tmp_path / "tampered.pt")
+    res = cli("inspect", tmp_path / "tampered.pt")
+    assert res.code == 1 and "does not match model kind 'sdae'" in res.err
+    listed = cli("inspect", path).out
+    built = cli("inspect", save_checkpoint(model.to_checkpoint(), tmp_path / "plain.pt")).out
+    assert listed.splitlines()[2:] == built.splitlines()[2:]  # the same report either way
