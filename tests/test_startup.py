@@ -44,3 +44,14 @@ def test_inspect_builds_the_model_when_the_listing_does_not_match(fresh_host, tm
     listed = cli("inspect", path).out
     built = cli("inspect", save_checkpoint(model.to_checkpoint(), tmp_path / "plain.pt")).out
     assert listed.splitlines()[2:] == built.splitlines()[2:]  # the same report either way
+
+
+def test_models_listing_is_cached_and_then_needs_no_lightning(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIZKIT_CACHE_DIR", str(tmp_path / "cache"))
+    code, first, _ = imports("models", cwd=tmp_path)
+    assert code == 0 and "sdae" in first and (tmp_path / "cache" / "models.json").exists()
+    code, second, modules = imports("models", cwd=tmp_path)
+    assert code == 0 and second == first
+    assert "pytorch_lightning" not in modules.split()
+    (tmp_path / "cache" / "models.json").write_text("{broken")  # a damaged cache is rebuilt, not an error
+    assert imports("models", cwd=tmp_path)[1] == first

@@ -318,11 +318,11 @@ def models() -> None:
 
     host = get_host()
     for name, reg in sorted(host.models.items()):
-        cls = host.model_class(name)
-        click.echo(f"{name}  [plugin {reg.plugin}]  {getattr(cls, 'summary', '')}")
-        click.echo(f"    capabilities: {', '.join(sorted(cls.capabilities))}")
-        for opt in getattr(cls, "train_options", ()):
-            click.echo(f"    --{opt.name.replace('_', '-')} {opt.describe()}  {opt.help}")
+        info = host.model_summary(name)  # cached: no Lightning import once listed
+        click.echo(f"{name}  [plugin {reg.plugin}]  {info['summary']}")
+        click.echo(f"    capabilities: {', '.join(info['capabilities'])}")
+        for flag, describe, text in info["options"]:
+            click.echo(f"    {flag} {describe}  {text}")
 
 
 @cli.command(context_settings=CONTEXT)

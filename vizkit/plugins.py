@@ -9,12 +9,14 @@ the named entry points. Built-in plugins are ordinary entry points of the ``vizk
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -185,6 +187,38 @@ class PluginHost:
             obj = reg.obj = obj.resolve(reg.plugin)
         return obj
 
+    def model_summary(self, kind: str) -> dict[str, Any]:
+        """What ``vizkit models`` lists for ``kind`` (summary, capabilities, train options).
+
+        Model classes are LightningModules and importing Lightning takes seconds, so the listing
+        of a lazily registered kind is cached (``$VIZKIT_CACHE_DIR``, default ``~/.cache/vizkit``)
+        under a key made of its target and the size and mtime of every ``.py`` file of its
+        top-level package: any edit there rebuilds it.
+        """
+        obj = _lookup(self.load().models, kind, "model kind")
+        if not isinstance(obj, LazyModel):
+            return _describe_model(obj)
+        key = _source_key(obj.target)
+        cache_file = _cache_dir() / "models.json"
+        try:
+            cache = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        entry = cache.get(kind) if isinstance(cache, dict) else None
+        if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("info"), dict):
+            return entry["info"]
+        info = _describe_model(self.model_class(kind))
+        if key:
+            cache = cache if isinstance(cache, dict) else {}
+            cache[kind] = {"key": key, "info": info}
+            try:
+                from .output import atomic_write_bytes
+
+                atomic_write_bytes(cache_file, json.dumps(cache, sort_keys=True).encode())
+            except Exception:  # a read-only home only costs speed  # noqa: BLE001
+                pass
+        return info
+
     def dataset(self, name: str) -> Any:
         return _lookup(self.load().datasets, name, "dataset")
 
@@ -250,6 +284,46 @@ def _check_dataset(obj: Any, plugin: str) -> str:
     if not callable(getattr(obj, "build", None)):
         raise PluginError(f"plugin {plugin!r} registered dataset {obj!r} without a build callable")
     return _check_name(getattr(obj, "name", None), "dataset", plugin)
+
+
+def _describe_model(cls: Any) -> dict[str, Any]:
+    return {
+        "summary": str(getattr(cls, "summary", "") or ""),
+        "capabilities": sorted(getattr(cls, "capabilities", ())),
+        "options": [[f"--{o.name.replace('_', '-')}", o.describe(), o.help] for o in getattr(cls, "train_options", ())],
+    }
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("VIZKIT_CACHE_DIR") or Path.home() / ".cache" / "vizkit")
+
+
+def _source_key(target: str) -> str | None:
+    """A digest of the size and mtime of every source file of ``target``'s top-level package."""
+    import hashlib
+    import importlib.util
+
+    top = target.partition(":")[0].split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        files = [p for root in spec.submodule_search_locations for p in sorted(Path(root).rglob("*.py"))]
+    elif spec.origin:
+        files = [Path(spec.origin)]  # a single-module plugin
+    else:
+        return None
+    digest = hashlib.sha256(target.encode())
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
 
 
 _host: PluginHost | None = None
