@@ -86,3 +86,15 @@ def test_mnist_subset_accuracy(tmp_path, fresh_host):
 
     out = train("convnet", "mnist", out=tmp_path / "m.pt", epochs=5, progress=False, log_dir=tmp_path / "logs")
     assert vizkit.load(out).metrics["test"]["accuracy"] > 0.93
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_gpu_keeps_epochs(tmp_path, fresh_host):
+    from vizkit.training import train
+
+    out = train("convnet", "digits", out=tmp_path / "g.pt", epochs=2, progress=False, accelerator="gpu",
+                model_options={"keep_epochs": "1,2"}, log_dir=tmp_path / "logs")
+    model = vizkit.load(out)
+    assert sorted(model.epoch_models()) == [1, 2] and model.metrics["test"]["accuracy"] > 0.2
+    assert model.metrics["kept_epochs"]["2"]["test_accuracy"] == pytest.approx(model.metrics["test"]["accuracy"])

@@ -150,3 +150,18 @@ def test_models_the_rule_cannot_follow_are_refused(cli, fresh_host, tmp_path):
     model = vizkit.wrap(net, input_shape=(1, 8, 8), layers=["3"], data_info={"name": "digits"})
     with pytest.raises(vizkit.UsageError, match="passes through Sigmoid on the way to layer '3'"):
         vizkit.run_probe("deconv", model, "3")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_deconv_on_cuda_equals_numpy(fresh_host, tmp_path):
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2))
+    params = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in (net[0], net[3])]
+    model = vizkit.wrap(net, input_shape=(1, 12, 12), layers=["5"])
+    result = vizkit.run_probe("deconv", model, "5", data=saved_images(tmp_path), split="all", k=3, device="cuda")
+    for u in range(4):
+        for j in range(3):
+            expected, _ = np_deconvnet(result.arrays["images"][u, j].astype(np.float64), params, u, "deconv")
+            np.testing.assert_allclose(result.arrays["projections"][u, j], expected, rtol=1e-3, atol=1e-4)

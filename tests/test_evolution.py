@@ -4,6 +4,7 @@ projection; kept epochs or a list of files; bad input."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import vizkit
@@ -51,3 +52,13 @@ def test_bad_input(cli, fresh_host, tmp_path):
     res = cli("probe", "--plugin", "evolution", plain, "--layer", "conv1", "-o", "checkpoints", f"{plain},{other}",
               "--out", tmp_path / "o")
     assert res.code == 2 and "share the probed model's architecture" in res.err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evolution_on_cuda_equals_cpu(fresh_host):
+    model, _ = with_kept_epochs()
+    on_gpu = vizkit.run_probe("evolution", model, "pool2", units="0:4", split="test", device="cuda")
+    on_cpu = vizkit.run_probe("evolution", model, "pool2", units="0:4", split="test", device="cpu")
+    np.testing.assert_array_equal(on_gpu.arrays["indices"], on_cpu.arrays["indices"])
+    np.testing.assert_allclose(on_gpu.arrays["projections"], on_cpu.arrays["projections"], rtol=1e-3, atol=1e-5)

@@ -77,3 +77,17 @@ def test_bad_options(cli, fresh_host, tmp_path):
                               ("zoom_min", "2", "zoom_min < zoom_max")):
         res = cli("probe", "--plugin", "invcurves", ckpt, "--layer", "conv1", "-o", key, value, "--out", tmp_path / "o")
         assert res.code == 2 and words in res.err and "Traceback" not in res.err, res.err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_invcurves_on_cuda(fresh_host, tmp_path):
+    model = vizkit.wrap(circular_net(), input_shape=(1, 16, 16), layers=["2", "4"])
+    kw = dict(data=margin_images(tmp_path), split="all", images="0:3", layers="2,4", shift=4, points=9,
+              output="none")
+    on_gpu = vizkit.run_probe("invcurves", model, "4", device="cuda", **kw)
+    assert on_gpu.arrays["translation_distance"][1].max() < 1e-4
+    on_cpu = vizkit.run_probe("invcurves", model, "4", device="cpu", **kw)
+    for kind in ("translation", "rotation", "scale"):
+        np.testing.assert_allclose(on_gpu.arrays[f"{kind}_distance"], on_cpu.arrays[f"{kind}_distance"],
+                                   rtol=1e-3, atol=1e-4)

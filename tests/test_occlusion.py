@@ -103,3 +103,14 @@ def test_window_larger_than_the_image_is_refused(cli, fresh_host, tmp_path):
     res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "images", "5000", "--out", tmp_path / "o")
     assert res.code == 2 and "must pick examples 0..358" in res.err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_occlusion_on_cuda_equals_cpu(fresh_host):
+    model = make_convnet()
+    kw = dict(units="0:6", images="0,100,200", window=3)
+    on_gpu = vizkit.run_probe("occlusion", model, "pool2", device="cuda", **kw)
+    on_cpu = vizkit.run_probe("occlusion", model, "pool2", device="cpu", **kw)
+    for key in ("activation_maps", "attribution", "probability_maps"):
+        np.testing.assert_allclose(on_gpu.arrays[key], on_cpu.arrays[key], rtol=1e-3, atol=1e-4)

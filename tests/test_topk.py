@@ -99,3 +99,14 @@ def test_bad_input(cli, fresh_host, tmp_path):
     with pytest.raises(vizkit.DataError, match="-o data NAME"):
         vizkit.run_probe("topk", model, "0")
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())  # nothing half-written
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_topk_on_cuda_equals_cpu(fresh_host):
+    model = make_convnet()
+    on_gpu = vizkit.run_probe("topk", model, "pool1", k=5, device="cuda")
+    on_cpu = vizkit.run_probe("topk", model, "pool1", k=5, device="cpu")
+    np.testing.assert_array_equal(on_gpu.arrays["indices"], on_cpu.arrays["indices"])
+    np.testing.assert_allclose(on_gpu.arrays["values"], on_cpu.arrays["values"], rtol=1e-4)
+    np.testing.assert_array_equal(on_gpu.arrays["crops"], on_cpu.arrays["crops"])
