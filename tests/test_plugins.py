@@ -214,3 +214,57 @@ def test_listing_commands_do_not_import_lightning(command):
             "print('LIGHTNING' if 'pytorch_lightning' in sys.modules else 'NO-LIGHTNING')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "NO-LIGHTNING"
+
+
+def test_register_datasets_and_register_commands_hooks(fresh_host, cli):
+    """A plugin's dataset is trainable by name and its command runs; a command clash skips it."""
+    import click
+    import torch
+
+    from vizkit.data.base import VizDataModule
+
+    mod = types.ModuleType("plugin_extras")
+
+    def build(batch_size, seed, **options):
+        gen = torch.Generator().manual_seed(seed)
+        data = torch.rand(40, 1, 4, 4, generator=gen)
+        return VizDataModule("ramp-test", data[:30], data[30:], batch_size=batch_size, seed=seed)
+
+    @vizkit.hookimpl
+    def register_datasets(register):
+        register(vizkit.DatasetSpec("ramp-test", build, "random 4x4 images (test)"))
+
+    @click.command("hello-vizkit-test")
+    def hello():
+        click.echo("hello from a plugin")
+
+    @vizkit.hookimpl
+    def register_commands(cli):
+        cli.add_command(hello)
+
+    mod.register_datasets, mod.register_commands = register_datasets, register_commands
+    assert fresh_host.add_plugin(mod, "extras")
+    assert "ramp-test" in fresh_host.datasets
+    assert vizkit.load_dataset("ramp-test").images.shape == (10, 1, 4, 4)
+    from vizkit.cli import cli as group
+
+    group._plugins_added = False
+    try:
+        res = cli("hello-vizkit-test")
+        assert res.code == 0 and "hello from a plugin" in res.out
+    finally:
+        group.commands.pop("hello-vizkit-test", None)
+        group._plugins_added = False
+
+    clash = types.ModuleType("plugin_clash")
+
+    @vizkit.hookimpl
+    def register_commands(cli):  # noqa: F811 - a second plugin taking an existing command name
+        cli.add_command(click.Command("train", callback=lambda: None))
+
+    clash.register_commands = register_commands
+    fresh_host.add_plugin(clash, "clash")
+    fresh_host.register_commands(group)
+    assert group.commands["train"].callback.__name__ == "train" and "clash" in fresh_host.broken
+    group.commands.pop("hello-vizkit-test", None)
+    group._plugins_added = False
