@@ -159,3 +159,20 @@ def pick(text: str, n: int, count: int) -> list[int]:
     if not out or any(not 0 <= i < n for i in out):
         raise OptionError(f"option 'images' {text!r} must pick examples 0..{n - 1} of the data")
     return out
+
+
+def classifier_layer(model: ProbeModel, name: str, probe: str) -> str:
+    """The layer whose softmax gives class probabilities: ``name`` when given (``-o output``), else
+    ``logits`` or the model's last layer if it is flat; a conv map there is refused."""
+    infos = model.layer_infos()
+    if name.strip():
+        if name not in infos:
+            raise OptionError(f"option 'output': unknown layer {name!r}; valid layers: {', '.join(infos)}")
+        return name
+    if "logits" in infos:
+        return "logits"
+    last = list(infos)[-1]
+    if infos[last].is_map:
+        raise OptionError(f"{probe} needs the classifier's output layer for its probabilities; name it with "
+                          "-o output LAYER")
+    return last

@@ -87,7 +87,8 @@ class InvCurves(Probe):
         _, height, width = (int(s) for s in model.input_shape)
         opts["shift"] = opts["shift"] or max(1, min(height, width) // 4)
         layers = curve_layers(model, opts["layers"], ctx.layer)
-        out_layer = None if opts["output"].strip().lower() == "none" else _output_layer(model, opts["output"])
+        out_layer = (None if opts["output"].strip().lower() == "none"
+                     else datasource.classifier_layer(model, opts["output"], "invcurves"))
         examples = datasource.load_examples(model, opts["data"], opts["split"], opts["limit"])
         picked = datasource.pick(opts["images"], examples.images.shape[0], 5)
         images = examples.images[picked].to(ctx.device)
@@ -137,21 +138,6 @@ class InvCurves(Probe):
             + " Copies reaching outside the image are zero-filled (vizkit.transforms)."
         )
         return result
-
-
-def _output_layer(model: Any, name: str) -> str:
-    infos = model.layer_infos()
-    if name.strip():
-        if name not in infos:
-            raise OptionError(f"option 'output': unknown layer {name!r}; valid layers: {', '.join(infos)}")
-        return name
-    if "logits" in infos:
-        return "logits"
-    last = list(infos)[-1]
-    if infos[last].is_map:
-        raise OptionError("invcurves needs the classifier's output layer for the probability curve; name it "
-                          "with -o output LAYER, or -o output none")
-    return last
 
 
 def _figure(result: Result, opts: dict[str, Any]) -> Figure:

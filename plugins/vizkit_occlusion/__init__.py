@@ -40,22 +40,6 @@ def window_masks(height: int, width: int, window: int, stride: int) -> tuple[tor
     return masks.to(torch.float32), rows, cols
 
 
-def output_layer(model: Any, name: str) -> str:
-    """The classifier layer: ``name`` if given, else ``logits`` or the model's last flat layer."""
-    infos = model.layer_infos()
-    if name:
-        if name not in infos:
-            raise OptionError(f"option 'output': unknown layer {name!r}; valid layers: {', '.join(infos)}")
-        return name
-    if "logits" in infos:
-        return "logits"
-    last = list(infos)[-1]
-    if infos[last].is_map:
-        raise OptionError("occlusion needs the classifier's output layer for its probability maps; "
-                          "name it with -o output LAYER")
-    return last
-
-
 class Occlusion(Probe):
     name = "occlusion"
     summary = "grey square slid over images: unit's summed activation, true-class probability, top label"
@@ -90,7 +74,7 @@ class Occlusion(Probe):
             raise OptionError(f"option 'stride' {stride} exceeds the window {window}: pixels between windows "
                               "would never be occluded")
         position = vizkit.parse_position(opts["position"], info)
-        out_layer = output_layer(model, opts["output"])
+        out_layer = datasource.classifier_layer(model, opts["output"], "occlusion")
         examples = datasource.load_examples(model, opts["data"], opts["split"], opts["limit"])
         picked = datasource.pick(opts["images"], examples.images.shape[0], 4)
         images = examples.images[picked].to(ctx.device)
