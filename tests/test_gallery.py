@@ -40,6 +40,10 @@ def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, c
     assert "tiny-sdae/lincomb-h2/index.html" in page
     assert ">Top filters — h2</a>" in page and ">filters — h1</a>" in page  # every card names its layer
     assert (out / "tiny-sdae" / "filters-h1" / "filters.png").exists()
+    assert 'src="tiny-sdae/filters-h1/filters.png"' in page  # the probe's declared thumbnail
+    assert '<meta name="generator" content="vizkit' in page
+    probe_page = (out / "tiny-sdae" / "filters-h1" / "index.html").read_text()
+    assert 'href="../../index.html"' in probe_page  # probe pages link back to the gallery
     stamp = (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns
     res = cli("gallery", "build", recipe, "--out", out, "-q")
     assert res.code == 0 and (out / "models" / "tiny-sdae.pt").stat().st_mtime_ns == stamp
