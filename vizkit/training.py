@@ -136,7 +136,9 @@ def train(
         raise UsageError(f"--lr must be a finite number above 0, got {lr!r}")
     out_path = _check_out(out)
     _check_hardware(pl, accelerator, devices, num_nodes, strategy)
-    dm = build_data(data, data_options or {}, batch_size, seed)
+    # a model kind may set its own defaults for a dataset (e.g. whitening for patches); -D wins
+    kind_defaults = dict(getattr(model_cls, "data_defaults", {}).get(data, {}))
+    dm = build_data(data, {**kind_defaults, **dict(data_options or {})}, batch_size, seed)
     described = dm.describe()
     if lr is not None and "lr" not in {o.name for o in model_cls.train_options}:
         raise UsageError(f"model {kind!r} takes no --lr")

@@ -12,8 +12,15 @@ orthonormal filters. Only simple units with *the same receptive field* can be re
 the paper, orthonormality is imposed per tile position: the ``maps`` filters at tile offset
 (a, b) form a matrix W_ab whose rows are orthonormalised after every optimiser step by the
 symmetric projection W ← (WWᵀ)^-½ W (computed as UVᵀ from the SVD W = USVᵀ). TICA needs whitened
-input, so train on ``--data patches -D whiten=zca`` (ZCA keeps whitened patches local, unlike PCA
-without back-projection).
+input: on ``--data patches`` the model sets its own data defaults (``data_defaults``), ZCA whitening
+(which keeps whitened patches local) and 100,000 fresh patches per epoch, so that the plain
+``vizkit train tcnn --data patches`` (one epoch, 1,000 updates) learns localized, oriented Gabor-like
+filters (about 80% of them by the gabor probe's measure, in ~30 s on one core). Why these values:
+without whitening the objective (minimise pooled energy subject to orthonormal filters) simply picks
+the lowest-variance, highest-frequency directions (checkerboards); with whitening every direction has
+equal variance and only sparseness is left to choose, which is what yields Gabors. The learning rate
+5e-3 (SGD, momentum 0.9) moves orthonormal random filters to Gabors within 1,000 updates; the
+earlier 5e-4 left them near their random start (0% Gabor-like after 5 epochs of 20,000).
 
 Layers: ``simple`` and ``pool``, both flat, so that every simple or pooling unit can be probed on
 its own (the paper visualises single pooling units). Unit index = map·(rows·cols) + row·cols + col.
@@ -21,7 +28,7 @@ its own (the paper visualises single pooling units). Unit index = map·(rows·co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +51,8 @@ class TCNN(ReferenceModel):
     kind = "tcnn"
     summary = "tiled CNN: local fields untied within a tile, sqrt (L2) pooling, topographic ICA pretraining"
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS})
+    #: dataset options this model kind uses unless ``-D`` says otherwise (see the module docstring)
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {"patches": {"whiten": "zca", "n_train": 100000}}
     train_options = (
         Option("maps", int, 16, "maps (filters per tile position); the paper: 16", min=1, max=4096),
         Option("field", int, 10, "receptive field side of a simple unit, pixels", min=1, max=256),
@@ -54,7 +63,7 @@ class TCNN(ReferenceModel):
                min=0.0),
         Option("optimizer", str, "sgd", "optimiser, re-orthonormalising after every step (adam's per-coordinate "
                "steps favour single-pixel filters)", choices=("sgd", "adam")),
-        Option("lr", float, 5e-4, "learning rate (sgd with momentum 0.9)", min=0.0),
+        Option("lr", float, 5e-3, "learning rate (sgd with momentum 0.9)", min=0.0),
     )
 
     def __init__(
@@ -66,7 +75,7 @@ class TCNN(ReferenceModel):
         pool: int = 3,
         epsilon: float = 1e-3,
         optimizer: str = "sgd",
-        lr: float = 5e-4,
+        lr: float = 5e-3,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
