@@ -125,9 +125,27 @@ def _digest(obj: Any) -> str:
 
 
 def _trained(ckpt: Path, stamp: Path, digest: str) -> bool:
-    """Whether ``ckpt`` is the verified result of training this recipe entry."""
+    """Whether ``ckpt`` is the verified result of training this recipe entry.
+
+    A stamp from before hashes were recorded (the bare digest) counts when the checkpoint still
+    loads; the stamp is then rewritten with the checkpoint's hash.
+    """
     try:
-        recorded = json.loads(stamp.read_text())
+        text = stamp.read_text()
+    except OSError:
+        return False
+    if text.strip() == digest and ckpt.is_file():
+        from . import api
+        from .errors import VizkitError
+
+        try:
+            api.load(ckpt)
+        except VizkitError:
+            return False
+        atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt)}).encode())
+        return True
+    try:
+        recorded = json.loads(text)
         return recorded["recipe"] == digest and recorded["sha256"] == sha256_file(ckpt)
     except (OSError, ValueError, KeyError, TypeError):
         return False
