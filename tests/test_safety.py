@@ -247,3 +247,53 @@ def test_result_json_records_hashes_and_the_declared_thumbnail(fresh_host, sdae_
     assert set(meta["hashes"]) == set(meta["files"]) - {"result.json"}
     assert meta["thumbnail_file"] == "filters.png"
     assert output.verified_meta(tmp_path / "o") is not None
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
+    from tests.conftest import make_sdae
+    from vizkit.checkpoint import save_checkpoint
+
+    path = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "m.pt")
+    old = path.read_bytes()
+    real = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        if ".vizkit-tmp-" in self.name:
+            real(self, data[:10])  # a partial write, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(WriteError, match="disk is full"):
+        save_checkpoint(make_sdae(seed=1).to_checkpoint(), path)
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_checkpoints_honour_the_umask(tmp_path):
+    from tests.conftest import make_sdae
+    from vizkit.checkpoint import save_checkpoint
+
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_probe_declares_its_thumbnail(tmp_path):
+    from matplotlib.figure import Figure
+
+    from vizkit.probe import Result
+
+    def fig() -> Figure:
+        figure = Figure(figsize=(1, 1))
+        figure.add_subplot().plot([0, 1])
+        return figure
+
+    result = Result(arrays={"a": np.zeros(2)}, figures={"scatter": fig(), "grid": fig()}, meta={"probe": "x"})
+    output.write_result(result, tmp_path / "first")
+    assert json.loads((tmp_path / "first" / "result.json").read_text())["thumbnail_file"] == "scatter.png"
+    result.meta["thumbnail"] = "grid"
+    output.write_result(result, tmp_path / "declared")
+    assert json.loads((tmp_path / "declared" / "result.json").read_text())["thumbnail_file"] == "grid.png"
