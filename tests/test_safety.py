@@ -297,3 +297,17 @@ def test_a_probe_declares_its_thumbnail(tmp_path):
     result.meta["thumbnail"] = "grid"
     output.write_result(result, tmp_path / "declared")
     assert json.loads((tmp_path / "declared" / "result.json").read_text())["thumbnail_file"] == "grid.png"
+
+
+def test_a_probe_that_fails_leaves_no_directory_behind(fresh_host, sdae_ckpt, tmp_path, monkeypatch):
+    from vizkit.errors import ProbeFailure
+
+    probe_cls = fresh_host.probe("filters")
+
+    def diverge(self, ctx):
+        raise ProbeFailure("diverged")
+
+    monkeypatch.setattr(probe_cls, "compute", diverge)
+    with pytest.raises(ProbeFailure):
+        vizkit.run_probe("filters", vizkit.load(sdae_ckpt), "h1", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()

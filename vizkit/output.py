@@ -246,6 +246,7 @@ def out_lock(out: str | Path, quiet: bool = False) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows
         yield
         return
+    created = not out.exists()
     ensure_writable(out, create=True)
     try:
         fd = os.open(out, os.O_RDONLY)  # the directory itself: no lock file left behind
@@ -262,6 +263,11 @@ def out_lock(out: str | Path, quiet: bool = False) -> Iterator[None]:
         try:
             _remove_stale_temps(out)
             yield
+        except BaseException:
+            if created:  # a run that failed leaves no empty directory it made itself
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         finally:
             held.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
