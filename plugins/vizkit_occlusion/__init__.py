@@ -54,7 +54,8 @@ class Occlusion(Probe):
         Option("output", str, "", "classifier layer whose softmax gives the class probabilities "
                "(default: 'logits' or the last flat layer)"),
         *datasource.DATA_OPTIONS,
-        datasource.UNIT_OPTIONS[0],
+        Option("position", str, "", "conv maps: 'row,col' reads the unit at that position instead of summing "
+               "its whole feature map"),
         Option("batch", int, 256, "occluded copies per forward pass", min=1),
     )
     unit_arrays = frozenset({"activation_maps", "attribution", "baseline_activation"})
