@@ -156,3 +156,12 @@ def test_training_beats_the_identity_and_mod_beats_no_lat(fresh_host, tmp_path):
                     progress=False)
         costs[decoder] = read_checkpoint(out)["metrics"]["denoising"]["val_cost"]
     assert costs["mod"] < costs["nolat"] < 0.25
+
+
+def test_all_layers_from_one_pass_equal_the_layer_by_layer_activations():
+    model = _perturbed("add", "12,7,5")
+    x = torch.randn(9, 1, 4, 4)
+    together = vizkit.layer_activations(model, x, ["h3", "h1"])
+    assert list(together) == ["h3", "h1"]
+    for name in ("h1", "h3"):
+        torch.testing.assert_close(together[name], model.activations(x, name))

@@ -45,6 +45,7 @@ _EXPORTS = {
     "model_dtype": "vizkit.model",
     "parse_position": "vizkit.model",
     "paired_unit_activations": "vizkit.model",
+    "layer_activations": "vizkit.model",
     "ReferenceModel": "vizkit.models.base",
     "DatasetSpec": "vizkit.data",
     "VizDataModule": "vizkit.data.base",

@@ -174,6 +174,20 @@ def paired_unit_activations(
     return out.gather(1, units.to(out.device).reshape(-1, 1)).squeeze(1)
 
 
+def layer_activations(model: ProbeModel, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Several layers' outputs ``{name: [B, *shape]}`` for one batch.
+
+    A model whose layers stack (each computed from the one below) may define
+    ``activations_all(x, layers)`` returning the same dict from one forward pass; this is an
+    optional speed-up with exactly :meth:`ProbeModel.activations`' semantics, not a capability.
+    Other models get one ``activations`` call per layer.
+    """
+    many = getattr(model, "activations_all", None)
+    if callable(many):
+        return many(x, list(layers))
+    return {name: model.activations(x, name) for name in layers}
+
+
 def model_dtype(model: Any) -> torch.dtype:
     """The floating dtype of the model's parameters (float32 when it has none), so probes build
     inputs the model can take."""

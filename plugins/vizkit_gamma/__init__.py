@@ -98,9 +98,10 @@ class Gamma(Probe):
                 flat = x.reshape(n * transforms.SET_SIZE, *x.shape[2:])
                 stats[0].add(flat.reshape(n, transforms.SET_SIZE, -1))
                 with torch.no_grad():
-                    for k, name in enumerate(names):
-                        acts = _unit_axis(model.activations(flat, name), position if name == ctx.layer else None)
-                        stats[k + 1].add(acts.reshape(n, transforms.SET_SIZE, -1))
+                    outs = vizkit.layer_activations(model, flat, names)  # one pass where the model can
+                for k, name in enumerate(names):
+                    acts = _unit_axis(outs.pop(name), position if name == ctx.layer else None)
+                    stats[k + 1].add(acts.reshape(n, transforms.SET_SIZE, -1))
             per_kind[kind] = stats
 
         layer_index = names.index(ctx.layer) + 1

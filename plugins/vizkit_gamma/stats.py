@@ -23,12 +23,20 @@ class Moments:
     m2: torch.Tensor | None = None
 
     def add(self, rows: torch.Tensor) -> None:
-        rows = rows.detach().to(torch.float64)
+        rows = rows.detach()
         n = rows.shape[0]
         if n == 0:
             return
-        mean = rows.mean(dim=0)
-        m2 = (rows - mean).pow(2).sum(dim=0)
+        # The two-pass algorithm over the chunk in its own precision: the chunk mean, then the
+        # squared deviations from it (no cancellation). Column sums as a product with a row of
+        # ones run at BLAS speed, several times faster than var_mean over dim 0; float32 chunk
+        # sums are accurate to ~1e-6 relative, far below γ's sampling error, and chunks merge in
+        # float64.
+        ones = torch.ones(1, n, dtype=rows.dtype, device=rows.device)
+        chunk_mean = (ones @ rows)[0] / n
+        d = rows - chunk_mean
+        m2 = (ones @ d.square_())[0].to(torch.float64)
+        mean = chunk_mean.to(torch.float64)
         if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = n, mean, m2
             return

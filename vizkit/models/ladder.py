@@ -129,6 +129,12 @@ class Ladder(ReferenceModel):
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         return self.encode(self.scale(x), self._depth(layer))[-1]
 
+    def activations_all(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Several layers from one pass through the encoder (see :func:`vizkit.layer_activations`)."""
+        depth = max((self._depth(name) for name in layers), default=0)
+        hs = self.encode(self.scale(x), depth) if depth else []
+        return {name: hs[int(name[1:]) - 1] for name in layers}
+
     def weights(self, layer: str) -> Weights:
         depth = self._depth(layer)
         w = self.weight[depth - 1].detach()
