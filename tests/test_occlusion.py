@@ -10,6 +10,7 @@ from torch import nn
 import vizkit
 from vizkit.checkpoint import save_checkpoint
 
+from .conftest import make_sdae
 from .test_convnet import make_convnet
 
 
@@ -103,6 +104,9 @@ def test_window_larger_than_the_image_is_refused(cli, fresh_host, tmp_path):
     res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "images", "5000", "--out", tmp_path / "o")
     assert res.code == 2 and "must pick examples 0..358" in res.err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+    sdae = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "sdae.pt")  # digits labels 0-9, h2 has 4 units
+    res = cli("probe", "--plugin", "occlusion", sdae, "--layer", "h1", "--out", tmp_path / "s")
+    assert res.code == 2 and "layer 'h2' has 4 outputs, too few for class labels up to" in res.err
     maps_only = vizkit.wrap(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=(1, 12, 12), layers=["0"])
     with pytest.raises(vizkit.OptionError, match="-o output LAYER"):
         vizkit.run_probe("occlusion", maps_only, "0", data=saved_images(tmp_path), split="all")

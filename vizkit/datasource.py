@@ -176,3 +176,15 @@ def classifier_layer(model: ProbeModel, name: str, probe: str) -> str:
         raise OptionError(f"{probe} needs the classifier's output layer for its probabilities; name it with "
                           "-o output LAYER")
     return last
+
+
+def true_classes(labels: torch.Tensor | None, probs: torch.Tensor, layer: str) -> torch.Tensor:
+    """The class whose probability a probe follows: the data's labels, or, without labels, the
+    model's prediction ``probs.argmax(1)``; labels the layer has no output for are refused."""
+    if labels is None:
+        return probs.argmax(1)
+    labels = labels.to(probs.device).long()
+    if int(labels.max()) >= probs.shape[1]:
+        raise OptionError(f"layer {layer!r} has {probs.shape[1]} outputs, too few for class labels up to "
+                          f"{int(labels.max())}; name the classifier layer with -o output LAYER")
+    return labels

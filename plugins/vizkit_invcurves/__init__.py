@@ -99,8 +99,8 @@ class InvCurves(Probe):
             base = {name: model.activations(images, name).reshape(len(picked), -1) for name in layers}
             if out_layer is not None:
                 logits = model.activations(images, out_layer).reshape(len(picked), -1)
-                truth = (examples.labels[picked].to(ctx.device) if examples.labels is not None
-                         else logits.argmax(1))
+                truth = datasource.true_classes(None if examples.labels is None else examples.labels[picked],
+                                                logits, out_layer)
                 arrays["true_labels"] = truth.cpu().numpy().astype(np.int64)
             for kind in kinds:
                 values = sweep(kind, opts)

@@ -96,8 +96,8 @@ class Occlusion(Probe):
 
         with torch.no_grad():
             base_unit, base_prob = read(images)
-            truth = (examples.labels[picked].to(ctx.device) if examples.labels is not None
-                     else base_prob.argmax(1))
+            truth = datasource.true_classes(None if examples.labels is None else examples.labels[picked],
+                                            base_prob, out_layer)
             pair_img = torch.arange(n_img, device=ctx.device).repeat_interleave(n_win)
             pair_win = torch.arange(n_win, device=ctx.device).repeat(n_img)
             units_out, prob_out, label_out = [], [], []
