@@ -22,7 +22,6 @@ import time
 import numpy as np
 import torch
 
-import vizkit
 from vizkit import transforms
 
 
