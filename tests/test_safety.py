@@ -311,3 +311,17 @@ def test_a_probe_that_fails_leaves_no_directory_behind(fresh_host, sdae_ckpt, tm
     with pytest.raises(ProbeFailure):
         vizkit.run_probe("filters", vizkit.load(sdae_ckpt), "h1", out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_each_training_run_gets_its_own_log_directories(tmp_path):
+    """Lightning's CSVLogger deletes the metrics.csv of a directory it reuses: never reuse one."""
+    from vizkit.training import _log_versions
+
+    tags = ["stage0", "stage1"]
+    first = _log_versions(tmp_path, "sdae", "model", tags)
+    assert first == {"stage0": "model-stage0", "stage1": "model-stage1"}
+    (tmp_path / "sdae" / "model-stage1").mkdir(parents=True)  # an earlier run (or the --resume source)
+    second = _log_versions(tmp_path, "sdae", "model", tags)
+    assert second == {"stage0": "model-v2-stage0", "stage1": "model-v2-stage1"}
+    (tmp_path / "sdae" / "model-v2-stage0").mkdir()
+    assert _log_versions(tmp_path, "sdae", "model", tags)["stage1"] == "model-v3-stage1"
