@@ -486,5 +486,11 @@ def index_html(result: Result, meta: dict[str, Any], back: str | None = None) ->
     videos = [{"src": safe_href(f"{name}.gif"), "mp4": safe_href(f"{name}.mp4"),
                "caption": result.captions.get(name, name)} for name in result.videos]
     arrays = [{"name": k, "shape": str(tuple(v.shape)), "dtype": str(v.dtype)} for k, v in sorted(result.arrays.items())]
+    if back is not None:  # a relative link up the tree: '..' segments, then safe names
+        parts = back.split("/")
+        ups = len(parts) - len([p for p in parts if p != ".."])
+        if parts[:ups] != [".."] * ups:
+            raise OutputError(f"link back {back!r} must be '..' segments followed by file names")
+        back = "/".join(parts[:ups] + ([safe_href("/".join(parts[ups:]))] if parts[ups:] else []))
     return render_page("result.html", title=title, figures=figures, videos=videos, arrays=arrays, rows=rows,
                        back=back)
