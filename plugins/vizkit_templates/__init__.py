@@ -179,11 +179,10 @@ class Templates(Probe):
             return {"cog": torch.stack([r, q], -1), "mass": total}
 
         centres = run_batches(cog, images[:n_cog])
-        # a capsule drawing (almost) nothing has no centre: marked NaN, not placed at (0, 0)
+        # a capsule drawing (almost) nothing has no centre: flagged in cog_valid, not drawn at (0, 0)
         faint = centres["mass"] < 1e-3 * max(float(centres["mass"].max()), 1e-12)
-        cog_arr = centres["cog"].copy()
-        cog_arr[faint] = np.nan
-        arrays["cog"] = cog_arr.astype(np.float32)
+        arrays["cog"] = centres["cog"].astype(np.float32)
+        arrays["cog_valid"] = ~faint
         arrays["cog_mass"] = centres["mass"].astype(np.float32)
 
         # (f) manager confidence and usage over all images

@@ -35,7 +35,8 @@ def draw(ctx: ProbeContext, result: Result) -> None:
     if "templates_upsampled" in a:
         _templates(result)
         _centres(result)
-        _manager(result)
+        if a["usage"].shape[0] > 1:  # one composite capsule: no manager to describe
+            _manager(result)
         if "forced" in a:
             _forced(result)
         if "sweeps" in a:
@@ -128,7 +129,8 @@ def _centres(result: Result) -> None:
         if i >= k:
             ax.set_visible(False)
             continue
-        ax.scatter(cog[:, i, 1], cog[:, i, 0], s=4, c="k", alpha=0.6, linewidths=0)
+        ok = a["cog_valid"][:, i]
+        ax.scatter(cog[ok, i, 1], cog[ok, i, 0], s=4, c="k", alpha=0.6, linewidths=0)
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
         ax.set_aspect("equal")
@@ -137,7 +139,7 @@ def _centres(result: Result) -> None:
         ax.set_title(f"AC{i}", fontsize=7)
     fig.suptitle(f"centre of gravity of each capsule's contribution over {n} images", fontsize=9)
     result.figures["centres"] = fig
-    faint = int(np.isnan(cog[..., 0]).sum())
+    faint = int((~a["cog_valid"]).sum())
     result.captions["centres"] = (
         f"Each square is the {h}×{w} image; a dot is where one capsule's ink is centred in one of {n} images "
         f"(Tieleman Fig. 2.16). A capsule with its own region has a tight cloud."

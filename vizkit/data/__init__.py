@@ -88,7 +88,7 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
     DatasetSpec(
         "faces",
         _builder("faces"),
-        "scikit-image's Labeled-Faces-in-the-Wild subset: 200 grey faces 25x25 in [0,1], 80/20 split",
+        "the 100 faces of scikit-image's Labeled-Faces-in-the-Wild subset: grey 25x25 in [0,1], 80/20 split",
         {},
     ),
     DatasetSpec(

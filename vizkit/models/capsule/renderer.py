@@ -44,14 +44,22 @@ def render(
     """
     b, k = matrices.shape[:2]
     height, width = out_shape
-    if templates.dim() == 3:
-        templates = templates.unsqueeze(0).expand(b, *templates.shape)
     th, tw = templates.shape[-2:]
     theta = normalised_theta(matrices).reshape(b * k, 2, 3)
     grid = F.affine_grid(theta, [b * k, 1, height, width], align_corners=False)
-    source = templates.reshape(b * k, 1, th, tw)
-    drawn = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-    return drawn.reshape(b, k, height, width) * intensities.reshape(b, k, 1, 1)
+    if templates.dim() == 3:
+        # Shared templates: one sampling "image" per capsule whose grid stacks every image's
+        # sample points ([K, B·H, W, 2]), so no template is copied B times and the template
+        # gradient is accumulated inside grid_sample instead of summed over B copies afterwards.
+        grid = grid.reshape(b, k, height, width, 2).transpose(0, 1).reshape(k, b * height, width, 2)
+        drawn = F.grid_sample(templates.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=True)
+        drawn = drawn.reshape(k, b, height, width).transpose(0, 1)
+    else:
+        source = templates.reshape(b * k, 1, th, tw)
+        drawn = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        drawn = drawn.reshape(b, k, height, width)
+    return drawn * intensities.reshape(b, k, 1, 1)
 
 
 def render_one_by_one(
