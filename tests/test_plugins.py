@@ -83,7 +83,7 @@ def test_load_plugins_env_restricts(monkeypatch):
 
 def test_duplicate_names_name_both_plugins():
     eps = [FakeEntryPoint("one", lambda: probe_plugin("same")), FakeEntryPoint("two", lambda: probe_plugin("same"))]
-    with pytest.raises(PluginError, match="plugin 'two' registers probe name 'same', which plugin 'one' already"):
+    with pytest.raises(PluginError, match="probe name 'same' is registered by plugin 'one' already; plugin 'two' cannot take it"):
         PluginHost(entry_points=eps, strict=True).load()
 
 
@@ -93,7 +93,7 @@ def test_a_name_clash_skips_only_the_late_plugin(capsys):
            FakeEntryPoint("three", lambda: probe_plugin("other"))]
     host = PluginHost(entry_points=eps, strict=False).load()
     assert host.probes["same"].plugin == "one" and "other" in host.probes
-    assert "two" in host.broken and "plugin 'two' registers probe name 'same'" in capsys.readouterr().err
+    assert "two" in host.broken and "plugin 'two' cannot take it" in capsys.readouterr().err
 
 
 def test_a_plugin_calling_sys_exit_on_import_is_named_and_skipped(capsys):

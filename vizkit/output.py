@@ -157,7 +157,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         for old in path.parent.glob(f".{path.name}{TMP_MARK}*"):
             if _stale_temp(old.name):
                 old.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-")
+        # the real suffix last: writers such as imageio choose the format by it
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TMP_MARK}{os.getpid()}-",
+                                        suffix=path.suffix)
         os.close(fd)
     except OSError as exc:
         raise write_failure(path, exc) from None

@@ -116,7 +116,7 @@ class PluginHost:
             try:
                 self.add_plugin(plugin, ep.name, distribution=dist)
             except PluginError as exc:  # e.g. a name another plugin owns: name it, skip it, go on
-                self._broken(ep.name, str(exc).removeprefix(f"plugin {ep.name!r} "))
+                self._broken(ep.name, f"was not added: {exc}")
         self._loaded = True
         return self
 
@@ -159,7 +159,8 @@ class PluginHost:
             if owner is not None:
                 self.pm.unregister(name=name)
                 raise PluginError(
-                    f"plugin {name!r} registers {what} name {item_name!r}, which plugin {owner!r} already registered"
+                    f"{what} name {item_name!r} is registered by plugin {owner!r} already; plugin {name!r} "
+                    f"cannot take it"
                 )
             seen[(what, item_name)] = name
         for what, item_name, item in collected:
