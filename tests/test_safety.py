@@ -325,3 +325,13 @@ def test_each_training_run_gets_its_own_log_directories(tmp_path):
     assert second == {"stage0": "model-v2-stage0", "stage1": "model-v2-stage1"}
     (tmp_path / "sdae" / "model-v2-stage0").mkdir()
     assert _log_versions(tmp_path, "sdae", "model", tags)["stage1"] == "model-v3-stage1"
+
+
+def test_a_result_of_no_probe_does_not_replace_a_probes(fresh_host, sdae_ckpt, tmp_path):
+    """``vizkit sample`` writes results without a probe name: not over a probe's result either."""
+    from vizkit.probe import Result
+
+    vizkit.run_probe("filters", vizkit.load(sdae_ckpt), "h1", out=tmp_path / "o")
+    with pytest.raises(OutputError, match="holds the result of probe 'filters'"):
+        output.write_result(Result(arrays={"samples": np.zeros(3)}, meta={}), tmp_path / "o")
+    assert (tmp_path / "o" / "filters.png").exists()

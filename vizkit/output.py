@@ -323,7 +323,7 @@ def check_overwrite(out: str | Path, names: Iterable[str], probe: str | None = N
     if force or not out.is_dir():
         return
     other = _previous_probe(out)
-    if probe is not None and other is not None and other != probe:
+    if other is not None and other != probe:  # (``vizkit sample`` writes results of no probe)
         raise OutputError(
             f"--out {out} holds the result of probe {other!r}; give each probe its own directory, "
             f"or --force to replace it"
