@@ -42,13 +42,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the GPU figures are not measured here)")
     args = parser.parse_args()
-    torch.set_default_device(args.device)
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     gen = torch.Generator(device=args.device).manual_seed(0)
     b, k = args.batch, 9
-    templates = torch.rand(k, 11, 11, generator=gen, requires_grad=True)
-    nice = (torch.tensor(poses.IDENTITY_NICE) * 2 + 0.2 * torch.randn(b, k, 6, generator=gen)).requires_grad_()
-    intensity = torch.rand(b, k, generator=gen, requires_grad=True)
+    templates = torch.rand(k, 11, 11, generator=gen, device=dev, requires_grad=True)
+    nice = (torch.tensor(poses.IDENTITY_NICE, device=dev) * 2
+            + 0.2 * torch.randn(b, k, 6, generator=gen, device=dev)).requires_grad_()
+    intensity = torch.rand(b, k, generator=gen, device=dev, requires_grad=True)
 
     def step(fn):
         def run():
@@ -60,13 +61,14 @@ def main() -> None:
                           render_one_by_one(templates, poses.nice_to_matrix(nice), intensity, (28, 28)), atol=1e-6)
     t_batched = best_time(step(render), args.repeats)
     t_loop = best_time(step(render_one_by_one), args.repeats)
-    print(f"renderer fwd+bwd, {b} images x {k} capsules, {args.threads} thread(s); identical output: {same}")
+    where = f"{args.threads} CPU thread(s)" if dev.type == "cpu" else str(dev)
+    print(f"renderer fwd+bwd, {b} images x {k} capsules, {where}; identical output: {same}")
     print(f"  batched      {b / t_batched:10.0f} images/s")
     print(f"  per capsule  {b / t_loop:10.0f} images/s   batched is {t_loop / t_batched:.2f}x faster")
 
     torch.manual_seed(0)
-    model = capsule_model.CapsuleAE([1, 28, 28]).train()
-    x = torch.rand(b, 1, 28, 28, generator=gen)
+    model = capsule_model.CapsuleAE([1, 28, 28]).to(dev).train()
+    x = torch.rand(b, 1, 28, 28, generator=gen, device=dev)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
 
     def train_step():
