@@ -255,3 +255,99 @@ def test_from_dir_reuses_actmax_optima_for_a_subset_of_units(fresh_host, sdae_ck
     assert res.code == 0, res.err
     saved = np.load(am / "arrays.npz")["stimuli"]
     np.testing.assert_array_equal(np.load(out / "arrays.npz")["optimum"], saved[[2, 0]])
+
+
+# -- degeneracy and the meaning of invariances (issue 10) ------------------------------------------
+
+
+def test_quadratic_units_have_identifiable_invariances(fresh_host, capsys):
+    """Distinct curvatures: nothing degenerate, no warning line."""
+    model, _, _ = quadratic_problem(6)
+    res = vizkit.run_probe("hessian", model, "units", seed=0, videos=False, top=3, restarts=2, steps=300)
+    assert res.arrays["identifiable"].all() and (res.arrays["multiplicity"] == 1).all()
+    assert (res.arrays["flat_count"] <= 1).all()
+    assert res.meta["degeneracy"]["invariances_identifiable"] is True
+    assert "not identifiable" not in capsys.readouterr().err
+    assert "identifiable (each curvature is distinct)" in res.captions["unit0_directions"]
+
+
+def test_a_sigmoid_of_a_linear_unit_is_degenerate_and_says_so(fresh_host, capsys):
+    """h = sigmoid(w.x + b): the Hessian is rank one (σ''·w wᵀ) and at the optimum x* ∝ w it vanishes on the
+    tangent space, so all D − 1 tangent curvatures equal −λ and any 'invariance' is an arbitrary vector of
+    that eigenspace: reported in arrays, meta, caption and one stderr line."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(36, 2), nn.Sigmoid())
+    model = vizkit.wrap(net, input_shape=(1, 6, 6), layers=["2"], data_info={"stats": {"mean_norm": RHO}})
+    res = vizkit.run_probe("hessian", model, "2", seed=0, videos=False, top=3, restarts=1, steps=200)
+    d = 36
+    assert res.arrays["flat_count"].tolist() == [d - 1, d - 1]
+    assert not res.arrays["identifiable"].any()
+    assert (res.arrays["multiplicity"] == d - 1).all()
+    assert res.meta["degeneracy"]["invariances_identifiable"] is False
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "not identifiable" in line]
+    assert len(lines) == 1 and "(35 of 35 curvatures" in lines[0]
+    assert "NOT identifiable" in res.captions["unit0_directions"]
+    assert "35 of 35 curvatures lie within the tolerance" in res.captions["spectrum"]
+
+
+def test_degeneracy_counts_a_known_spectrum():
+    from vizkit.curvature import degeneracy
+
+    values = torch.tensor([[-3.0, -1.0, -1.0, -1.0, -0.5, -0.2]])
+    lam = torch.tensor([1.0])  # flat value −λ = −1
+    chosen = torch.tensor([[-0.2, -0.5, -1.0, -3.0]])
+    deg = degeneracy(values, chosen, lam)
+    assert deg.flat_count.tolist() == [3]
+    assert deg.multiplicity.tolist() == [[1, 1, 3, 1]]
+    assert deg.identifiable.tolist() == [[True, True, False, True]]
+
+
+def test_shift_alignment_known_answers():
+    """A direction that IS the tangent part of a one-pixel shift scores 1; random directions score
+    about sqrt(k / (D − 1))."""
+    from vizkit_hessian.transforms import TRANSFORMS, transform_alignment, transformed
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:12, :12]
+    x = torch.tensor(np.exp(-((xx - 5.5) ** 2 + (yy - 5.5) ** 2) / 8.0) * np.cos(0.9 * xx), dtype=torch.float64)
+    x = x.reshape(1, 1, 12, 12)
+    dx, dy, deg = TRANSFORMS["shift 1 px right"]
+    d = (transformed(x, dx, dy, deg) - x).reshape(1, -1)
+    u = x.reshape(1, -1) / x.norm()
+    d = d - (d * u).sum() * u
+    d = d / d.norm()
+    align, per_direction = transform_alignment(x, d.reshape(1, 1, 1, 12, 12))
+    assert align[0, 0] == pytest.approx(1.0, abs=1e-9) and per_direction.shape == (1, 3, 1)
+    q, _ = np.linalg.qr(rng.normal(size=(144, 5)))
+    q = torch.tensor(q.T.copy()).reshape(1, 5, 1, 12, 12)
+    chance, _ = transform_alignment(x, q)
+    assert (chance < 0.6).all()
+
+
+def test_energy_unit_of_shifted_filters_is_invariant_to_shift(fresh_host):
+    """A pooling unit sqrt(sum_k (w_k.x)^2) over copies of one grating shifted by 0..2 pixels (what a
+    TCNN pooling unit computes): its top invariances span most of a one-pixel shift of its optimum."""
+    yy, xx = np.mgrid[:12, :12]
+    filters = []
+    for s in range(3):
+        g = np.exp(-((xx - 4.5 - s) ** 2 + (yy - 5.5) ** 2) / 6.0) * np.cos(1.2 * (xx - 4.5 - s))
+        filters.append(g / np.linalg.norm(g))
+
+    class Energy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("w", torch.tensor(np.stack(filters).reshape(3, -1), dtype=torch.float32))
+            self.units = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            s = x.reshape(x.shape[0], -1) @ self.w.T
+            return self.units(torch.sqrt(1e-3 + (s * s).sum(1, keepdim=True)))
+
+    model = vizkit.wrap(Energy(), input_shape=(1, 12, 12), layers=["units"], data_info={"stats": {"mean_norm": RHO}})
+    res = vizkit.run_probe("hessian", model, "units", seed=0, videos=False, top=2, restarts=2, steps=300)
+    chance = res.meta["chance_alignment"]
+    shift_right = res.arrays["alignment"][0, 0]
+    assert shift_right > 0.6 > 3 * chance
+    assert res.arrays["identifiable"][0, :2].all()
+    assert "shift 1 px right" in res.captions["unit0_directions"]

@@ -418,7 +418,8 @@ def _truncated_cg(curv: SphereCurvature, r: torch.Tensor, iters: int) -> torch.T
     return tangent_project(eta, curv.x)
 
 
-#: Curvatures closer than this share of the spectrum's spread (largest |mu + lambda|) count as equal.
+#: Curvatures closer than this share of the spectrum's spread (largest |mu + lambda|, or |lambda|
+#: when larger) count as equal.
 DEGENERACY_TOL = 1e-3
 
 
@@ -446,16 +447,16 @@ def degeneracy(values: torch.Tensor, chosen: torch.Tensor, lam: torch.Tensor, *,
                rel_tol: float = DEGENERACY_TOL) -> Degeneracy:
     """Degeneracy of spectra ``values`` [U, n] around ``chosen`` [U, K] and the flat value −``lam`` [U].
 
-    The tolerance is relative to the spread of the spectrum about the flat value,
-    ``rel_tol · max |mu + lambda|`` (plus a rounding floor), so it means the same for a unit whose
-    curvatures are 1e-8 as for one whose curvatures are 1e3. For Lanczos (Ritz values only) the
-    counts are lower bounds.
+    The tolerance is ``rel_tol · max(max |mu + lambda|, |lambda|)``: relative to the spread of the
+    spectrum about the flat value, or to the flat value itself when the whole spectrum is flat (a
+    unit whose Hessian is zero on the tangent space, where the spread is rounding noise), so it
+    means the same for a unit whose curvatures are 1e-8 as for one whose curvatures are 1e3. For
+    Lanczos (Ritz values only) the counts are lower bounds.
     """
     v, c, lm = values.double(), chosen.double(), lam.double().reshape(-1)
     flat = -lm
     spread = (v - flat[:, None]).abs().amax(dim=1)
-    scale = torch.maximum(v.abs().amax(dim=1), lm.abs())
-    tol = rel_tol * spread + 1e-12 * scale + 1e-300
+    tol = rel_tol * torch.maximum(spread, lm.abs()) + 1e-300
     flat_count = ((v - flat[:, None]).abs() <= tol[:, None]).sum(dim=1)
     multiplicity = ((v[:, None, :] - c[:, :, None]).abs() <= tol[:, None, None]).sum(dim=2)
     return Degeneracy(flat, flat_count, multiplicity, multiplicity <= 1, tol, v.shape[1])

@@ -220,7 +220,7 @@ def _report_degeneracy(arrays: dict[str, np.ndarray], top: int, layer: str) -> N
     n = arrays["spectrum"].shape[1]
     flat = arrays["flat_count"][np.isin(arrays["units"], bad)]
     print(f"warning: hessian {layer}: the invariances of units {bad[:8].tolist()} are not identifiable "
-          f"({int(flat.min())}-{int(flat.max())} of {n} curvatures equal the flat value -lambda; the directions "
+          f"({_count_range(flat)} of {n} curvatures equal the flat value -lambda; the directions "
           "shown are arbitrary members of a degenerate eigenspace)", file=sys.stderr)
 
 
@@ -342,10 +342,12 @@ def _outputs(
     return figures, captions, videos
 
 
+def _count_range(counts: np.ndarray) -> str:
+    return f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+
+
 def _flat_text(arrays: dict[str, np.ndarray]) -> str:
-    counts = arrays["flat_count"]
-    n = arrays["spectrum"].shape[1]
-    return f"{counts.min()} of {n}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()} of {n}"
+    return f"{_count_range(arrays['flat_count'])} of {arrays['spectrum'].shape[1]}"
 
 
 def _alignment_text(arrays: dict[str, np.ndarray], meta: dict[str, Any], ui: int) -> str:
