@@ -92,7 +92,7 @@ def extend_earlier(run: Any, show_progress: bool = False) -> Result | None:
 # keys the core writes into result.json (not the probe's own metadata)
 _RUN_KEYS = {"probe", "plugin", "plugin_version", "model", "data", "layer", "layer_shape", "units", "units_spec",
              "options", "seed", "device", "versions", "fingerprint", "unit_key", "timings", "files", "reused",
-             "ranks", "units_per_rank", "units_reused"}
+             "ranks", "units_per_rank", "units_reused", "hashes", "thumbnail_file"}
 
 
 def _earlier(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
