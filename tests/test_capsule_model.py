@@ -244,3 +244,21 @@ def test_faces_dataset_is_the_scikit_image_lfw_subset(fresh_host):
     assert all(t.tobytes() in rows for t in train)
     test = dm.test_tensor().numpy()[:, 0]
     assert not {t.tobytes() for t in train} & {t.tobytes() for t in test}
+
+
+def test_cluster_protocol_names_each_cluster_by_its_most_confident_member():
+    from vizkit.models.capsule.evaluate import cluster_error, manager_confidence, pca_mse
+
+    clusters = np.array([0, 0, 0, 1, 1, 2])
+    confidence = np.array([0.2, 0.9, 0.5, 0.7, 0.6, 0.1])
+    labels = np.array([3, 5, 3, 1, 1, 7])  # cluster 0's most confident member says 5, not the majority 3
+    out = cluster_error(clusters, confidence, labels, np.array([0, 1, 2, 3]), np.array([5, 1, 7, 4]), 4)
+    assert out["cluster_labels"] == [5, 1, 7, -1]
+    assert out["error"] == pytest.approx(0.25)  # cluster 3 had no training image: counted wrong
+    y = np.array([[1.0, 0.0], [0.5, 0.5], [0.95, 0.05]])
+    conf = manager_confidence(y)
+    assert conf["max_y_ge_0.99"] == pytest.approx(1 / 3) and conf["max_y_ge_0.9"] == pytest.approx(2 / 3)
+    # PCA with as many components as the data's rank reconstructs exactly
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3)) @ rng.normal(size=(3, 16))
+    assert pca_mse(x, x[:10], 3)["test_mse"] < 1e-20
