@@ -47,19 +47,17 @@ def depth_figure(layer_gamma: dict[str, np.ndarray], names: list[str], undefined
     fig = Figure(figsize=(max(4.5, 1.2 * len(names) + 2.5), 3.6), layout="constrained")
     ax = fig.add_subplot()
     depth = np.arange(len(names))
-    for k, (kind, values) in enumerate(layer_gamma.items()):
+    for kind, values in layer_gamma.items():
         ok = np.array([n not in undefined.get(kind, []) for n in names])
-        line = ax.plot(depth[ok], values[ok], marker="o", label=kind)[0]
-        for d, v in zip(depth[ok], values[ok]):  # labels stacked per line so equal values stay readable
-            ax.annotate(f"{v:.2f}", (d, v), textcoords="offset points", xytext=(6, 4 - 9 * k), fontsize=7,
-                        color=line.get_color())
+        # the values go in the legend: annotations beside the points collide when lines meet
+        ax.plot(depth[ok], values[ok], marker="o", label=f"{kind}: " + " / ".join(f"{v:.2f}" for v in values[ok]))
     ax.set_xticks(depth)
     ax.set_xticklabels([f"{n}\n(γ⁽{d}⁾)" for d, n in enumerate(names)], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("layer", fontsize=8)
     ax.set_ylabel("layer average invariance γ⁽ˡ⁾", fontsize=8)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, title="transformation", title_fontsize=8)
+    ax.legend(fontsize=8, title="transformation: γ⁽⁰⁾ / γ⁽¹⁾ / …", title_fontsize=8, loc="upper left")
     ax.set_title(f"{title}: invariance against depth", fontsize=10)
     return fig
 
