@@ -229,3 +229,50 @@ def test_cli_run_shows_files(fresh_host, sdae_ckpt, tmp_path, cli):
               "--out", tmp_path / "c")
     assert res.code == 0, res.err
     assert (tmp_path / "c" / "stimuli.png").exists() and (tmp_path / "c" / "restarts.png").exists()
+
+
+# -- saturated units: pre-activation target, agreeing restarts, sensitivity scale (issue 10) -------
+def test_logit_target_gives_the_same_optimum_and_the_pre_activation(fresh_host):
+    """For h = sigmoid(w·x + b), logit(h) = w·x + b: same optimum rho·w/|w|, and the value reached is the
+    pre-activation rho·|w| + b itself, not a saturated 0.9997. (Recovered from h, so it needs h < 1 in
+    the model's float type: w·x below ~16 in float32.)"""
+    model = make_sdae("6,4")
+    rho = 1.0  # h(x*) = 0.998-0.9999: the saturation of the demo SDAE units
+    plain = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, restarts=3)
+    result = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, target="logit", restarts=3)
+    w = model.weight[0].detach().numpy().astype(np.float64)
+    b = model.hidden_bias[0].detach().numpy().astype(np.float64)
+    expected = rho * np.linalg.norm(w, axis=1) + b
+    assert expected.max() < 15 and plain.arrays["activations"].min() > 0.998
+    stimuli = result.arrays["stimuli"].reshape(6, -1)
+    for unit in range(6):
+        assert cosine(stimuli[unit], w[unit]) > 0.99
+    np.testing.assert_allclose(result.arrays["activations"].max(axis=1), expected, rtol=2e-3)
+    assert "logit" in result.meta["target"] and "logit(h)" in result.captions["stimuli"]
+    # every restart converges to the same optimum: the panel says so instead of repeating images
+    assert result.arrays["restarts_agree"].all()
+    assert "all 3 restarts agree" in "".join(t.get_text() for ax in result.figures["restarts"].axes
+                                              for t in ax.texts)
+    assert "units 0-5 (the first 6 of 6)" in result.figures["restarts"]._suptitle.get_text()
+
+
+def test_unsquash_inverts_sigmoid_and_tanh():
+    from vizkit_actmax import unsquash
+
+    z = torch.linspace(-6, 6, 13, dtype=torch.float64)
+    torch.testing.assert_close(unsquash(torch.sigmoid(z), "logit"), z)
+    torch.testing.assert_close(unsquash(torch.tanh(z), "atanh"), z, rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(unsquash(torch.ones(2), "logit")).all()  # saturated: large but finite
+    assert torch.equal(unsquash(z, "activation"), z)
+
+
+def test_sensitivity_scale_stretches_a_saturated_matrix():
+    from vizkit_actmax.figures import sensitivity_matrix
+
+    flat = 0.99 + 0.009 * np.eye(4)
+    _, scale = sensitivity_matrix(flat, [0, 1, 2, 3], "t")
+    assert scale.startswith("stretched to the values' own range [0.99, 0.999]")
+    _, scale = sensitivity_matrix(np.eye(4), [0, 1, 2, 3], "t")
+    assert scale == "fixed [0, 1]"
+    _, scale = sensitivity_matrix(np.eye(4) - 0.5, [0, 1, 2, 3], "t")
+    assert scale.startswith("fixed [-1, 1]")
