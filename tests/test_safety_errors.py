@@ -130,3 +130,8 @@ def test_a_misspelt_recipe_layer_is_one_line_not_an_empty_gallery(fresh_host, tm
     page_dirs = [p for p in (tmp_path / "site").iterdir() if p.name not in ("models", "logs")]
     assert page_dirs == []  # the model was trained (and is kept for the re-run); no probe was written
     assert all(".." not in k for k in tree(tmp_path / "site"))
+
+
+def test_probe_out_that_cannot_be_created_is_exit_2_before_compute(fresh_host, sdae_ckpt, tmp_path, cli):
+    one_line(probe(cli, sdae_ckpt, Path("/proc/vizkit-out")), 2, "cannot write to --out /proc/vizkit-out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sdae.pt"]

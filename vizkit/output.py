@@ -136,6 +136,12 @@ def ensure_writable(out: str | Path, create: bool = False) -> Path:
         raise OutputError(f"cannot write to --out {path}: {probe} is a file, not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to --out {path}: {probe} is not writable")
+    try:  # os.access says yes to root everywhere (even /proc): prove it by making and removing a directory
+        made = tempfile.mkdtemp(dir=probe, prefix=f"{TMP_MARK}{os.getpid()}-check-")
+    except OSError as exc:
+        raise OutputError(f"cannot write to --out {path}: {probe}: {exc.strerror or exc}") from None
+    with contextlib.suppress(OSError):
+        os.rmdir(made)
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
