@@ -54,7 +54,7 @@ class LazyModel:
         module_name, _, attr = self.target.partition(":")
         try:
             obj = getattr(importlib.import_module(module_name), attr)
-        except Exception as exc:  # the plugin's import error, reported as the plugin's fault
+        except (Exception, SystemExit) as exc:  # the plugin's import error, reported as the plugin's fault
             raise PluginError(f"plugin {plugin!r} registered model kind {self.kind!r} as {self.target!r}, "
                               f"which cannot be imported: {type(exc).__name__}: {exc}") from None
         if _check_model(obj, plugin) != self.kind:
