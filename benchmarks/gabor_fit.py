@@ -43,7 +43,7 @@ def scipy_loop(f: np.ndarray, peaks: int = 6) -> np.ndarray:
         for s in range(starts.shape[1]):
             p0 = _linear_part(starts[i, s][None], target[None], xs, ys)[0].numpy()
 
-            def resid(p: np.ndarray) -> np.ndarray:
+            def resid(p: np.ndarray, target: torch.Tensor = target) -> np.ndarray:
                 v, _ = _model_and_jacobian(torch.as_tensor(p[None]), xs, ys, jacobian=False)
                 return (v[0] - target).numpy()
 
