@@ -42,11 +42,11 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
             for other in axes[i, 1:]:
                 other.set_axis_off()
             if n_restarts > 1:
-                axes[i, 1].text(0.0, 0.5, f"all {n_restarts} restarts agree: cosine with each other ≥ "
+                axes[i, 1].text(0.0, 0.5, f"all {n_restarts} restarts agree: cosine with the kept one ≥ "
                                 f"{cosine_min[i]:.6f}, activation spread {spread[i]:.2g}",
                                 transform=axes[i, 1].transAxes, fontsize=8, va="center", ha="left")
             if i == 0:
-                ax.set_title("restart 0", fontsize=7)
+                ax.set_title("kept", fontsize=7)
             axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
             continue
         for r in range(n_restarts):
@@ -65,8 +65,10 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                 ax.set_title(f"restart {r}", fontsize=7)
         axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.supxlabel("number under each tile: activation reached; red frame: the restart kept (highest)\n"
-                  "grey = 0, black negative, white positive, each tile scaled to its own max |value|", fontsize=7)
+    collapsed = "" if agree is None or not np.any(agree) else (
+        "; rows whose restarts all agree show the kept optimum once with the measured agreement")
+    fig.supxlabel("number under each tile: activation reached; red frame: the restart kept (highest)" + collapsed
+                  + "\ngrey = 0, black negative, white positive, each tile scaled to its own max |value|", fontsize=7)
     return fig
 
 
