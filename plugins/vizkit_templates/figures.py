@@ -66,7 +66,7 @@ def _rows(ctx: ProbeContext, result: Result) -> None:
     widths = [2, 1] + ([max(k, 1)] if k else [])
     fig = Figure(figsize=(min(2.2 + 0.5 * (3 + k), 16), min(1.0 + 0.5 * n, 18)), layout="constrained")
     axes = fig.subplots(1, panels, gridspec_kw={"width_ratios": widths})
-    _panel(axes[0], left, "original | reconstruction", vmin=lo, vmax=hi)
+    _panel(axes[0], left, "original | recon.", vmin=lo, vmax=hi)
     axes[0].set_yticks([1 + r * (h + 1) + h / 2 for r in range(n)])
     axes[0].set_yticklabels([str(i) for i in a["row_indices"]], fontsize=6)
     axes[0].set_ylabel("example", fontsize=8)

@@ -362,12 +362,12 @@ class CapsuleAE(ReferenceModel):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        """Keep a Lightning checkpoint of every finished epoch (``last.ckpt`` in the harness's
+        """Keep a Lightning checkpoint of every finished epoch (``last-epoch.ckpt`` in the harness's
         checkpoint folder), so a later divergence leaves the last good state to resume from."""
         callback = self.trainer.checkpoint_callback
         dirpath = getattr(callback, "dirpath", None)
         if dirpath:
-            path = Path(dirpath) / "last.ckpt"
+            path = Path(dirpath) / "last-epoch.ckpt"
             self.trainer.save_checkpoint(path)
             self._last_good = str(path)
 
