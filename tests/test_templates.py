@@ -99,3 +99,20 @@ def test_model_without_reconstruct_is_refused(fresh_host, cli, tmp_path):
     assert res.code == 2
     assert "needs capability 'reconstruct'" in res.err and "Traceback" not in res.err
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("kind", ["rbm", "dbn"])
+def test_rbm_and_dbn_rows_equal_their_reconstruct(fresh_host, kind):
+    from vizkit.models.rbm.model import DBN, RBM
+
+    torch.manual_seed(0)
+    model = RBM([1, 8, 8]) if kind == "rbm" else DBN([1, 8, 8], layers="10,6")
+    model.data_info = {"name": "digits", "options": {}, "input_shape": [1, 8, 8], "stats": {}, "seed": 0}
+    model.eval()
+    result = vizkit.run_probe("templates", model, "h1", units="0:3", rows=4)
+    images = load_examples(model).images
+    with torch.no_grad():
+        rec = model.reconstruct(images).reshape(images.shape)
+    np.testing.assert_allclose(result.arrays["reconstructions"], rec[result.arrays["row_indices"]].numpy(), atol=1e-6)
+    np.testing.assert_allclose(result.arrays["templates"],
+                               model.weights("h1").matrix.detach()[:3].reshape(3, 1, 8, 8).numpy(), rtol=1e-6)
