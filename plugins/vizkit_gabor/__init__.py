@@ -124,7 +124,8 @@ class Gabor(Probe):
         result.meta["gabor_like_fraction"] = frac
         result.meta["gabor_like_count"] = int(like.sum())
         result.meta["median_r2"] = float(np.median(a["r2"])) if n else 0.0
-        head = f"{ctx.layer}: {like.sum()}/{n} filters Gabor-like ({100 * frac:.0f}%)"
+        pct = f"{100 * frac:.1f}" if 0 < frac < 0.1 else f"{100 * frac:.0f}"
+        head = f"{ctx.layer}: {like.sum()}/{n} filters Gabor-like ({pct}%)"
         show = min(ctx.options["show"], n)
         result.figures["fits"] = fit_rows(a["filters"][:show], a["fitted"][:show], a["r2"][:show], like[:show],
                                           a["units"][:show], title=f"gabor fits, {head}")
