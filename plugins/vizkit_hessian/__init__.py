@@ -172,8 +172,8 @@ class Hessian(Probe):
             "directions_order": [f"invariance {i + 1}" for i in range(top)] + ["least invariant"],
             "warnings": warnings,
             "degeneracy": {
-                "tolerance": f"{opts['degeneracy_tol']:g} x max |mu + lambda| (the spectrum's spread about the "
-                             "flat value -lambda)",
+                "tolerance": f"{opts['degeneracy_tol']:g} x max(max |mu + lambda|, |lambda|) (the spectrum's "
+                             "spread about the flat value -lambda, or lambda when the spectrum is flat)",
                 "values_computed": int(deg.n_values),
                 "flat_count": arrays["flat_count"].tolist(),
                 "identifiable": arrays["identifiable"].tolist(),
