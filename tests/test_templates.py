@@ -46,10 +46,14 @@ def test_arrays_agree_with_the_model(fresh_host):
     assert result.meta["pct_variance"] == pytest.approx(100 * mse / variance, rel=1e-5)
     # templates upsampled through their points: corners and every 8th point are the points themselves
     np.testing.assert_allclose(a["templates_upsampled"][:, ::31, ::31], a["templates"][:, ::3, ::3], atol=1e-6)
-    # centres of gravity of the first images' contributions
-    c = a["contributions"][:, :, 0].astype(np.float64)
-    rows = np.arange(8)[None, None, :, None]
-    np.testing.assert_allclose(a["cog"][:5, :, 0], (c * rows).sum((2, 3)) / c.sum((2, 3)), atol=1e-4)
+    # centres of gravity: the centroid of each capsule's contribution, images spread over the data
+    idx = a["cog_indices"]
+    assert len(idx) == 50 and idx[0] == 0 and idx[-1] == len(images) - 1
+    with torch.no_grad():
+        c = model.parts(images[idx])["contributions"][:, :, 0].double().numpy()
+    rows, cols = np.arange(8)[None, None, :, None], np.arange(8)[None, None, None, :]
+    np.testing.assert_allclose(a["cog"][..., 0], (c * rows).sum((2, 3)) / c.sum((2, 3)), atol=1e-4)
+    np.testing.assert_allclose(a["cog"][..., 1], (c * cols).sum((2, 3)) / c.sum((2, 3)), atol=1e-4)
     assert a["cog"].shape == (50, 2, 2)
     # usage and the manager's confidence
     assert a["usage"].tolist() == np.bincount(y.argmax(1), minlength=3).tolist()

@@ -166,8 +166,10 @@ class Templates(Probe):
         arrays["reconstructions"] = picked["reconstructions"].astype(np.float32)
         arrays["mismatch"] = (arrays["originals"].astype(np.float64) - picked["reconstructions"]).astype(np.float32)
 
-        # (c) centres of gravity of each capsule's contribution over the first cog_images images
-        n_cog = min(opts["cog_images"], n)
+        # (c) centres of gravity of each capsule's contribution over cog_images images spread over
+        # the data (the built-in test splits are sorted by label: the first 100 would be all zeros)
+        cog_idx = datasource.pick("", n, opts["cog_images"])
+        arrays["cog_indices"] = np.asarray(cog_idx, dtype=np.int64)
         hh, ww = shape[-2:]
         rr, cc = np.meshgrid(np.arange(hh, dtype=np.float64), np.arange(ww, dtype=np.float64), indexing="ij")
 
@@ -178,7 +180,7 @@ class Templates(Probe):
             q = (c * torch.from_numpy(cc).to(c)).sum((2, 3)) / total.clamp_min(1e-12)
             return {"cog": torch.stack([r, q], -1), "mass": total}
 
-        centres = run_batches(cog, images[:n_cog])
+        centres = run_batches(cog, images[cog_idx])
         # a capsule drawing (almost) nothing has no centre: flagged in cog_valid, not drawn at (0, 0)
         faint = centres["mass"] < 1e-3 * max(float(centres["mass"].max()), 1e-12)
         arrays["cog"] = centres["cog"].astype(np.float32)
