@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
 from vizkit.render import as_images, normalise
 
@@ -26,7 +26,9 @@ def scatter_figure(gammas: dict[str, np.ndarray], defined: dict[str, np.ndarray]
         scatter = ax.scatter(shown_x[ok], gammas[kind][ok], c=sign[ok], cmap="coolwarm", norm=norm, s=14,
                              edgecolors="0.3", linewidths=0.3)
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10))
+        # 1, 2, 5 × 10ᵏ: a layer's significances often span less than a decade
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("significance (share of the lower layer's variance)" if x_kind == "decoder"
