@@ -20,7 +20,9 @@ without whitening the objective (minimise pooled energy subject to orthonormal f
 the lowest-variance, highest-frequency directions (checkerboards); with whitening every direction has
 equal variance and only sparseness is left to choose, which is what yields Gabors. The learning rate
 5e-3 (SGD, momentum 0.9) moves orthonormal random filters to Gabors within 1,000 updates; the
-earlier 5e-4 left them near their random start (0% Gabor-like after 5 epochs of 20,000).
+earlier 5e-4 left them near their random start (0% Gabor-like after 5 epochs of 20,000). The
+objective sums over pooling positions, so the step scales with their number: on 16×16 patches (25
+positions per map instead of 1) use ``--lr 5e-4`` (5e-3 left the filters as noise there).
 
 Layers: ``simple`` and ``pool``, both flat, so that every simple or pooling unit can be probed on
 its own (the paper visualises single pooling units). Unit index = map·(rows·cols) + row·cols + col.
