@@ -351,3 +351,20 @@ def test_energy_unit_of_shifted_filters_is_invariant_to_shift(fresh_host):
     assert shift_right > 0.6 > 3 * chance
     assert res.arrays["identifiable"][0, :2].all()
     assert "shift 1 px right" in res.captions["unit0_directions"]
+
+
+def test_a_repeated_curvature_pair_is_reported_as_such(fresh_host, capsys):
+    """½xᵀHx with eigenvalues 1, 0.9, 0.9, ...: at the optimum (the top eigenvector) the two directions
+    nearest zero share one curvature (0.9 − 1), so only their span is determined."""
+    rng = np.random.default_rng(3)
+    d = 25
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    spectrum = np.concatenate([[1.0, 0.9, 0.9], np.linspace(-3.0, 0.5, d - 3)])
+    h = ((q * spectrum) @ q.T)[None]
+    module = QuadraticUnits(h, np.zeros((1, d)), np.zeros(1))
+    model = vizkit.wrap(module, input_shape=(1, 5, 5), layers=["units"], data_info={"stats": {"mean_norm": RHO}})
+    res = vizkit.run_probe("hessian", model, "units", seed=0, videos=False, top=3, restarts=2, steps=400)
+    assert res.arrays["multiplicity"][0, :2].tolist() == [2, 2] and res.arrays["identifiable"][0, 2]
+    assert res.arrays["flat_count"][0] == 1  # the eigenvalue 0 of H: curvature 0 − λ = −λ
+    assert "invariances 1, 2 NOT identifiable: one of 2 equal curvatures" in res.captions["unit0_directions"]
+    assert "only their span is determined" in capsys.readouterr().err

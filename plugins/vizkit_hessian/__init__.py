@@ -212,16 +212,43 @@ def _degenerate_units(arrays: dict[str, np.ndarray], top: int) -> np.ndarray:
     return arrays["units"][~arrays["identifiable"][:, :top].all(axis=1)]
 
 
+def _at_flat(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """[U, top+1]: chosen curvatures equal to the flat value -lambda (within the tolerance)."""
+    gap = np.abs(arrays["eigenvalues"] + arrays["lagrange"][:, None])
+    return gap <= arrays["degeneracy_tol"][:, None]
+
+
+def _verdict(arrays: dict[str, np.ndarray], ui: int, top: int) -> str:
+    """Why unit row ``ui``'s invariances are not identifiable, in one phrase ('' when they are)."""
+    bad = ~arrays["identifiable"][ui, :top]
+    if not bad.any():
+        return ""
+    n = arrays["spectrum"].shape[1]
+    if (bad & _at_flat(arrays)[ui, :top]).any():
+        return (f"invariances NOT identifiable: they lie in the flat eigenspace ({arrays['flat_count'][ui]} of {n} "
+                "curvatures equal -lambda), so the directions shown are arbitrary members of it")
+    which = [int(k) + 1 for k in np.flatnonzero(bad)]
+    mult = int(arrays["multiplicity"][ui, :top][bad].max())
+    return (f"invariance{'s' if len(which) > 1 else ''} {', '.join(map(str, which))} NOT identifiable: one of "
+            f"{mult} equal curvatures (any mixture of those directions is equally invariant)")
+
+
 def _report_degeneracy(arrays: dict[str, np.ndarray], top: int, layer: str) -> None:
-    """One warning line on stderr when the shown invariances are arbitrary members of an eigenspace."""
+    """One warning line on stderr when shown invariances are arbitrary members of an eigenspace."""
     bad = _degenerate_units(arrays, top)
     if not len(bad):
         return
+    rows = np.flatnonzero(np.isin(arrays["units"], bad))
+    flat_rows = [r for r in rows if (~arrays["identifiable"][r, :top] & _at_flat(arrays)[r, :top]).any()]
     n = arrays["spectrum"].shape[1]
-    flat = arrays["flat_count"][np.isin(arrays["units"], bad)]
-    print(f"warning: hessian {layer}: the invariances of units {bad[:8].tolist()} are not identifiable "
-          f"({_count_range(flat)} of {n} curvatures equal the flat value -lambda; the directions "
-          "shown are arbitrary members of a degenerate eigenspace)", file=sys.stderr)
+    if flat_rows:
+        flat = arrays["flat_count"][flat_rows]
+        print(f"warning: hessian {layer}: the invariances of units {arrays['units'][flat_rows][:8].tolist()} are not "
+              f"identifiable ({_count_range(flat)} of {n} curvatures equal the flat value -lambda; the directions "
+              "shown are arbitrary members of a degenerate eigenspace)", file=sys.stderr)
+    else:
+        print(f"warning: hessian {layer}: units {bad[:8].tolist()}: some invariances share their curvature with "
+              "another direction (arrays['multiplicity'] > 1), so only their span is determined", file=sys.stderr)
 
 
 def _warnings(arrays: dict[str, np.ndarray], complete: bool, tol: float) -> list[str]:
@@ -309,9 +336,8 @@ def _outputs(
         row_names = [name if ident[di] else f"{name}\nNOT identifiable\n(1 of {mult[di]} equal)"
                      for di, name in enumerate(names)]
         n_values = arrays["spectrum"].shape[1]
-        verdict = ("" if ident[:top].all() else
-                   f"\nINVARIANCES NOT IDENTIFIABLE: {arrays['flat_count'][ui]} of {n_values} curvatures equal the "
-                   "flat value; the directions shown are arbitrary members of that eigenspace")
+        verdict = _verdict(arrays, ui, top)
+        verdict = "\n" + verdict.replace(", so", ",\nso").replace(": one of", ":\none of") if verdict else ""
         align = _alignment_text(arrays, meta, ui)
         figures[key] = direction_strips(
             direction_images, path_images[:, shown], angles_deg[shown], arrays["path_activations"][ui][:, shown],
@@ -326,8 +352,7 @@ def _outputs(
                          f"[-{opts['angle']:g}°, {opts['angle']:g}°], with the activation under every frame. "
                          f"{arrays['flat_count'][ui]} of {n_values} curvatures equal the flat value -lambda"
                          + ("; the invariances are identifiable (each curvature is distinct)." if ident[:top].all()
-                            else "; the invariances are NOT identifiable: they lie in a degenerate eigenspace, so "
-                                 "the directions shown are arbitrary members of it, not the unit's invariances.")
+                            else f"; {_verdict(arrays, ui, top)}.")
                          + (f" {align}." if align else ""))
         if not opts["videos"]:
             continue
