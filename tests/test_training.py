@@ -51,6 +51,27 @@ def test_lightning_checkpoint_loads_and_resumes(fresh_host, tmp_path, cli):
     assert resumed.metrics["layer 2"]["epochs"] == 2 and "layer 1" in resumed.metrics
 
 
+def test_a_crash_mid_training_leaves_the_last_finished_epoch_to_resume(fresh_host, tmp_path, cli, monkeypatch):
+    def crash_in_third_epoch(self):
+        if self.trainer.current_epoch == 2:
+            raise OSError(28, "No space left on device")  # e.g. the disk fills up mid-run
+
+    monkeypatch.setattr(SDAE, "on_train_epoch_start", crash_in_third_epoch)
+    logs = tmp_path / "logs"
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "5", "--out", tmp_path / "a.pt",
+              "--log-dir", logs, "-q")
+    assert res.code == 1 and res.err.strip() == (
+        "error: a write failed: the disk is full (no space left); nothing was changed there")
+    assert not (tmp_path / "a.pt").exists()
+    ckpt = logs / "sdae" / "a-train" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 1  # epochs 0 and 1 finished
+    monkeypatch.undo()
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "3", "--out", tmp_path / "b.pt",
+              "--log-dir", logs, "-q", "--resume", ckpt)
+    assert res.code == 0, res.err
+    assert vizkit.load(tmp_path / "b.pt").metrics["layer 1"]["epochs"] == 3
+
+
 def test_greedy_stage_trains_only_its_layer():
     model = SDAE(input_shape=[1, 4, 4], layers="5,3")
     model.set_stage(1)

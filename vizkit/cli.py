@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from .output import write_failure
 
-        click.echo(f"error: {write_failure(Path(exc.filename or '?'), exc)}", err=True)
+        click.echo(f"error: {write_failure(Path(exc.filename) if exc.filename else None, exc)}", err=True)
         code = 1
     except MemoryError:
         if show_tb:

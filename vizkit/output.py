@@ -112,13 +112,15 @@ def _stale_temp(name: str) -> bool:
     return pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
 
 
-def write_failure(path: Path, exc: OSError) -> WriteError:
-    """One line for an OS error while writing (``ENOSPC`` says "disk full")."""
+def write_failure(path: Path | None, exc: OSError) -> WriteError:
+    """One line for an OS error while writing (``ENOSPC`` says "disk full"); ``path`` is None when
+    the failing library did not say which file it was writing."""
+    what = f"cannot write {path}" if path is not None else "a write failed"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return WriteError(f"cannot write {path}: the disk is full (no space left); nothing was changed there")
+        return WriteError(f"{what}: the disk is full (no space left); nothing was changed there")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return WriteError(f"cannot write {path}: {exc.strerror or 'permission denied'}")
-    return WriteError(f"cannot write {path}: {exc.strerror or exc}")
+        return WriteError(f"{what}: {exc.strerror or 'permission denied'}")
+    return WriteError(f"{what}: {exc.strerror or exc}")
 
 
 def ensure_writable(out: str | Path, create: bool = False) -> Path:

@@ -172,8 +172,11 @@ def train(
         # A progress bar redrawn into a log file is megabytes of carriage returns: off a terminal,
         # print one line per epoch instead.
         live_bar = progress and sys.stderr.isatty()
+        # ``last.ckpt`` rewritten after every epoch (save_top_k=1 without a monitor keeps the newest):
+        # with save_top_k=0 Lightning writes "last" only once training ends, so a crash or a NaN
+        # would leave nothing to --resume from.
         callbacks = [ModelCheckpoint(dirpath=Path(log_dir) / kind / versions[tag] / "checkpoints",
-                                     save_last=True, save_top_k=0)]
+                                     filename="last", save_top_k=1, save_last=False)]
         if progress and not live_bar:
             callbacks.append(_epoch_lines(pl, f"[{kind}]" + (f" {stage_name}" if len(stages) > 1 else "")))
         trainer = pl.Trainer(
