@@ -113,7 +113,7 @@ def spectrum_figure(
         if flat_count is not None:
             label += f": {flat_count[i]} of {len(values)} at −λ"
         if identifiable is not None and not identifiable[i]:
-            label += "\ninvariances NOT identifiable"
+            label += "\nnot every invariance identifiable"
         ax.set_title(label, fontsize=8, color="black" if identifiable is None or identifiable[i] else "tab:red")
         ax.tick_params(labelsize=6.5)
         ax.set_xlabel("rank (sorted)", fontsize=7)
