@@ -44,6 +44,7 @@ _EXPORTS = {
     "unit_activations": "vizkit.model",
     "model_dtype": "vizkit.model",
     "parse_position": "vizkit.model",
+    "input_weight_layers": "vizkit.model",
     "paired_unit_activations": "vizkit.model",
     "layer_activations": "vizkit.model",
     "ReferenceModel": "vizkit.models.base",

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 
 from . import capabilities as caps
-from .errors import OptionError, UnknownNameError
+from .errors import OptionError, UnknownNameError, UsageError
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,21 @@ def layer_info(model: ProbeModel, layer: str) -> LayerInfo:
         valid = ", ".join(infos) or "(none)"
         raise UnknownNameError(f"unknown layer {layer!r}; valid layers: {valid}")
     return infos[layer]
+
+
+def input_weight_layers(model: ProbeModel) -> list[str]:
+    """Layers whose filters live in input space (first dense layer, first convolution, tied
+    decoder templates): the layers where a filter can be drawn or fitted as an image."""
+    out = []
+    if caps.WEIGHTS not in model.capabilities:
+        return out
+    for name in model.layer_infos():
+        try:
+            if model.weights(name).source == "input":  # type: ignore[attr-defined]
+                out.append(name)
+        except UsageError:
+            continue
+    return out
 
 
 def parse_position(text: str | None, info: LayerInfo) -> tuple[int, int] | None:

@@ -32,14 +32,7 @@ class Filters(Probe):
 
     @classmethod
     def valid_layers(cls, model: vizkit.ProbeModel) -> list[str]:
-        out = []
-        for name in model.layer_infos():
-            try:
-                if model.weights(name).source == "input":
-                    out.append(name)
-            except vizkit.UsageError:
-                continue
-        return out
+        return vizkit.input_weight_layers(model)
 
     unit_arrays = frozenset({"filters", "norms", "units"})
 

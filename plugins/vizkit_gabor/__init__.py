@@ -78,14 +78,7 @@ class Gabor(Probe):
 
     @classmethod
     def valid_layers(cls, model: vizkit.ProbeModel) -> list[str]:
-        out = []
-        for name in model.layer_infos():
-            try:
-                if model.weights(name).source == "input":
-                    out.append(name)
-            except vizkit.UsageError:
-                continue
-        return out
+        return vizkit.input_weight_layers(model)
 
     def compute(self, ctx: ProbeContext) -> Result:
         weights = ctx.model.weights(ctx.layer)

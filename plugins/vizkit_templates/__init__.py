@@ -62,17 +62,7 @@ class Templates(Probe):
         layers = list(model.layer_infos())
         if caps.TEMPLATES in model.capabilities:
             return ["code"] if "code" in layers else layers[-1:]
-        if caps.WEIGHTS in model.capabilities:
-            out = []
-            for name in layers:
-                try:
-                    if model.weights(name).source == "input":
-                        out.append(name)
-                except vizkit.UsageError:
-                    continue
-            if out:
-                return out
-        return layers
+        return vizkit.input_weight_layers(model) or layers
 
     def run(self, ctx: ProbeContext) -> Result:
         opts = ctx.options
