@@ -264,7 +264,11 @@ def test_register_datasets_and_register_commands_hooks(fresh_host, cli):
 
     clash.register_commands = register_commands
     fresh_host.add_plugin(clash, "clash")
-    fresh_host.register_commands(group)
+    strict, fresh_host.strict = fresh_host.strict, False  # CI runs with VIZKIT_STRICT_PLUGINS=1
+    try:
+        fresh_host.register_commands(group)
+    finally:
+        fresh_host.strict = strict
     assert group.commands["train"].callback.__name__ == "train" and "clash" in fresh_host.broken
     group.commands.pop("hello-vizkit-test", None)
     group._plugins_added = False
