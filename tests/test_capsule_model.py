@@ -58,6 +58,31 @@ def test_components_are_noise_free_probabilities_in_any_mode():
     assert not torch.allclose(model.forward_parts(x)["y"], y)
 
 
+def test_manager_init_scales_only_the_first_logits():
+    """``manager_init`` multiplies the logit rows of the encoder's output layers and nothing else,
+    so the initial noise-free logits are exactly that multiple and the poses are unchanged."""
+    x = torch.rand(6, 1, 8, 8)
+    one, five = tiny(manager_init=1.0), tiny(manager_init=5.0)
+    c1, c5 = one.code(x), five.code(x)
+    torch.testing.assert_close(c5[..., -1], 5.0 * c1[..., -1])
+    torch.testing.assert_close(c5[..., :-1], c1[..., :-1])
+
+
+def test_default_manager_starts_image_dependent_on_the_scale_of_its_noise():
+    """With the default settings the first noise-free logits differ between images by ~1.4 (20x the
+    0.07 of plain initialisation), a fair fraction of one step of the uniform(0, 10) noise's order
+    statistics: the thesis's manager needs a choice to sharpen; with logits 0.07 apart the
+    training-time y is pure noise and the CCs never specialise (docs/models/capsule.md)."""
+    from vizkit.data.mnist import _load_subset
+
+    torch.manual_seed(0)
+    x = torch.as_tensor(np.array(_load_subset(0)[0][:200])).reshape(-1, 1, 28, 28)
+    model = CapsuleAE([1, 28, 28], dist_hidden=8).eval()
+    logits = model.code(x)[..., -1] * model.hparams["logit_gain"]
+    spread = float(logits.std(0).mean())
+    assert 0.7 < spread < 5.0, spread
+
+
 def test_forcing_a_component_uses_its_own_pose():
     model = tiny()
     x = torch.rand(2, 1, 8, 8)
@@ -112,7 +137,8 @@ def test_penalties():
         model.encoder.out3.weight_raw.zero_()
         model.encoder.out1.weight_raw.zero_()
         model.encoder.out2.weight_raw.zero_()
-    assert float(model.loss_terms(torch.rand(4, 1, 8, 8))["usage"]) == pytest.approx(3 * math.log(3), rel=1e-5)
+    usage = float(model.loss_terms(torch.rand(4, 1, 8, 8))["usage"])
+    assert usage == pytest.approx(model.hparams["usage_penalty"] * 3 * math.log(3), rel=1e-5)
 
 
 def test_data_that_is_not_2d_images_is_refused(cli, tmp_path, fresh_host):
