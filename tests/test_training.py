@@ -1,5 +1,6 @@
 """The Lightning harness and the SDAE: greedy stages, checkpoints, resume, real training."""
 
+import math
 import subprocess
 import sys
 
@@ -112,3 +113,35 @@ def test_train_ddp_on_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = vizkit.load(out)
     assert model.metrics["layer 1"]["epochs"] == 1
+
+
+def test_sdae_real_valued_defaults_are_the_sparse_autoencoder_recipe():
+    """Whitened patches get KL sparsity, weight decay and Adam 2e-2; MNIST keeps the plain SDAE."""
+    real = {"stats": {"binary_like": False}}
+    hp = SDAE.hparams_from_options({}, input_shape=(1, 12, 12), data=real, lr=None)
+    assert (hp["sparsity"], hp["weight_decay"], hp["lr"]) == (0.01, 1e-4, 2e-2)
+    hp = SDAE.hparams_from_options({"sparsity": 0.05}, input_shape=(1, 12, 12), data=real, lr=0.001)
+    assert (hp["sparsity"], hp["lr"]) == (0.05, 0.001)
+    mnist = SDAE.hparams_from_options({}, input_shape=(1, 28, 28), data={"stats": {"binary_like": True}}, lr=None)
+    assert (mnist["sparsity"], mnist["weight_decay"], mnist["lr"]) == (0.0, 0.0, 1e-3)
+    assert SDAE.data_defaults["patches"]["whiten"] == "zca"
+
+
+def test_sdae_sparsity_penalty_is_the_kl_divergence():
+    model = SDAE(input_shape=[1, 2, 2], layers="3", binary_input=False, sparsity=0.1, sparsity_weight=2.0)
+    code = torch.full((4, 3), 0.1)
+    assert float(model.penalties(code, 0)) == pytest.approx(0.0, abs=1e-6)
+    code = torch.full((4, 3), 0.5)
+    kl = 0.1 * math.log(0.1 / 0.5) + 0.9 * math.log(0.9 / 0.5)
+    assert float(model.penalties(code, 0)) == pytest.approx(2.0 * 3 * kl, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sdae_default_on_patches_learns_gabor_like_filters(fresh_host, tmp_path, cli):
+    """Issue 10: `vizkit train sdae --data patches --layers 100` → ≥ 40% Gabor-like h1 filters."""
+    out = tmp_path / "sdae.pt"
+    res = cli("train", "sdae", "--data", "patches", "--layers", "100", "--out", out,
+              "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    result = vizkit.run_probe("gabor", vizkit.load(out), "h1")
+    assert result.meta["gabor_like_fraction"] >= 0.4

@@ -7,7 +7,7 @@ optionally fine-tuned jointly to reconstruct the input from a corrupted input.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +39,29 @@ class SDAE(ReferenceModel):
     kind = "sdae"
     summary = "stacked denoising autoencoder, tied weights, greedy layer-wise (+ fine-tuning)"
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT})
+    #: dataset options this kind uses unless ``-D`` says otherwise: ZCA whitening with a large
+    #: regulariser (a low-pass roll-off, as in Olshausen's pre-whitened images; a tiny one amplifies
+    #: pixel noise and the filters learn noise), and enough fresh patches per epoch for the
+    #: 3,000 updates (batch 100) the sparse code needs in one default epoch (docs/models/sdae.md, "Natural-image patches").
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "patches": {"whiten": "zca", "whiten_eps": 1.0, "n_train": 300000}}
+    #: Defaults that change for real-valued (not [0, 1]) data such as whitened patches, unless given:
+    #: the sparse-autoencoder recipe (UFLDL; Ng's lecture notes) — KL sparsity target 0.01 with
+    #: weight 6 on the summed squared error (UFLDL's β = 3 with its ½), weight decay 1e-4, Adam 2e-2.
+    REAL_VALUED_DEFAULTS: ClassVar[dict[str, float]] = {"sparsity": 0.01, "weight_decay": 1e-4, "lr": 2e-2}
     train_options = (
         Option("layers", str, "1000,1000,1000", "hidden layer sizes, bottom to top"),
         Option("corruption", str, "masking", "input corruption", choices=("masking", "salt_pepper", "gaussian")),
         Option("noise", float, 0.25, "corrupted fraction (masking, salt_pepper) or noise std (gaussian)", min=0.0, max=1.0),
         Option("loss", str, "auto", "reconstruction loss (auto: cross-entropy for [0,1] data, else MSE)", choices=("auto", "xent", "mse")),
         Option("optimizer", str, "adam", "optimiser", choices=("adam", "sgd")),
-        Option("lr", float, 1e-3, "learning rate", min=0.0),
+        Option("lr", float, 1e-3, "learning rate (default 2e-2 for real-valued data)", min=0.0),
         Option("finetune_epochs", int, 0, "epochs of joint fine-tuning after the greedy stages", min=0),
+        Option("sparsity", float, 0.0, "target mean activation ρ of each hidden unit for the KL sparsity penalty "
+               "(0: none; default 0.01 for real-valued data)", min=0.0, max=0.5),
+        Option("sparsity_weight", float, 6.0, "weight β of the KL sparsity penalty", min=0.0),
+        Option("weight_decay", float, 0.0, "L2 penalty on the weights, added to the loss "
+               "(default 1e-4 for real-valued data)", min=0.0),
         Option("binary_input", bool, True, "data lies in [0,1] (set from the dataset)"),
     )
 
@@ -61,6 +76,9 @@ class SDAE(ReferenceModel):
         lr: float = 1e-3,
         finetune_epochs: int = 0,
         binary_input: bool = True,
+        sparsity: float = 0.0,
+        sparsity_weight: float = 6.0,
+        weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -162,7 +180,28 @@ class SDAE(ReferenceModel):
             for i in range(self.stage):
                 x = self.encode_layer(x, i)
         code = self.encode_layer(self.corrupt(x), self.stage)
-        return self.reconstruction_loss(self.decode_layer(code, self.stage), x, self.stage)
+        loss = self.reconstruction_loss(self.decode_layer(code, self.stage), x, self.stage)
+        return loss + self.penalties(code, self.stage)
+
+    def penalties(self, code: torch.Tensor, i: int) -> torch.Tensor | float:
+        """KL(ρ ‖ mean activation) summed over units, and weight decay, for greedy stage ``i``.
+
+        Why: on whitened patches every direction has the same variance, so the plain (denoising)
+        reconstruction is nearly indifferent to how the filters are rotated and they stay at their
+        random initial directions; making each unit rarely active (ρ ≪ ½) prefers the heavy-tailed,
+        sparse directions of natural images, which are localized oriented edges (Olshausen & Field
+        1996; the UFLDL sparse-autoencoder exercise).
+        """
+        total: torch.Tensor | float = 0.0
+        rho = self.hparams.get("sparsity", 0.0)
+        if rho > 0 and self.hparams.get("sparsity_weight", 0.0) > 0:
+            q = code.mean(0).clamp(1e-6, 1 - 1e-6)
+            kl = rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
+            total = total + self.hparams["sparsity_weight"] * kl.sum()
+        decay = self.hparams.get("weight_decay", 0.0)
+        if decay > 0:
+            total = total + decay * self.weight[i].pow(2).sum()
+        return total
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._stage_loss(batch)
@@ -187,4 +226,8 @@ class SDAE(ReferenceModel):
         parse_layer_sizes(hp["layers"])
         if "binary_input" not in options:
             hp["binary_input"] = bool(data.get("stats", {}).get("binary_like", True))
+        if not hp["binary_input"]:
+            for name, value in cls.REAL_VALUED_DEFAULTS.items():
+                if name not in options and not (name == "lr" and lr is not None):
+                    hp[name] = value
         return hp
