@@ -201,3 +201,54 @@ def test_rbm_trains_data_parallel_on_two_cpu_processes(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.isfinite(vizkit.load(out).metrics["layer 1"]["test_loglik"])
+
+
+def test_gaussian_defaults_follow_the_sparse_rbm_recipe():
+    """Real-valued data: CD-1, momentum 0.9, sparsity target 0.02, σ = the data's std; binary unchanged."""
+    real = {"stats": {"binary_like": False, "pixel_std": 0.5}, "name": "patches"}
+    hp = RBM.hparams_from_options({}, input_shape=(1, 12, 12), data=real, lr=None)
+    assert (hp["trainer"], hp["momentum"], hp["sparsity"], hp["visible_std"], hp["lr"]) == ("cd", 0.9, 0.02, 0.5, 0.02)
+    binary = {"stats": {"binary_like": True, "binary": True}, "name": "mnist"}
+    hp = RBM.hparams_from_options({}, input_shape=(1, 28, 28), data=binary, lr=None)
+    assert (hp["trainer"], hp["momentum"], hp["sparsity"], hp["visible_std"], hp["lr"]) == ("pcd", 0.0, 0.0, 1.0, 0.05)
+    assert RBM.data_defaults["patches"]["whiten"] == "zca"
+
+
+def test_visible_std_scales_inputs_filters_and_reconstructions():
+    model = RBM(input_shape=[1, 2, 2], hidden=3, visible="gaussian", visible_std=2.0)
+    x = torch.randn(5, 1, 2, 2)
+    w, b, c = model.weight[0], model.hidden_bias[0], model.visible_bias[0]
+    h = torch.sigmoid(x.reshape(5, 4) / 2.0 @ w.T + b)
+    assert torch.allclose(model.activations(x, "h1"), h)
+    assert torch.allclose(model.weights("h1").matrix, w.detach() / 2.0)  # W (x/σ) = (W/σ) x
+    assert torch.allclose(model.reconstruct(x).reshape(5, 4), 2.0 * (h @ w + c))
+
+
+def test_sparsity_target_pulls_hidden_biases_towards_it():
+    from vizkit.models.rbm.params import RBMParams
+    from vizkit.models.rbm.trainers import GradientEstimator
+
+    params = RBMParams(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), "gaussian")
+    grads = RBMParams(torch.zeros(3, 4), torch.zeros(3), torch.zeros(4), "gaussian")
+    data = torch.randn(8, 4)
+    plain = GradientEstimator("cd", n_visible=4, n_hidden=3, batch_size=8, visible="gaussian")
+    torch.manual_seed(0)
+    plain.gradients(params, data, grads)
+    base = grads.hidden_bias.clone()
+    sparse = GradientEstimator("cd", n_visible=4, n_hidden=3, batch_size=8, visible="gaussian",
+                               sparsity=0.1, sparsity_cost=2.0)
+    torch.manual_seed(0)
+    sparse.gradients(params, data, grads)
+    # with W = 0 every p(h | v) is 1/2: descent direction gains 2 · (0.5 − 0.1) per unit
+    assert torch.allclose(grads.hidden_bias - base, torch.full((3,), 0.8), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_rbm_default_on_patches_learns_gabor_like_filters(fresh_host, tmp_path, cli):
+    """Issue 10: `vizkit train rbm --data patches --hidden 100` → ≥ 40% Gabor-like h1 filters."""
+    out = tmp_path / "rbm.pt"
+    res = cli("train", "rbm", "--data", "patches", "--hidden", "100", "--out", out,
+              "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    result = vizkit.run_probe("gabor", vizkit.load(out), "h1")
+    assert result.meta["gabor_like_fraction"] >= 0.4

@@ -11,6 +11,7 @@ log-likelihood of the first RBM: exact for ≤ 25 hidden units, AIS otherwise.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -44,9 +45,19 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("visible", str, "auto", "visible units (auto: binary for data in [0,1], else gaussian)",
            choices=("auto", "binary", "gaussian")),
     Option("binarize", bool, False, "sample binary data from [0,1] values afresh every time a case is used"),
-    Option("trainer", str, "pcd", "gradient estimate", choices=METHODS),
+    Option("trainer", str, "auto", "gradient estimate (auto: pcd for binary visible units, cd for gaussian "
+           "ones, where PCD with momentum diverges)", choices=("auto", *METHODS)),
     Option("k", int, 1, "Gibbs steps per update of CD-k (pcd and fpcd take one)", min=1, max=1000),
-    Option("lr", float, None, "learning rate (default 0.05; 0.005 for gaussian visible units)", min=0.0),
+    Option("lr", float, None, "learning rate (default 0.05; 0.02 for gaussian visible units)", min=0.0),
+    Option("momentum", float, None, "SGD momentum (default 0 for binary visible units, where it hurts PCD; "
+           "0.9 for gaussian ones)", min=0.0, max=0.999),
+    Option("sparsity", float, None, "target mean hidden probability: each update adds sparsity_cost · "
+           "(target − batch mean) to the hidden biases (Lee et al. 2008; default 0 for binary visible units, "
+           "0.02 for gaussian ones)", min=0.0, max=1.0),
+    Option("sparsity_cost", float, 1.0, "strength of the sparsity target's pull on the hidden biases", min=0.0),
+    Option("visible_std", float, None, "gaussian visible units: the data's std σ; inputs are divided by it so "
+           "p(v | h) = N(c + Wᵀh, σ²) (default: the data's pixel std, so the model's noise matches the "
+           "data's variance; 1 for binary units)", min=1e-6),
     Option("lr_schedule", str, "auto", "auto: linear decay to 0 for fpcd, constant otherwise",
            choices=("auto", "constant", "linear")),
     Option("fast_lr", float, None, "fpcd: constant learning rate of the fast weights (default: --lr)", min=0.0),
@@ -69,6 +80,11 @@ class BoltzmannStack(ReferenceModel):
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.CLAMPED_SAMPLE,
                               caps.RECONSTRUCT})
     kind_options: ClassVar[tuple[Option, ...]] = ()
+    #: dataset options used unless ``-D`` says otherwise: ZCA whitening with a large regulariser
+    #: (a low-pass roll-off; a tiny one amplifies pixel noise) and 500,000 fresh patches per epoch,
+    #: i.e. 5,000 updates in one default epoch (docs/models/rbm.md, "Natural-image patches").
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "patches": {"whiten": "zca", "whiten_eps": 1.0, "n_train": 500000}}
 
     def __init__(self, input_shape: list[int], sizes: list[int], kind_hparams: Mapping[str, Any],
                  **options: Any) -> None:
@@ -107,6 +123,17 @@ class BoltzmannStack(ReferenceModel):
         layer_info(self, layer)
         return int(layer[1:])
 
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs as rows, in the first RBM's units: divided by ``visible_std`` (1 unless gaussian)."""
+        rows = super().flat(x)
+        std = float(self.hparams.get("visible_std", 1.0))
+        return rows if std == 1.0 else rows / std
+
+    def _to_input(self, v: torch.Tensor) -> torch.Tensor:
+        """First-RBM visible units back to input units (× ``visible_std``)."""
+        std = float(self.hparams.get("visible_std", 1.0))
+        return v if std == 1.0 else v * std
+
     # -- probe protocol -------------------------------------------------------------------------
     def layer_infos(self) -> dict[str, LayerInfo]:
         return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
@@ -120,14 +147,17 @@ class BoltzmannStack(ReferenceModel):
 
     def weights(self, layer: str) -> Weights:
         depth = self._depth_of(layer)
-        return Weights(self.weight[depth - 1].detach(), "input" if depth == 1 else f"h{depth - 1}")
+        w = self.weight[depth - 1].detach()
+        if depth == 1:  # the filter over the input itself: W (x / σ) = (W / σ) x
+            return Weights(w / float(self.hparams.get("visible_std", 1.0)), "input")
+        return Weights(w, f"h{depth - 1}")
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """One up-down pass: probabilities up through every layer, conditional means back down."""
         h = self.activations(x, f"h{self.depth}")
         for rbm in reversed(self.rbms()):
             h = rbm.visible_mean(h)
-        return h.reshape(x.shape)
+        return self._to_input(h).reshape(x.shape)
 
     @torch.no_grad()
     def clamped_sample(self, layer: str, units: torch.Tensor, *, chains: int, samples: int, every: int,
@@ -142,7 +172,7 @@ class BoltzmannStack(ReferenceModel):
         units = torch.as_tensor(units, dtype=torch.long)
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
                              burn_in=burn_in, probabilities=probabilities, generator=generator, clamp=units)
-        return out.reshape(len(units), chains * samples, *self.input_shape)
+        return self._to_input(out).reshape(len(units), chains * samples, *self.input_shape)
 
     @torch.no_grad()
     def sample(self, *, layer: str | None = None, chains: int = 100, samples: int = 1, every: int = 1000,
@@ -153,7 +183,7 @@ class BoltzmannStack(ReferenceModel):
         depth = self._depth_of(layer or f"h{self.depth}")
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
                              burn_in=burn_in, probabilities=probabilities, generator=generator)
-        return out.reshape(chains, samples, *self.input_shape)
+        return self._to_input(out).reshape(chains, samples, *self.input_shape)
 
     # -- options --------------------------------------------------------------------------------
     @classmethod
@@ -169,6 +199,11 @@ class BoltzmannStack(ReferenceModel):
         name = data.get("name", "the data")
         if hp["visible"] == "auto":
             hp["visible"] = "binary" if stats.get("binary_like", True) else "gaussian"
+        if hp["trainer"] == "auto":
+            hp["trainer"] = "cd" if hp["visible"] == "gaussian" else "pcd"
+        if hp["visible_std"] is None:
+            std = float(stats.get("pixel_std") or 1.0) if hp["visible"] == "gaussian" else 1.0
+            hp["visible_std"] = std if std > 0 else 1.0
         if hp["visible"] == "binary":
             if not stats.get("binary_like", True):
                 raise OptionError(
@@ -199,7 +234,7 @@ class BoltzmannStack(ReferenceModel):
         weight, hbias, vbias = self._stage_params()
         opt = torch.optim.SGD([{"params": [weight], "weight_decay": self.hparams["weight_decay"]},
                                {"params": [hbias, vbias], "weight_decay": 0.0}],
-                              lr=self.hparams["lr"], momentum=0.0)
+                              lr=self.hparams["lr"], momentum=self.hparams.get("momentum") or 0.0)
         if self.hparams["lr_schedule"] != "linear":
             return opt  # a constant rate needs no scheduler (and no per-step scheduler call)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -225,6 +260,7 @@ class BoltzmannStack(ReferenceModel):
         self._estimator = GradientEstimator(
             self.hparams["trainer"], n_visible=rbm.n_visible, n_hidden=rbm.n_hidden, batch_size=dm.batch_size,
             visible=rbm.visible, k=self.hparams["k"], fast_decay=self.hparams["fast_decay"],
+            sparsity=self.hparams.get("sparsity") or 0.0, sparsity_cost=self.hparams.get("sparsity_cost", 1.0),
             device=self.device, dtype=self.weight[0].dtype)
         test = dm.test_tensor()[:_MONITOR_ROWS]
         self._monitor_val = self._fixed_stage_input(test, offset=2).to(self.device)
@@ -330,8 +366,10 @@ class BoltzmannStack(ReferenceModel):
                                     base_visible_bias=base, generator=gen)
             log_z = est.log_z
             out = {"log_z": log_z, "log_z_stderr": est.std_err, "loglik_method": "ais"}
-        out["test_loglik"] = float(log_likelihood_exact(rbm, self._monitor_val, log_z=log_z).mean())
-        out["train_loglik"] = float(log_likelihood_exact(rbm, self._monitor_train, log_z=log_z).mean())
+        # the monitors are in the RBM's units x / σ: log p(x) = log p(x / σ) − D log σ
+        shift = rbm.n_visible * math.log(float(self.hparams.get("visible_std", 1.0)))
+        out["test_loglik"] = float(log_likelihood_exact(rbm, self._monitor_val, log_z=log_z).mean()) - shift
+        out["train_loglik"] = float(log_likelihood_exact(rbm, self._monitor_train, log_z=log_z).mean()) - shift
         self._loglik_cache = (key, out)
         return out
 
@@ -342,7 +380,16 @@ def _concrete(hp: dict[str, Any]) -> dict[str, Any]:
     if hp.get("visible") == "auto":
         hp["visible"] = "binary"
     if hp.get("lr") is None:
-        hp["lr"] = 0.005 if hp.get("visible") == "gaussian" else 0.05
+        hp["lr"] = 0.02 if hp.get("visible") == "gaussian" else 0.05
+    gaussian = hp.get("visible") == "gaussian"
+    if hp.get("trainer") == "auto":
+        hp["trainer"] = "cd" if gaussian else "pcd"
+    if hp.get("momentum") is None:
+        hp["momentum"] = 0.9 if gaussian else 0.0
+    if hp.get("sparsity") is None:
+        hp["sparsity"] = 0.02 if gaussian else 0.0
+    if hp.get("visible_std") is None:
+        hp["visible_std"] = 1.0
     if hp.get("lr_schedule") == "auto":
         hp["lr_schedule"] = "linear" if hp.get("trainer") == "fpcd" else "constant"
     if hp.get("trainer") == "fpcd" and hp.get("fast_lr") is None:

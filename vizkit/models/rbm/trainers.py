@@ -28,8 +28,8 @@ class GradientEstimator:
     """Buffers and persistent state of one RBM's training (chains, fast weights)."""
 
     def __init__(self, method: str, *, n_visible: int, n_hidden: int, batch_size: int, visible: str = "binary",
-                 k: int = 1, fast_decay: float = 19 / 20, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 k: int = 1, fast_decay: float = 19 / 20, sparsity: float = 0.0, sparsity_cost: float = 1.0,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if k < 1:
@@ -47,6 +47,9 @@ class GradientEstimator:
         self._scale = torch.zeros(2 * b, **opts)
         self._scale_key: tuple[int, int] | None = None
         self.chains_ready = False
+        # sparsity target (Lee et al. 2008): the hidden-bias gradient gains cost · (mean p(h|data) − target)
+        self.sparsity, self.sparsity_cost = float(sparsity), float(sparsity_cost)
+        self._mean_hidden = torch.zeros(h, **opts)
         self.fast: RBMParams | None = None
         if method == "fpcd":
             self.fast = RBMParams(torch.zeros(h, d, **opts), torch.zeros(h, **opts), torch.zeros(d, **opts), visible)
@@ -78,6 +81,8 @@ class GradientEstimator:
             raise ValueError(f"batch of {n} rows exceeds the estimator's batch size {b}")
         self.v[:n].copy_(data)
         torch.addmm(params.hidden_bias, self.v[:n], params.weight.t(), out=self.p[:n]).sigmoid_()
+        if self.sparsity > 0:
+            torch.mean(self.p[:n], 0, out=self._mean_hidden)
         if self.method == "cd":
             self._cd_negative(params, n)
             n_neg = n
@@ -95,6 +100,9 @@ class GradientEstimator:
         torch.mm(self.p.t(), self.v, out=grads.weight)
         torch.sum(self.p, 0, out=grads.hidden_bias)
         torch.mv(self.v.t(), scale, out=grads.visible_bias)
+        if self.sparsity > 0 and self.sparsity_cost > 0:
+            self._mean_hidden.sub_(self.sparsity).mul_(self.sparsity_cost)
+            grads.hidden_bias.add_(self._mean_hidden)
         if self.method != "cd":
             self._sample_visible_into(self._negative_params(params, refresh=False), self.h_sample, self.chains)
 
