@@ -61,6 +61,21 @@ def test_compare_runs_all_three_methods_on_the_same_units(fresh_host, tmp_path):
     single = vizkit.run_probe("lincomb", model, "h2", units="0:4", k=2)
     np.testing.assert_allclose(result.arrays["lincomb"], single.arrays["filters"])
     assert (tmp_path / "compare.png").exists()
+    assert all(0.0 <= float(result.arrays[f"{key}_unit_share"]) <= 1.0 for key in ("clamp", "lincomb", "actmax"))
+    assert "differs between units" in result.captions["compare"]
+
+
+def test_compare_says_when_a_panel_shows_the_same_image_for_every_unit():
+    from vizkit_compare import SAME_FOR_ALL, unit_share
+
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=(1, 1, 3, 3))
+    assert unit_share(np.repeat(common, 5, axis=0)) == 0.0
+    assert unit_share(np.repeat(common, 5, axis=0) + 0.01 * rng.normal(size=(5, 1, 3, 3))) < SAME_FOR_ALL
+    # zero-mean unrelated images: (n - 1) / n of the energy differs between units
+    unrelated = rng.normal(size=(2000, 1, 3, 3))
+    assert abs(unit_share(unrelated) - 1.0) < 0.01
+    assert unit_share(common) == 1.0
 
 
 def test_binary_samples_are_zeros_and_ones(fresh_host):

@@ -27,6 +27,21 @@ METHODS = {
 }
 
 
+#: Below this share of between-unit energy a panel shows one image for all units (a sampler stuck
+#: in one mode of the top RBM, say), and the figure says so instead of presenting it as each unit's.
+SAME_FOR_ALL = 0.05
+
+
+def unit_share(images: np.ndarray) -> float:
+    """Share of the panel's energy that varies between units: Σᵢ‖mᵢ − m̄‖² / Σᵢ‖mᵢ‖² (0 when every
+    unit shows the same image, about 1 when the units' images are unrelated). One unit: 1."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    if len(flat) < 2:
+        return 1.0
+    total = float((flat ** 2).sum())
+    return float(((flat - flat.mean(axis=0)) ** 2).sum() / total) if total > 0 else 0.0
+
+
 class Compare(Probe):
     name = "compare"
     summary = "clamp mean | lincomb | actmax for the same units, three panels (Erhan et al. 2009 Fig. 4)"
@@ -63,13 +78,19 @@ class Compare(Probe):
 
     def render(self, ctx: ProbeContext, result: Result) -> Result:
         o, units = ctx.options, result.arrays["units"]
+        for method in METHODS:
+            result.arrays[f"{method}_unit_share"] = np.float32(unit_share(result.arrays[method]))
         result.figures["compare"] = self._figure(result.arrays, units, tuple(ctx.model.input_shape), ctx.layer,
                                                  o["k"])
+        same = [METHODS[m][1] for m in METHODS if result.arrays[f"{m}_unit_share"] < SAME_FOR_ALL]
         result.captions["compare"] = (
             f"The same {len(units)} units of {ctx.layer}: left, mean of {o['chains'] * o['samples']} clamped "
             f"samples; middle, linear combination of the top {o['k']} lower filters; right, activation "
             f"maximisation (best of {o['restarts']} restarts). Grey 0, black negative, white positive, one "
-            "colour scale per panel."
+            "colour scale per panel. Share of each panel's energy that differs between units: "
+            + ", ".join(f"{m} {float(result.arrays[f'{m}_unit_share']):.0%}" for m in METHODS) + "."
+            + (f" Not informative about single units: {', '.join(same)} (nearly the same image for every "
+               "unit)." if same else "")
         )
         return result
 
@@ -84,8 +105,11 @@ class Compare(Probe):
         axes = fig.subplots(1, 3)
         for ax, (method, (_key, title)) in zip(axes, METHODS.items()):
             extra = f", k = {k}" if method == "lincomb" else ""
+            share = float(arrays[f"{method}_unit_share"])
+            note = (f"\nNOT INFORMATIVE: the same image for every unit ({share:.0%} differs)"
+                    if share < SAME_FOR_ALL else f"\n{share:.0%} of the energy differs between units")
             image_grid(as_images(arrays[method], shape), labels=units.tolist(), ncols=ncols,
-                       shared_scale=True, title=f"{title}{extra}", ax=ax)
+                       shared_scale=True, title=f"{title}{extra}{note}", ax=ax)
         fig.suptitle(f"{layer}: three views of the same {n} units", fontsize=11)
         return fig
 
