@@ -99,10 +99,11 @@ def test_model_without_reconstruct_is_refused(fresh_host, cli, tmp_path):
     model = TCNN(input_shape=[1, 12, 12])
     model.data_info = {"name": "patches", "options": {}, "input_shape": [1, 12, 12], "stats": {}}
     ckpt = save_checkpoint(model.to_checkpoint(), tmp_path / "tcnn.pt")
-    res = cli("probe", "--plugin", "templates", ckpt, "--layer", "simple", "--out", tmp_path / "t")
-    assert res.code == 2
-    assert "needs capability 'reconstruct'" in res.err and "Traceback" not in res.err
-    assert not (tmp_path / "t").exists()
+    for layer_args in (["--layer", "simple"], []):  # without --layer: the capability, not the layer, is named
+        res = cli("probe", "--plugin", "templates", ckpt, *layer_args, "--out", tmp_path / "t")
+        assert res.code == 2
+        assert "needs capability 'reconstruct'" in res.err and "Traceback" not in res.err
+        assert not (tmp_path / "t").exists()
 
 
 @pytest.mark.parametrize("kind", ["rbm", "dbn"])

@@ -375,6 +375,19 @@ class PreparedRun:
         return result
 
 
+def check_capabilities(probe_cls: type, model: Any) -> None:
+    """Refuse a probe whose required capabilities the model lacks, naming the probes that do work
+    (checked before anything else about the run: a missing layer is not the user's real problem)."""
+    missing = set(probe_cls.requires) - set(model.capabilities)
+    if missing:
+        working = ", ".join(compatible_probes(model)) or "(none)"
+        raise CapabilityError(
+            f"probe {probe_cls.name!r} needs capability {', '.join(sorted(missing))!r}, which model "
+            f"{getattr(model, 'kind', type(model).__name__)!r} does not have; "
+            f"probes that work on this model: {working}"
+        )
+
+
 def prepare_run(
     name: str,
     model: ProbeModel,
@@ -391,14 +404,7 @@ def prepare_run(
     probe_cls = host.probe(name)
     if isinstance(model, torch.nn.Module) and not isinstance(model, ProbeModel):
         raise UsageError("that is a plain torch module; wrap it first: vizkit.wrap(module, input_shape=...)")
-    missing = set(probe_cls.requires) - set(model.capabilities)
-    if missing:
-        working = ", ".join(compatible_probes(model)) or "(none)"
-        raise CapabilityError(
-            f"probe {name!r} needs capability {', '.join(sorted(missing))!r}, which model "
-            f"{getattr(model, 'kind', type(model).__name__)!r} does not have; "
-            f"probes that work on this model: {working}"
-        )
+    check_capabilities(probe_cls, model)
     info = layer_info(model, layer)
     allowed = probe_cls.valid_layers(model)
     if layer not in allowed:

@@ -244,6 +244,9 @@ def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str 
     ensure_writable(out)
     model = _load_model(checkpoint, module, weights, input_shape)
     if layer is None:
+        from .api import check_capabilities
+
+        check_capabilities(probe_cls, model)
         valid = probe_cls.valid_layers(model)
         # a probe that reads the whole model (templates) may leave --layer out when only one fits
         if len(valid) != 1 or not getattr(probe_cls, "layer_optional", False):
