@@ -65,10 +65,15 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                 ax.set_title(f"restart {r}", fontsize=7)
         axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    collapsed = "" if agree is None or not np.any(agree) else (
-        "; rows whose restarts all agree show the kept optimum once with the measured agreement")
-    fig.supxlabel("number under each tile: activation reached; red frame: the restart kept (highest)" + collapsed
-                  + "\ngrey = 0, black negative, white positive, each tile scaled to its own max |value|", fontsize=7)
+    if agree is not None and np.all(agree):  # no row shows its restarts, so no red frame to explain
+        key = ("number under each tile: activation reached; in every row all restarts agree, so the optimum "
+               "is shown once with the measured agreement")
+    else:
+        key = "number under each tile: activation reached; red frame: the restart kept (highest)" + (
+            "" if agree is None or not np.any(agree)
+            else "; rows whose restarts all agree show the kept optimum once with the measured agreement")
+    fig.supxlabel(key + "\ngrey = 0, black negative, white positive, each tile scaled to its own max |value|",
+                  fontsize=7)
     return fig
 
 
