@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..checkpoint import make_checkpoint
-from ..model import VizModel
+from ..model import LayerInfo, VizModel, layer_info
 from ..options import Option, resolve_options
 
 TrainOption = Option
@@ -91,3 +91,19 @@ class ReferenceModel(VizModel, pl.LightningModule):
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)
+
+
+class StackedLayers:
+    """Layers ``h1`` … ``hN`` of a stack of dense layers whose widths are ``self.sizes[1:]``
+    (``sizes[0]`` is the input): the naming the SDAE, RBM/DBN and ladder models share."""
+
+    sizes: list[int]
+
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
+
+    def _depth(self, layer: str) -> int:
+        """How many layers of the stack ``layer`` lies above the input (refusing unknown names)."""
+        layer_info(self, layer)  # type: ignore[arg-type]
+        return int(layer[1:])
+

@@ -36,9 +36,9 @@ from torch import nn
 
 from .. import capabilities as caps
 from ..errors import OptionError
-from ..model import LayerInfo, Weights, layer_info
+from ..model import Weights
 from ..options import Option
-from .base import ReferenceModel
+from .base import ReferenceModel, StackedLayers
 from .sdae import parse_layer_sizes
 
 DECODERS = ("nolat", "add", "mod", "linear")
@@ -59,7 +59,7 @@ def unit_norm_orthogonal(n_out: int, n_in: int, generator: torch.Generator | Non
     return w.to(torch.float32).contiguous()
 
 
-class Ladder(ReferenceModel):
+class Ladder(StackedLayers, ReferenceModel):
     kind = "ladder"
     summary = "denoising autoencoder with lateral connections: --decoder nolat|add|mod|linear (Rasmus et al. 2015)"
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT})
@@ -119,13 +119,6 @@ class Ladder(ReferenceModel):
         self._val_count = 0
 
     # -- probe protocol -----------------------------------------------------------------------
-    def layer_infos(self) -> dict[str, LayerInfo]:
-        return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
-
-    def _depth(self, layer: str) -> int:
-        layer_info(self, layer)
-        return int(layer[1:])
-
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         return self.encode(self.scale(x), self._depth(layer))[-1]
 

@@ -15,9 +15,9 @@ from torch import nn
 
 from .. import capabilities as caps
 from ..errors import OptionError
-from ..model import LayerInfo, Weights
+from ..model import Weights
 from ..options import Option
-from .base import ReferenceModel
+from .base import ReferenceModel, StackedLayers
 
 
 def parse_layer_sizes(text: str | list[int] | tuple[int, ...]) -> list[int]:
@@ -35,7 +35,7 @@ def parse_layer_sizes(text: str | list[int] | tuple[int, ...]) -> list[int]:
     return sizes
 
 
-class SDAE(ReferenceModel):
+class SDAE(StackedLayers, ReferenceModel):
     kind = "sdae"
     summary = "stacked denoising autoencoder, tied weights, greedy layer-wise (+ fine-tuning)"
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT})
@@ -96,15 +96,6 @@ class SDAE(ReferenceModel):
             self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
 
     # -- probe protocol -----------------------------------------------------------------------
-    def layer_infos(self) -> dict[str, LayerInfo]:
-        return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
-
-    def _depth(self, layer: str) -> int:
-        from ..model import layer_info
-
-        layer_info(self, layer)
-        return int(layer[1:])
-
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         h = self.flat(x)
         for i in range(self._depth(layer)):

@@ -22,9 +22,9 @@ from torch import nn
 
 from ... import capabilities as caps
 from ...errors import OptionError
-from ...model import LayerInfo, Weights, layer_info
+from ...model import Weights
 from ...options import Option, resolve_options
-from ..base import ReferenceModel
+from ..base import ReferenceModel, StackedLayers
 from ..sdae import parse_layer_sizes
 from .evaluate import (
     ais_log_partition,
@@ -74,7 +74,7 @@ AUTO_EXACT_TERMS = 1 << 31  # --loglik auto: exact up to ~2e9 softplus terms (H 
 _MONITOR_ROWS = 10000  # free energy monitor: up to this many held-out rows and as many training rows
 
 
-class BoltzmannStack(ReferenceModel):
+class BoltzmannStack(StackedLayers, ReferenceModel):
     """Shared body of ``rbm`` and ``dbn``; subclasses only say how the layer sizes are given."""
 
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.CLAMPED_SAMPLE,
@@ -119,10 +119,6 @@ class BoltzmannStack(ReferenceModel):
     def rbms(self) -> list[RBMParams]:
         return [self.rbm(i) for i in range(self.depth)]
 
-    def _depth_of(self, layer: str) -> int:
-        layer_info(self, layer)
-        return int(layer[1:])
-
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """Inputs as rows, in the first RBM's units: divided by ``visible_std`` (1 unless gaussian)."""
         rows = super().flat(x)
@@ -135,18 +131,15 @@ class BoltzmannStack(ReferenceModel):
         return v if std == 1.0 else v * std
 
     # -- probe protocol -------------------------------------------------------------------------
-    def layer_infos(self) -> dict[str, LayerInfo]:
-        return {f"h{i + 1}": LayerInfo(f"h{i + 1}", (n,)) for i, n in enumerate(self.sizes[1:])}
-
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """Hidden probabilities p(h_j = 1 | layer below), mean-field up the stack (differentiable)."""
         h = self.flat(x)
-        for i in range(self._depth_of(layer)):
+        for i in range(self._depth(layer)):
             h = torch.sigmoid(F.linear(h, self.weight[i], self.hidden_bias[i]))
         return h
 
     def weights(self, layer: str) -> Weights:
-        depth = self._depth_of(layer)
+        depth = self._depth(layer)
         w = self.weight[depth - 1].detach()
         if depth == 1:  # the filter over the input itself: W (x / σ) = (W / σ) x
             return Weights(w / float(self.hparams.get("visible_std", 1.0)), "input")
@@ -168,7 +161,7 @@ class BoltzmannStack(ReferenceModel):
         state of layer-1 goes down through the lower RBMs' p(h_{l-1} | h_l) to pixels (sampled,
         except that ``probabilities`` makes the last step E[x | h_1]).
         """
-        depth = self._depth_of(layer)
+        depth = self._depth(layer)
         units = torch.as_tensor(units, dtype=torch.long)
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
                              burn_in=burn_in, probabilities=probabilities, generator=generator, clamp=units)
@@ -180,7 +173,7 @@ class BoltzmannStack(ReferenceModel):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Free-running Gibbs samples ``[chains, samples, *input_shape]`` from the RBM under ``layer``
         (default: the top one), passed down to pixels as in :meth:`clamped_sample`."""
-        depth = self._depth_of(layer or f"h{self.depth}")
+        depth = self._depth(layer or f"h{self.depth}")
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
                              burn_in=burn_in, probabilities=probabilities, generator=generator)
         return self._to_input(out).reshape(chains, samples, *self.input_shape)
