@@ -252,3 +252,42 @@ def test_rbm_default_on_patches_learns_gabor_like_filters(fresh_host, tmp_path, 
     assert res.code == 0, res.err
     result = vizkit.run_probe("gabor", vizkit.load(out), "h1")
     assert result.meta["gabor_like_fraction"] >= 0.4
+
+
+def test_upper_rbms_above_gaussian_units_get_their_own_defaults():
+    """The gaussian recipe (lr 0.02, sparsity 0.02, no decay) is the first RBM's; the binary RBMs above
+    it default to lr 0.1, no sparsity target, weight decay 2e-4 (docs/models/rbm.md, "Upper layers");
+    on binary data every RBM keeps the stack's settings."""
+    real = {"stats": {"binary_like": False, "pixel_std": 0.5}, "name": "patches"}
+    hp = DBN.hparams_from_options({"layers": "6,5"}, input_shape=(1, 4, 4), data=real, lr=None)
+    assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.1, 0.0, 2e-4)
+    binary = {"stats": {"binary_like": True, "binary": True}, "name": "mnist"}
+    hp = DBN.hparams_from_options({"layers": "6,5", "weight_decay": 1e-4, "sparsity": 0.05}, input_shape=(1, 4, 4),
+                                  data=binary, lr=0.03)
+    assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.03, 0.05, 1e-4)
+    hp = DBN.hparams_from_options({"layers": "6,5", "upper_lr": 0.2, "upper_sparsity": 0.1, "upper_weight_decay": 0},
+                                  input_shape=(1, 4, 4), data=real, lr=None)
+    assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.2, 0.1, 0.0)
+
+
+def test_each_stage_trains_with_its_own_rate_decay_and_sparsity():
+    from types import SimpleNamespace
+
+    model = DBN(input_shape=[1, 2, 2], layers="3,2", visible="gaussian", visible_std=1.0)
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10)  # what configure_optimizers reads
+    seen = []
+    for stage in (0, 1):
+        model.stage = stage
+        opt = model.configure_optimizers()
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"], model._stage_hparam("sparsity")))
+    assert seen == [(0.02, 0.0, 0.02), (0.1, 2e-4, 0.0)]
+
+
+def test_checkpoints_from_before_the_upper_options_report_what_they_were_trained_with():
+    model = DBN(input_shape=[1, 2, 2], layers="3,2", visible="gaussian", visible_std=1.0)
+    ckpt = model.to_checkpoint()
+    for name in ("upper_lr", "upper_sparsity", "upper_weight_decay"):
+        ckpt["hparams"].pop(name)
+    old = DBN.from_checkpoint(ckpt)
+    upper = (old.hparams["upper_lr"], old.hparams["upper_sparsity"], old.hparams["upper_weight_decay"])
+    assert upper == (0.02, 0.02, 0.0)

@@ -55,6 +55,16 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            "(target − batch mean) to the hidden biases (Lee et al. 2008; default 0 for binary visible units, "
            "0.02 for gaussian ones)", min=0.0, max=1.0),
     Option("sparsity_cost", float, 1.0, "strength of the sparsity target's pull on the hidden biases", min=0.0),
+    Option("upper_lr", float, None, "learning rate of the RBMs above the first (default: --lr; 0.1 above "
+           "gaussian visible units, where the upper RBMs see sparse binary codes whose gradients are tiny)",
+           min=0.0),
+    Option("upper_sparsity", float, None, "sparsity target of the RBMs above the first (default: --sparsity; 0 "
+           "above gaussian visible units: the target is what makes the first layer's edge detectors, and on "
+           "the sparse codes above it it starves the upper RBMs, whose clamped chains then all look the same)",
+           min=0.0, max=1.0),
+    Option("upper_weight_decay", float, None, "L2 penalty on the weights of the RBMs above the first (default: "
+           "--weight-decay; 2e-4 above gaussian visible units, where without it CD-1 leaves a spurious mode "
+           "that every clamped chain falls into)", min=0.0),
     Option("visible_std", float, None, "gaussian visible units: the data's std σ; inputs are divided by it so "
            "p(v | h) = N(c + Wᵀh, σ²) (default: the data's pixel std, so the model's noise matches the "
            "data's variance; 1 for binary units)", min=1e-6),
@@ -180,6 +190,16 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
 
     # -- options --------------------------------------------------------------------------------
     @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> ReferenceModel:
+        """Checkpoints from before the ``upper_*`` options trained every RBM with ``lr``,
+        ``sparsity`` and ``weight_decay``; say so instead of filling in today's defaults."""
+        hparams = dict(ckpt["hparams"])
+        for name in ("lr", "sparsity", "weight_decay"):
+            if f"upper_{name}" not in hparams and name in hparams:
+                hparams[f"upper_{name}"] = hparams[name]
+        return super().from_checkpoint({**ckpt, "hparams": hparams})
+
+    @classmethod
     def layer_sizes(cls, hparams: Mapping[str, Any]) -> list[int]:
         raise NotImplementedError
 
@@ -223,11 +243,19 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
     def _stage_params(self) -> list[nn.Parameter]:
         return [self.weight[self.stage], self.hidden_bias[self.stage], self.visible_bias[self.stage]]
 
+    def _stage_hparam(self, name: str) -> Any:
+        """``lr``, ``sparsity`` or ``weight_decay`` of the RBM being trained: the first RBM's own,
+        ``upper_*`` above it (the upper RBMs are binary whatever the first one is)."""
+        if self.stage == 0:
+            return self.hparams[name]
+        upper = self.hparams.get(f"upper_{name}")
+        return self.hparams[name] if upper is None else upper
+
     def configure_optimizers(self) -> Any:
         weight, hbias, vbias = self._stage_params()
-        opt = torch.optim.SGD([{"params": [weight], "weight_decay": self.hparams["weight_decay"]},
+        opt = torch.optim.SGD([{"params": [weight], "weight_decay": self._stage_hparam("weight_decay")},
                                {"params": [hbias, vbias], "weight_decay": 0.0}],
-                              lr=self.hparams["lr"], momentum=self.hparams.get("momentum") or 0.0)
+                              lr=self._stage_hparam("lr"), momentum=self.hparams.get("momentum") or 0.0)
         if self.hparams["lr_schedule"] != "linear":
             return opt  # a constant rate needs no scheduler (and no per-step scheduler call)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -253,7 +281,7 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         self._estimator = GradientEstimator(
             self.hparams["trainer"], n_visible=rbm.n_visible, n_hidden=rbm.n_hidden, batch_size=dm.batch_size,
             visible=rbm.visible, k=self.hparams["k"], fast_decay=self.hparams["fast_decay"],
-            sparsity=self.hparams.get("sparsity") or 0.0, sparsity_cost=self.hparams.get("sparsity_cost", 1.0),
+            sparsity=self._stage_hparam("sparsity") or 0.0, sparsity_cost=self.hparams.get("sparsity_cost", 1.0),
             device=self.device, dtype=self.weight[0].dtype)
         test = dm.test_tensor()[:_MONITOR_ROWS]
         self._monitor_val = self._fixed_stage_input(test, offset=2).to(self.device)
@@ -383,6 +411,15 @@ def _concrete(hp: dict[str, Any]) -> dict[str, Any]:
         hp["sparsity"] = 0.02 if gaussian else 0.0
     if hp.get("visible_std") is None:
         hp["visible_std"] = 1.0
+    # the upper RBMs are binary whatever the first one is; the gaussian recipe (lr 0.02, sparsity
+    # 0.02, no weight decay) is for the first layer's edge detectors (docs/models/rbm.md, "Upper
+    # layers on patches")
+    if hp.get("upper_lr") is None:
+        hp["upper_lr"] = 0.1 if gaussian else hp["lr"]
+    if hp.get("upper_sparsity") is None:
+        hp["upper_sparsity"] = 0.0 if gaussian else hp["sparsity"]
+    if hp.get("upper_weight_decay") is None:
+        hp["upper_weight_decay"] = 2e-4 if gaussian else hp.get("weight_decay", 0.0)
     if hp.get("lr_schedule") == "auto":
         hp["lr_schedule"] = "linear" if hp.get("trainer") == "fpcd" else "constant"
     if hp.get("trainer") == "fpcd" and hp.get("fast_lr") is None:
