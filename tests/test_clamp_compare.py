@@ -96,3 +96,30 @@ def test_a_units_samples_do_not_depend_on_the_other_units_in_the_batch():
     batch = model.clamped_sample("h2", torch.tensor([3, 1, 0]), generator=torch.Generator().manual_seed(7), **kwargs)
     assert torch.equal(alone[0], batch[1])
     assert not torch.equal(batch[0], batch[1])  # the clamp still makes units differ
+
+
+def test_half_agreement_tells_a_units_own_pattern_from_sampling_noise():
+    from vizkit_clamp import half_agreement
+
+    rng = np.random.default_rng(0)
+    units, chains, per_chain = 30, 10, 5
+    noise = rng.normal(size=(units, chains * per_chain, 1, 4, 4))
+    own = rng.normal(size=(units, 1, 1, 4, 4))
+    # every unit its own pattern under noise: both halves agree (noise std per half-mean 1/5 of the pattern)
+    assert np.median(half_agreement(own + noise, chains)) > 0.9
+    # one pattern for every unit plus independent noise: what sets a unit apart is noise
+    same = np.repeat(own[:1], units, axis=0) + noise
+    assert abs(float(np.median(half_agreement(same, chains)))) < 0.2
+    # nothing sets the units apart at all, or no second half: undefined
+    assert np.isnan(half_agreement(np.repeat(own[:1], units, axis=0) + 0 * noise, chains)).all()
+    assert np.isnan(half_agreement(own + noise, 1)).all()
+
+
+def test_clamp_reports_the_agreement_of_chain_halves(fresh_host):
+    model = tiny_dbn()
+    result = vizkit.run_probe("clamp", model, "h2", units="0:4", chains=200, samples=5, every=3, burn_in=30)
+    # the clamp changes this tiny DBN's pixels strongly (the exact-mean test), so 1,000 samples per
+    # unit reproduce each unit's pattern
+    assert result.arrays["half_agreement"].shape == (4,)
+    assert result.meta["half_agreement_median"] > 0.9
+    assert "Agreement" in result.captions["clamp"]

@@ -20,6 +20,31 @@ from vizkit import capabilities as caps
 from vizkit.render import as_images, image_grid, normalise
 
 
+def half_agreement(samples: np.ndarray, chains: int) -> np.ndarray:
+    """Per unit: cosine between what sets its mean apart from the other units' (its mean minus the
+    mean over units), estimated once from the first half of its chains and once from the second.
+
+    Clamped means can differ between units only by sampling noise (a top RBM with one mode plus a
+    few chains); the unit share of the compare panel counts that noise as difference. About 1: the
+    unit's own pattern is reproducible; about 0: it is noise. NaN with fewer than 2 chains or units.
+    ``samples`` is [units, chains × samples_per_chain, ...], chain-major.
+    """
+    units = samples.shape[0]
+    if chains < 2 or units < 2:
+        return np.full(units, np.nan, dtype=np.float32)
+    half = chains // 2
+    rows = samples.reshape(units, chains, -1).astype(np.float64)  # [units, chains, samples × pixels]
+    per_chain = rows.reshape(units, chains, samples.shape[1] // chains, -1).mean(axis=2)
+    a, b = per_chain[:, :half].mean(axis=1), per_chain[:, half: 2 * half].mean(axis=1)
+    # deviations at the rounding level of the means (every unit the same) count as none
+    tiny = 1e-9 * max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-300)
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    defined = (na > tiny) & (nb > tiny)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined, (a * b).sum(axis=1) / (na * nb), np.nan).astype(np.float32)
+
+
 class Clamp(Probe):
     name = "clamp"
     summary = "samples of a DBN with one unit clamped on, and their mean (Erhan et al. 2009 §4)"
@@ -54,6 +79,12 @@ class Clamp(Probe):
         opts = ctx.options
         samples, mean, units = (result.arrays[k] for k in ("samples", "mean", "units"))
         shape = samples.shape[2:]
+        agreement = half_agreement(samples, opts["chains"])
+        finite = agreement[np.isfinite(agreement)]
+        median = float(np.median(finite)) if finite.size else float("nan")
+        if finite.size == agreement.size:  # saved arrays are finite; undefined means 1 chain or 1 unit
+            result.arrays["half_agreement"] = agreement
+        result.meta["half_agreement_median"] = median if finite.size else None
         shown = min(opts["show"], samples.shape[1])
         # samples are ordered chain-major; take the first kept sample of different chains first
         order = np.arange(samples.shape[1]).reshape(opts["chains"], opts["samples"]).T.reshape(-1)[:shown]
@@ -63,7 +94,9 @@ class Clamp(Probe):
             ncols=1 + shown,
             mode="minmax",
             shared_scale=True,
-            title=f"clamp: {ctx.layer} units on, mean | {shown} samples",
+            title=f"clamp: {ctx.layer} units on, mean | {shown} samples"
+            + (f"\nunit vs chain halves: median agreement {median:.2f} (1 = each unit's own pattern, 0 = noise)"
+               if finite.size else ""),
             row_labels=[str(u) for u in units],
             col_labels=["mean"] + [str(i + 1) for i in range(shown)],
         )
@@ -74,6 +107,11 @@ class Clamp(Probe):
             f"{'Pixel probabilities E[x | h1]' if opts['probabilities'] else 'Samples'}; one grey scale for all "
             f"tiles, lowest value black, highest white."
         )
+        if finite.size:
+            result.captions["clamp"] += (
+                f" Agreement: for each unit, the cosine between its mean minus the mean over all units, "
+                f"estimated from the first and from the second half of its chains; median {median:.2f} "
+                f"(near 1: the units' differences are reproducible; near 0: sampling noise).")
         if opts["gif"]:
             frames = as_images(samples[0, : opts["samples"]].astype(np.float64), shape)
             frames = np.clip(normalise(frames, "minmax", shared=True) * 255, 0, 255).astype(np.uint8)
