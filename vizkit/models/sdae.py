@@ -59,6 +59,10 @@ class SDAE(StackedLayers, ReferenceModel):
         Option("finetune_epochs", int, 0, "epochs of joint fine-tuning after the greedy stages", min=0),
         Option("sparsity", float, 0.0, "target mean activation ρ of each hidden unit for the KL sparsity penalty "
                "(0: none; default 0.01 for real-valued data)", min=0.0, max=0.5),
+        Option("upper_sparsity", float, None, "KL sparsity target of the layers above the first (default: "
+               "--sparsity; 0 on real-valued data, where the target is the first layer's recipe for edge "
+               "detectors and on the sparse codes above it every unit of a layer collapsed to the same "
+               "weights)", min=0.0, max=0.5),
         Option("sparsity_weight", float, 6.0, "weight β of the KL sparsity penalty", min=0.0),
         Option("weight_decay", float, 0.0, "L2 penalty on the weights, added to the loss "
                "(default 1e-4 for real-valued data)", min=0.0),
@@ -77,6 +81,7 @@ class SDAE(StackedLayers, ReferenceModel):
         finetune_epochs: int = 0,
         binary_input: bool = True,
         sparsity: float = 0.0,
+        upper_sparsity: float | None = None,
         sparsity_weight: float = 6.0,
         weight_decay: float = 0.0,
     ) -> None:
@@ -185,6 +190,8 @@ class SDAE(StackedLayers, ReferenceModel):
         """
         total: torch.Tensor | float = 0.0
         rho = self.hparams.get("sparsity", 0.0)
+        if i > 0 and self.hparams.get("upper_sparsity") is not None:
+            rho = self.hparams["upper_sparsity"]
         if rho > 0 and self.hparams.get("sparsity_weight", 0.0) > 0:
             q = code.mean(0).clamp(1e-6, 1 - 1e-6)
             kl = rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
@@ -221,4 +228,9 @@ class SDAE(StackedLayers, ReferenceModel):
             for name, value in cls.REAL_VALUED_DEFAULTS.items():
                 if name not in options and not (name == "lr" and lr is not None):
                     hp[name] = value
+            # the layers above the first see sparse codes in [0, 1], not whitened pixels: with the
+            # KL target there every unit of layer 2 and 3 collapsed to one all-negative weight vector
+            # (docs/models/sdae.md, "Upper layers")
+            if options.get("upper_sparsity") is None:
+                hp["upper_sparsity"] = 0.0
         return hp
