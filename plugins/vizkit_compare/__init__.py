@@ -100,7 +100,7 @@ class Compare(Probe):
         n = len(units)
         ncols = max(1, math.ceil(math.sqrt(n)))
         nrows = math.ceil(n / ncols)
-        side = min(6.0, max(2.6, 0.45 * ncols))
+        side = min(6.0, max(3.4, 0.45 * ncols))  # narrower panels clip the titles (36 units: 2.7 did)
         fig = Figure(figsize=(3 * side + 0.6, side * nrows / ncols + 1.3), layout="constrained")
         axes = fig.subplots(1, 3)
         for ax, (method, (_key, title)) in zip(axes, METHODS.items()):
