@@ -291,3 +291,20 @@ def test_checkpoints_from_before_the_upper_options_report_what_they_were_trained
     old = DBN.from_checkpoint(ckpt)
     upper = (old.hparams["upper_lr"], old.hparams["upper_sparsity"], old.hparams["upper_weight_decay"])
     assert upper == (0.02, 0.02, 0.0)
+
+
+@pytest.mark.slow
+def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli):
+    """Issue 10: with the upper RBMs' own defaults, clamping different h2 units of a patch DBN gives
+    different, reproducible means (with the Gaussian layer's settings: 1% unit share, all alike)."""
+    out = tmp_path / "dbn.pt"
+    res = cli("train", "dbn", "--data", "patches", "--layers", "400,400", "--out", out,
+              "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 0, res.err
+    model = vizkit.load(out)
+    assert (model.hparams["upper_lr"], model.hparams["upper_sparsity"]) == (0.1, 0.0)
+    result = vizkit.run_probe("clamp", model, "h2", units="0:36", samples=5)
+    mean = result.arrays["mean"].reshape(36, -1).astype(np.float64)
+    share = ((mean - mean.mean(0)) ** 2).sum() / (mean ** 2).sum()
+    assert share > 0.2
+    assert result.meta["half_agreement_median"] > 0.2
