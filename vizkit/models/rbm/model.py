@@ -412,8 +412,8 @@ def _concrete(hp: dict[str, Any]) -> dict[str, Any]:
     if hp.get("visible_std") is None:
         hp["visible_std"] = 1.0
     # the upper RBMs are binary whatever the first one is; the gaussian recipe (lr 0.02, sparsity
-    # 0.02, no weight decay) is for the first layer's edge detectors (docs/models/rbm.md, "Upper
-    # layers on patches")
+    # 0.02, no weight decay) is for the first layer's edge detectors (docs/models/rbm.md, "The RBMs
+    # above Gaussian visible units")
     if hp.get("upper_lr") is None:
         hp["upper_lr"] = 0.1 if gaussian else hp["lr"]
     if hp.get("upper_sparsity") is None:
