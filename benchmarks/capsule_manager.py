@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="batch order, noise and dropout (the init is fixed)")
     parser.add_argument("--hp", default="{}", help="model options as JSON")
     parser.add_argument("--every", type=int, default=1, help="evaluate every N epochs")
+    parser.add_argument("--save", default=None, help="write the trained model's state_dict and options here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -44,7 +45,11 @@ def main() -> None:
         spread = (model.eval().code(xtr[:500])[..., -1] * model.hparams["logit_gain"]).std(0).mean()
     print(f"initial noise-free logits: std over images {float(spread):.3g} (noise: uniform(0, "
           f"{model.hparams['noise']:g}))", flush=True)
-    opt = model.configure_optimizers()
+    # the model's own optimiser and its per-step schedule over the whole run, as the harness does
+    # (Lightning's estimated_stepping_batches = epochs x batches per epoch)
+    opt = model.make_optimizer()
+    total = args.epochs * -(-len(xtr) // args.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: model.lr_factor(step, total))
     start = time.time()
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -55,6 +60,7 @@ def main() -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             for k, v in terms.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach()) * len(idx) / len(xtr)
         if epoch % args.every and epoch != args.epochs:
@@ -62,9 +68,11 @@ def main() -> None:
         model.eval()
         c = capsule_cluster_error(model, xtr, ytr, xte, yte)
         mse = reconstruction_mse(model, xte, dropout=False)
-        print(f"epoch {epoch} ({time.time() - start:.0f} s) " + " ".join(f"{k}={v:.4g}" for k, v in totals.items())
+        print(f"epoch {epoch} ({time.time() - start:.0f} s, lr {sched.get_last_lr()[0]:.2g}) " + " ".join(f"{k}={v:.4g}" for k, v in totals.items())
               + f" | held-out mse {mse:.4f}, clustering error {c['error']:.3f}, {c['clusters_used']} used, "
               f"max y>=0.9 {c['max_y_ge_0.9']:.2f}, entropy {c['entropy_pct_of_logK']:.0f}% of log K", flush=True)
+    if args.save:
+        torch.save({"hparams": dict(model.hparams), "state_dict": model.state_dict()}, args.save)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,49 @@ def test_penalties():
     assert usage == pytest.approx(model.hparams["usage_penalty"] * 3 * math.log(3), rel=1e-5)
 
 
+def test_weight_decay_equals_the_thesis_formula_on_the_weights_in_use():
+    """The fused excess decay is Σ max(0, |θ| − 0.1)² of the effective numbers, with that gradient."""
+    from vizkit.models.capsule.model import excess_decay
+
+    model = tiny()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(30.0)  # plenty of numbers above 0.1 so the test can fail
+    plain = sum(torch.nn.functional.relu(p.abs() - 0.1).square().sum() for p in model.effective_parameters())
+    fused = sum(excess_decay(p, s) for p, s in model.scaled_parameters())
+    assert float(plain) > 1.0
+    assert float(fused) == pytest.approx(float(plain), rel=1e-5)
+    for scale in (1.0, 0.05):
+        raw = (torch.randn(6, 5, dtype=torch.float64) * 3).requires_grad_()
+        assert torch.autograd.gradcheck(lambda r, s=scale: excess_decay(r, s), (raw,))
+
+
+def test_cosine_schedule_runs_from_lr_to_its_final_fraction():
+    model = tiny(lr_final=0.05, warmup=0.1)
+    total = 100
+    factors = [model.lr_factor(step, total) for step in range(total)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # linear warm-up
+    assert factors[-1] == pytest.approx(0.05)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))  # then only down
+    assert tiny(lr_schedule="constant").lr_factor(50, total) == 1.0
+    assert tiny().lr_factor(0, total) == 1.0  # no warm-up by default
+
+
+def test_harness_decays_the_learning_rate_over_the_whole_run(cli, tmp_path, fresh_host):
+    """The scheduler is sized from the trainer's run (epochs × batches), so the last step of
+    ``--epochs 2`` trains at lr_final × lr."""
+    out = tmp_path / "m.pt"
+    args = ["train", "capsule", "--data", "digits", "--epochs", "2", "--out", str(out), "--lr", "0.01",
+            "--log-dir", str(tmp_path / "logs")] + [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    res = cli(*args)
+    assert res.code == 0, res.err
+    ckpt = torch.load(next((tmp_path / "logs").rglob("last.ckpt")), weights_only=False)
+    (sched,) = ckpt["lr_schedulers"]
+    steps = ckpt["global_step"]
+    assert steps > 10 and sched["last_epoch"] == steps
+    assert sched["_last_lr"][0] == pytest.approx(0.01 * 0.02, rel=0.05)
+
+
 def test_data_that_is_not_2d_images_is_refused(cli, tmp_path, fresh_host):
     np.save(tmp_path / "flat.npy", np.random.rand(50, 10).astype(np.float32))
     res = cli("train", "capsule", "--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "m.pt"))
