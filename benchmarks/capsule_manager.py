@@ -1,6 +1,7 @@
 """The capsule mixture's manager during training: does it learn to choose? (docs/models/capsule.md)
 
-A plain training loop (the model's own loss and optimiser, batch 100, no Lightning) on the offline
+A plain training loop (the model's own loss, optimiser and per-step learning-rate schedule over
+the whole run, batch 100, no Lightning) on the offline
 MNIST subset that prints, every ``--every`` epochs, the training loss terms, the held-out MSE, the
 25-label clustering error (cluster = noise-free argmax y, named by its most confident training
 image), how many components are used, the fraction of images with max y ≥ 0.9 and the manager's
