@@ -52,6 +52,29 @@ def test_lightning_checkpoint_loads_and_resumes(fresh_host, tmp_path, cli):
     assert resumed.metrics["layer 2"]["epochs"] == 2 and "layer 1" in resumed.metrics
 
 
+def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line(fresh_host, tmp_path, cli):
+    """Lightning restores the weights and the optimiser state before training starts; a checkpoint
+    written with other options (other shapes) or by a vizkit whose optimiser had other parameter
+    groups fails there, and that is the checkpoint's fault, said in one line (exit 1)."""
+    logs = tmp_path / "logs"
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "1", "--out", tmp_path / "a.pt",
+              "--log-dir", logs, "-q")
+    assert res.code == 0, res.err
+    ckpt = logs / "sdae" / "a-train" / "checkpoints" / "last.ckpt"
+    res = cli("train", "sdae", "--data", "digits", "--layers", "9", "--epochs", "2", "--out", tmp_path / "b.pt",
+              "--log-dir", logs, "-q", "--resume", ckpt)
+    assert res.code == 1 and "Traceback" not in res.err, res.err
+    assert res.err.strip().startswith(f"error: --resume {ckpt} does not fit this sdae model")
+    assert "size mismatch" in res.err and len(res.err.strip().splitlines()) == 1
+    raw = torch.load(ckpt, weights_only=True)
+    raw["optimizer_states"][0]["param_groups"].append(dict(raw["optimizer_states"][0]["param_groups"][0]))
+    torch.save(raw, tmp_path / "other-optimiser.ckpt")
+    res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "2", "--out", tmp_path / "c.pt",
+              "--log-dir", logs, "-q", "--resume", tmp_path / "other-optimiser.ckpt")
+    assert res.code == 1 and "does not fit this sdae model" in res.err and "Traceback" not in res.err, res.err
+    assert not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
+
+
 def test_a_crash_mid_training_leaves_the_last_finished_epoch_to_resume(fresh_host, tmp_path, cli, monkeypatch):
     def crash_in_third_epoch(self):
         if self.trainer.current_epoch == 2:

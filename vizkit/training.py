@@ -194,7 +194,16 @@ def train(
             num_sanity_val_steps=0,
         )
         ckpt_path = resume if (resume is not None and stage == first_stage) else None
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+        restored = _Started(pl)
+        trainer.callbacks.append(restored)
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            if ckpt_path is None or restored.started:
+                raise
+            first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"--resume {resume} does not fit this {kind} model (written with other "
+                                  f"options, data or an older vizkit): {first}") from None
         model.metrics[stage_name] = {
             k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
         }
@@ -206,6 +215,20 @@ def train(
     model.to("cpu")
     model.eval()
     return save_checkpoint(model.to_checkpoint(), out_path, model=model)  # with its listing: fast inspect
+
+
+def _Started(pl: Any) -> Any:
+    """A callback that notes when training starts: Lightning restores a ``--resume`` checkpoint
+    (weights, optimiser state) before that, so an error before it is a checkpoint that does not fit
+    the model, which deserves one line rather than Lightning's traceback."""
+
+    class Started(pl.Callback):
+        started = False
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            self.started = True
+
+    return Started()
 
 
 def _epoch_lines(pl: Any, label: str) -> Any:
