@@ -444,7 +444,7 @@ class CapsuleAE(ReferenceModel):
         last = getattr(self, "_last_good", "")
         keep = (f"the last good checkpoint is {last} (continue with --resume {last}, e.g. at a lower --lr)"
                 if last else "no epoch had finished, so there is no checkpoint yet")
-        raise TrainingDiverged(f"capsule training diverged: the loss became {float(loss)} at {where}; {keep}")
+        raise TrainingDiverged(f"capsule training diverged: the loss became {float(loss.detach())} at {where}; {keep}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         out = self.forward_parts(batch)
