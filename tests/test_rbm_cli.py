@@ -243,17 +243,6 @@ def test_sparsity_target_pulls_hidden_biases_towards_it():
     assert torch.allclose(grads.hidden_bias - base, torch.full((3,), 0.8), atol=1e-6)
 
 
-@pytest.mark.slow
-def test_rbm_default_on_patches_learns_gabor_like_filters(fresh_host, tmp_path, cli):
-    """Issue 10: `vizkit train rbm --data patches --hidden 100` → ≥ 40% Gabor-like h1 filters."""
-    out = tmp_path / "rbm.pt"
-    res = cli("train", "rbm", "--data", "patches", "--hidden", "100", "--out", out,
-              "--log-dir", tmp_path / "logs", "-q")
-    assert res.code == 0, res.err
-    result = vizkit.run_probe("gabor", vizkit.load(out), "h1")
-    assert result.meta["gabor_like_fraction"] >= 0.4
-
-
 def test_upper_rbms_above_gaussian_units_get_their_own_defaults():
     """The gaussian recipe (lr 0.02, sparsity 0.02, no decay) is the first RBM's; the binary RBMs above
     it default to lr 0.1, no sparsity target, weight decay 2e-4 (docs/models/rbm.md, "Upper layers");

@@ -175,14 +175,3 @@ def test_tica_learns_oriented_filters_and_pool_units_are_translation_invariant(f
         assert max(cosines) > 0.6, cosines  # random directions: ~0.06
         # it keeps clearly more activation than a direction the unit ignores (curvature -lambda)
         assert arrays["eigenvalues"][u, 0] > -0.95 * arrays["lagrange"][u]
-
-
-@pytest.mark.slow
-def test_default_command_on_12x12_patches_learns_gabors(fresh_host, tmp_path, cli):
-    """`vizkit train tcnn --data patches` with every default: >= 40% Gabor-like filters (measured 69%)."""
-    out = tmp_path / "tcnn.pt"
-    res = cli("train", "tcnn", "--data", "patches", "--out", out, "--log-dir", tmp_path / "logs", "-q")
-    assert res.code == 0, res.err
-    g = tmp_path / "g"
-    result = vizkit.run_probe("gabor", vizkit.load(out), "simple", out=g)
-    assert result.meta["gabor_like_fraction"] >= 0.4

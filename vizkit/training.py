@@ -194,7 +194,7 @@ def train(
             num_sanity_val_steps=0,
         )
         ckpt_path = resume if (resume is not None and stage == first_stage) else None
-        restored = _Started(pl)
+        restored = _training_started(pl)
         trainer.callbacks.append(restored)
         try:
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
@@ -217,7 +217,7 @@ def train(
     return save_checkpoint(model.to_checkpoint(), out_path, model=model)  # with its listing: fast inspect
 
 
-def _Started(pl: Any) -> Any:
+def _training_started(pl: Any) -> Any:
     """A callback that notes when training starts: Lightning restores a ``--resume`` checkpoint
     (weights, optimiser state) before that, so an error before it is a checkpoint that does not fit
     the model, which deserves one line rather than Lightning's traceback."""
