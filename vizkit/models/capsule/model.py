@@ -385,20 +385,22 @@ class CapsuleAE(ReferenceModel):
         target = x.reshape(len(x), *self.image_shape)
         c = start.clone().requires_grad_(True)
         opt = torch.optim.Adam([c], lr=lr)
+
+        def sq_error() -> torch.Tensor:
+            rec = self.decode(c[:, :POSE], c[:, POSE:], y)["reconstruction"]
+            return (rec - target).square().sum()
+
         errors: list[float] = []
         with torch.enable_grad():
-            for step in range(steps + 1):
-                if step == steps and not track:
-                    break
-                rec = self.decode(c[:, :POSE], c[:, POSE:], y)["reconstruction"]
-                err = (rec - target).square().sum()
+            for _ in range(steps):
+                err = sq_error()
                 if track:
                     errors.append(float(err.detach()) / target.numel())
-                if step == steps:
-                    break
                 # the gradient for the code alone: the decoder's parameters get nothing from this
                 (c.grad,) = torch.autograd.grad(err, c)
                 opt.step()
+            if track:
+                errors.append(float(sq_error().detach()) / target.numel())
         return comp, start, c.detach(), errors
 
     # -- probe protocol -----------------------------------------------------------------------
@@ -476,11 +478,7 @@ class CapsuleAE(ReferenceModel):
 
     def effective_parameters(self) -> list[torch.Tensor]:
         """Every learned number as the model uses it (scaled dense weights, raw everything else)."""
-        out = []
-        for module in self.modules():
-            for name, param in module.named_parameters(recurse=False):
-                out.append(module.weight if name == "weight_raw" else param)
-        return out
+        return [param * scale if scale != 1.0 else param for param, scale in self.scaled_parameters()]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         terms = self.loss_terms(batch)
@@ -591,4 +589,3 @@ def image_shape(input_shape: Any) -> tuple[int, int]:
         raise DataError(f"the capsule model draws 2-D single-channel images ([1, H, W] or [H, W]); "
                         f"this data has input shape {list(input_shape)}")
     return shape  # type: ignore[return-value]
-
