@@ -83,3 +83,34 @@ def test_code_target_term_trains_the_encoder_only():
         if not name.startswith("encoder."):
             assert p.grad is None or p.grad.abs().sum() == 0, name
     assert "code_target" not in tiny().train().loss_terms(x)  # off by default: the thesis's training
+
+
+def test_encoder_decay_shrinks_only_the_encoder_hidden_weights_by_lr_times_decay():
+    """With zero gradients Adam and RMSprop move nothing, so what moves is the decay alone."""
+    for optimizer in ("adam", "rmsprop"):
+        model = tiny(encoder_decay=0.3, lr=0.01, hidden_lr=4.0, optimizer=optimizer)
+        opt = model.make_optimizer()
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        opt.step()
+        shrunk = {f"encoder.{layer}.weight_raw" for layer in ("l1", "l2", "l3")}
+        for name, p in model.named_parameters():
+            factor = (1 - 0.04 * 0.3) ** 2 if name in shrunk else 1.0
+            torch.testing.assert_close(p.detach(), before[name] * factor, msg=f"{optimizer}: {name}")
+
+
+def test_encoder_decay_zero_keeps_the_three_groups_and_follows_the_schedule():
+    plain = tiny().make_optimizer()
+    assert len(plain.param_groups) == 3 and not plain._optimizer_step_pre_hooks
+    model = tiny(encoder_decay=0.5, lr=0.01, hidden_lr=2.0)
+    opt = model.make_optimizer()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)  # the rate halved, as a schedule does
+    assert sched.get_last_lr()[-1] == 0.01
+    w = model.encoder.l2.weight_raw
+    before = w.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    torch.testing.assert_close(w.detach(), before * (1 - 0.01 * 0.5))
