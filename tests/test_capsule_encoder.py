@@ -16,8 +16,7 @@ def tiny(**kw) -> CapsuleAE:
 
 def test_activation_sets_the_first_two_hidden_layers_of_both_nets():
     x = torch.rand(20, 1, 8, 8)
-    logistic, relu = tiny(), tiny(activation="relu")
-    assert logistic.hparams["activation"] == "logistic"  # the thesis's units stay the default
+    logistic, relu = tiny(activation="logistic"), tiny()
     for layer in ("h1", "h2"):
         h = logistic.activations(x, layer)
         assert ((h > 0) & (h < 1)).all()
@@ -35,14 +34,16 @@ def test_shared_code_adds_one_part_to_every_cc_but_not_to_the_logits():
         for layer in (model.encoder.out1, model.encoder.out2, model.encoder.out3):
             layer.weight_raw[:n_own] = 0.0
         model.encoder.out3.bias[:n_own] = 0.0
-    code = model.code(torch.rand(4, 1, 8, 8))
+    x4 = torch.rand(4, 1, 8, 8)
+    code = model.code(x4)
     assert code.shape == (4, 3, POSE + 2 + 1)
     torch.testing.assert_close(code[:, 0, :-1], code[:, 1, :-1])
     torch.testing.assert_close(code[:, 0, :-1], code[:, 2, :-1])
     assert code[:, 0, :-1].abs().sum() > 0
     assert (code[..., -1] == 0).all()  # the manager's logits are never shared
+    torch.testing.assert_close(model.activations(x4, "code"), code.flatten(1))
     # without the option the encoder has exactly the CCs' outputs
-    assert tiny().encoder.out3.bias.numel() == n_own
+    assert tiny(shared_code=False).encoder.out3.bias.numel() == n_own
     assert model.encoder.out3.bias.numel() == n_own + POSE + 2
 
 
@@ -102,7 +103,7 @@ def test_encoder_decay_shrinks_only_the_encoder_hidden_weights_by_lr_times_decay
 
 
 def test_encoder_decay_zero_keeps_the_three_groups_and_follows_the_schedule():
-    plain = tiny().make_optimizer()
+    plain = tiny(encoder_decay=0.0).make_optimizer()
     assert len(plain.param_groups) == 3 and not plain._optimizer_step_pre_hooks
     model = tiny(encoder_decay=0.5, lr=0.01, hidden_lr=2.0)
     opt = model.make_optimizer()
@@ -114,3 +115,16 @@ def test_encoder_decay_zero_keeps_the_three_groups_and_follows_the_schedule():
         p.grad = torch.zeros_like(p)
     opt.step()
     torch.testing.assert_close(w.detach(), before * (1 - 0.01 * 0.5))
+
+
+def test_a_checkpoint_from_before_the_new_options_loads_as_it_was_trained():
+    """Older files have no activation / shared_code / encoder_decay keys: logistic, no shared part."""
+    old = tiny(activation="logistic", shared_code=False, encoder_decay=0.0)
+    ckpt = old.to_checkpoint()
+    for key in ("activation", "shared_code", "encoder_decay"):
+        del ckpt["hparams"][key]
+    loaded = CapsuleAE.from_checkpoint(ckpt)
+    assert loaded.encoder.activation == "logistic" and not loaded.hparams["shared_code"]
+    x = torch.rand(3, 1, 8, 8)
+    torch.testing.assert_close(loaded.reconstruct(x), old.reconstruct(x))
+    assert tiny().hparams["activation"] == "relu" and tiny().hparams["shared_code"]  # today's defaults
