@@ -625,12 +625,12 @@ def decoupled_decay(optimizer: torch.optim.Optimizer, args: Any = None, kwargs: 
 
     A step pre-hook, so it acts with either optimiser, in the harness and in a plain loop, at the
     group's scheduled rate. Decoupled from the gradient as in AdamW (Loshchilov & Hutter 2019):
-    Adam's per-weight normalisation would turn an L2 gradient into a nearly constant pull on every
-    weight. (inferred, not the thesis's) On the MNIST subset the rectified encoder fits its 4,000
-    training images far better than held-out ones; this decay is what made it generalise
-    (docs/models/capsule.md).
+    an L2 term in the loss would be divided by Adam's per-weight gradient scale, so the weights
+    with the largest gradients would be decayed least. (inferred, not the thesis's) On the MNIST
+    subset the rectified encoder fits its 4,000 training images far better than held-out ones;
+    this decay is what made it generalise and beat PCA (docs/models/capsule.md).
     """
     with torch.no_grad():
         for group in optimizer.param_groups:
-            if group.get("decoupled_decay", 0.0) > 0 and group["params"]:
-                torch._foreach_mul_(group["params"], 1.0 - group["lr"] * group["decoupled_decay"])
+            for param in group["params"] if group.get("decoupled_decay", 0.0) > 0 else ():
+                param.mul_(1.0 - group["lr"] * group["decoupled_decay"])
