@@ -534,6 +534,7 @@ class CapsuleAE(ReferenceModel):
         """
         hp = self.hparams
         lr, beta2, decay = hp["lr"], hp.get("beta2", 0.999), hp.get("encoder_decay", 0.0)
+        hidden_lr = lr * hp.get("hidden_lr", 1.0)
         enc = self.encoder
         decayed = {id(layer.weight_raw) for layer in (enc.l1, enc.l2, enc.l3)} if decay > 0 else set()
         hidden = {id(p) for name, p in self.named_parameters() if name.split(".")[1:2] in (["l1"], ["l2"], ["l3"])}
@@ -544,9 +545,9 @@ class CapsuleAE(ReferenceModel):
 
         groups = [{"params": params(special, inside=False)},
                   {"params": [self.template_raw], "lr": lr * hp.get("template_lr", 1.0)},
-                  {"params": params(hidden - decayed), "lr": lr * hp.get("hidden_lr", 1.0)}]
+                  {"params": params(hidden - decayed), "lr": hidden_lr}]
         if decayed:
-            groups.append({"params": params(decayed), "lr": lr * hp.get("hidden_lr", 1.0), "decoupled_decay": decay})
+            groups.append({"params": params(decayed), "lr": hidden_lr, "decoupled_decay": decay})
         if hp["optimizer"] == "rmsprop":
             opt: torch.optim.Optimizer = torch.optim.RMSprop(groups, lr=lr, foreach=True)
         else:
