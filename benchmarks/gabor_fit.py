@@ -1,4 +1,4 @@
-"""Batched Gabor fitting (vizkit_gabor.fit) vs a Python loop of scipy least-squares fits.
+"""Batched Gabor fitting (vizkit.probes.gabor.fit) vs a Python loop of scipy least-squares fits.
 
 Both fit the same 9-parameter Gabor from the same starts (the FFT-peak starts of the batched fit)
 to the same filters: 64 FastICA unmixing filters of 12x12 natural-image patches (a realistic mix of
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 from sklearn.decomposition import FastICA
-from vizkit_gabor.fit import _grid, _linear_part, _model_and_jacobian, _starts, fit_gabors, gabor_like
 
-from vizkit.data.patches import _remove_dc, grey_images, patch_rng, sample_patches
+from vizkit.datasets.patches import _remove_dc, grey_images, patch_rng, sample_patches
+from vizkit.probes.gabor.fit import _grid, _linear_part, _model_and_jacobian, _starts, fit_gabors, gabor_like
 
 
 def filters(n: int = 64) -> np.ndarray:

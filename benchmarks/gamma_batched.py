@@ -22,11 +22,11 @@ import time
 import numpy as np
 import torch
 
-from vizkit import transforms
+from vizkit import image_transforms
 
 
 def build_model(layers: str) -> object:
-    from vizkit.data import patches
+    from vizkit.datasets import patches
     from vizkit.models.ladder import Ladder
 
     dm = patches.build(size=16, whiten="pca", n_train=20000, n_test=10)
@@ -48,16 +48,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build_model(args.layers)
     top = list(model.layer_infos())[-1]
-    n = args.sets * transforms.SET_SIZE
-    from vizkit.plugins import get_host
+    n = args.sets * image_transforms.SET_SIZE
+    from vizkit.registry import get_host
 
     get_host()
     # (1) forward pass rate on the same inputs, same chunks as the probe uses
-    source = transforms.set_source(model, "translation", n_sets=args.sets, seed=0)
+    source = image_transforms.set_source(model, "translation", n_sets=args.sets, seed=0)
     x = source.sets("translation").reshape(n, 1, 16, 16)
-    from vizkit_gamma import Gamma
+    from vizkit.probes.gamma import Gamma
 
-    chunk = Gamma._chunk(source, model.layer_infos(), 256.0, torch.float32) * transforms.SET_SIZE
+    chunk = Gamma._chunk(source, model.layer_infos(), 256.0, torch.float32) * image_transforms.SET_SIZE
 
     def forward() -> None:
         with torch.no_grad():
@@ -96,7 +96,7 @@ def main() -> None:
     t_naive = best(naive)
     rate_f = n / t_forward
     rate_g = n / t_gamma
-    rate_n = args.naive_sets * transforms.SET_SIZE / t_naive
+    rate_n = args.naive_sets * image_transforms.SET_SIZE / t_naive
     print(f"model: ladder mod 256-{args.layers.replace(',', '-')}, layer {top}; {args.sets} sets x 16 = {n} samples; "
           f"{args.threads} thread(s); best of {args.repeats}")
     print(f"forward only ({top}, chunks of {chunk}):        {rate_f:10.0f} samples/s  ({t_forward:.2f} s)")

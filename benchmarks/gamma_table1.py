@@ -32,7 +32,7 @@ LABEL = {"linear": "Linear", "nolat": "No-lat", "add": "Add", "mod": "Mod"}
 
 def wiener_cost(model: object) -> float:
     """Cost per element of the optimal linear denoiser on the model's own (scaled) patches."""
-    from vizkit.data import patches
+    from vizkit.datasets import patches
 
     info = model.data_info  # type: ignore[attr-defined]
     opts = {k: v for k, v in info["options"].items() if k in ("size", "whiten", "images")}

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import vizkit
-from vizkit.curvature import (
+from vizkit.probes.hessian.curvature import (
     SphereCurvature,
     angle_between,
     full_spectrum,

@@ -21,7 +21,7 @@ def binarised_mnist(data_dir: str | None, seed: int = 0) -> tuple[torch.Tensor, 
 
     Every contender trains and is evaluated on exactly these tensors.
     """
-    from vizkit.data import mnist
+    from vizkit.datasets import mnist
 
     dm = mnist.build(data_dir=data_dir, seed=seed)
     gen = torch.Generator().manual_seed(seed)
@@ -48,7 +48,7 @@ def fit_vizkit_rbm(train: torch.Tensor, test: torch.Tensor, *, hidden: int, epoc
                    lr: float, trainer: str = "pcd", seed: int = 0, progress: bool = False,
                    **options) -> tuple[object, list[float]]:
     """Train a vizkit ``rbm`` with Lightning as ``vizkit train`` does; returns (model, epoch times)."""
-    from vizkit.data.base import VizDataModule
+    from vizkit.datasets.base import VizDataModule
     from vizkit.models.rbm import RBM
 
     pl.seed_everything(seed, verbose=False)

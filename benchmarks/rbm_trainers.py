@@ -81,7 +81,7 @@ def main() -> None:
     quiet()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vizkit.data import mnist
+    from vizkit.datasets import mnist
     from vizkit.models.rbm import log_partition_exact
     from vizkit.models.rbm.evaluate import log_likelihood_exact
 
@@ -116,8 +116,8 @@ def write_samples_figure(models: dict, path: str, seed: int, chains: int = 12, s
     """One row per trainer: ``chains`` independent chains after ``steps`` Gibbs steps."""
     import numpy as np
 
+    from vizkit.figure import as_images, image_grid
     from vizkit.output import figure_png
-    from vizkit.render import as_images, image_grid
 
     rows = []
     for model in models.values():

@@ -5,7 +5,7 @@ MNIST subset (vizkit's convnet, ``channels = 16,32``, layer ``conv2``: 32 units;
 timing does not depend on training).
 
 * **one pass**: ``vizkit.run_probe("topk", ...)`` — each batch of images goes through the model
-  once and updates a running top-k for all units (``vizkit.datasource.top_examples``).
+  once and updates a running top-k for all units (``vizkit.probe_inputs.top_examples``).
 * **per unit**: the same running top-k, but one full pass over the data for each unit (what a
   loop over ``units`` around a single-unit search does).
 * **search only**: the one-pass running top-k without the probe's crops, figure and data loading.
@@ -35,14 +35,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import vizkit
-    from vizkit import datasource
+    from vizkit import probe_inputs
     from vizkit.models.convnet import ConvNet
 
     torch.manual_seed(0)
     model = ConvNet(input_shape=[1, 28, 28], classes=10, channels="16,32").eval()
     model.data_info = {"name": "mnist", "options": {}, "seed": 0}
     info = model.layer_infos()[args.layer]
-    examples = datasource.load_examples(model)
+    examples = probe_inputs.load_examples(model)
     units = torch.arange(info.n_units)
 
     start = time.perf_counter()
@@ -50,24 +50,24 @@ def main() -> None:
     t_one = time.perf_counter() - start
 
     def score_all(x: torch.Tensor) -> torch.Tensor:
-        return datasource.unit_scores(model.activations(x, args.layer), units, info)
+        return probe_inputs.unit_scores(model.activations(x, args.layer), units, info)
 
     start = time.perf_counter()
-    engine = datasource.top_examples(score_all, examples, args.k, 256)[1]
+    engine = probe_inputs.top_examples(score_all, examples, args.k, 256)[1]
     t_engine = time.perf_counter() - start
 
     start = time.perf_counter()
     per_unit = []
     for u in units:
         def score(x: torch.Tensor, u: torch.Tensor = u) -> torch.Tensor:
-            return datasource.unit_scores(model.activations(x, args.layer), u.reshape(1), info)
+            return probe_inputs.unit_scores(model.activations(x, args.layer), u.reshape(1), info)
 
-        per_unit.append(datasource.top_examples(score, examples, args.k, 256)[1])
+        per_unit.append(probe_inputs.top_examples(score, examples, args.k, 256)[1])
     t_per_unit = time.perf_counter() - start
 
     start = time.perf_counter()
     with torch.no_grad():
-        scores = torch.cat([datasource.unit_scores(model.activations(x, args.layer), units, info)
+        scores = torch.cat([probe_inputs.unit_scores(model.activations(x, args.layer), units, info)
                             for _, x in examples.batches(256)]).double()
     order = np.stack([np.lexsort((np.arange(len(s)), -s))[:args.k] for s in scores.T.numpy()])
     t_sort = time.perf_counter() - start
@@ -78,7 +78,7 @@ def main() -> None:
     print(f"topk: top-{args.k} of {len(units)} units of {args.layer} over {n} images "
           f"({examples.source}), {args.threads} thread(s)")
     print(f"  one pass, running top-k (vizkit topk, incl. crops and figure): {t_one:8.3f} s")
-    print(f"  one pass, running top-k only (datasource.top_examples):     {t_engine:8.3f} s")
+    print(f"  one pass, running top-k only (probe_inputs.top_examples):     {t_engine:8.3f} s")
     print(f"  one pass per unit (same running top-k, one unit each):      {t_per_unit:8.3f} s")
     print(f"  one pass, keep all scores and sort:                         {t_sort:8.3f} s")
     print(f"  ratio per-unit / one pass: {t_per_unit / t_engine:.1f}x (search only), "

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vizkit.checkpoint import save_checkpoint
-from vizkit.plugins import PluginHost, reset_host
+from vizkit.registry import PluginHost, reset_host
 
 DATA_INFO = {
     "name": "digits",

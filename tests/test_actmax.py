@@ -257,7 +257,7 @@ def test_logit_target_gives_the_same_optimum_and_the_pre_activation(fresh_host):
 
 
 def test_unsquash_inverts_sigmoid_and_tanh():
-    from vizkit_actmax import unsquash
+    from vizkit.probes.actmax import unsquash
 
     z = torch.linspace(-6, 6, 13, dtype=torch.float64)
     torch.testing.assert_close(unsquash(torch.sigmoid(z), "logit"), z)
@@ -267,7 +267,7 @@ def test_unsquash_inverts_sigmoid_and_tanh():
 
 
 def test_sensitivity_scale_stretches_a_saturated_matrix():
-    from vizkit_actmax.figures import sensitivity_matrix
+    from vizkit.probes.actmax.figures import sensitivity_matrix
 
     flat = 0.99 + 0.009 * np.eye(4)
     _, scale = sensitivity_matrix(flat, [0, 1, 2, 3], "t")

@@ -74,7 +74,7 @@ def test_default_manager_starts_image_dependent_on_the_scale_of_its_noise():
     of the order of the uniform(0, 10) noise: the thesis's manager needs a choice to sharpen; with
     logits 0.07 apart the training-time y is pure noise and the CCs never specialise
     (docs/models/capsule.md)."""
-    from vizkit.data.mnist import _load_subset
+    from vizkit.datasets.mnist import _load_subset
 
     torch.manual_seed(0)
     x = torch.as_tensor(np.array(_load_subset(0)[0][:200])).reshape(-1, 1, 28, 28)

@@ -66,7 +66,7 @@ def test_compare_runs_all_three_methods_on_the_same_units(fresh_host, tmp_path):
 
 
 def test_compare_says_when_a_panel_shows_the_same_image_for_every_unit():
-    from vizkit_compare import SAME_FOR_ALL, unit_share
+    from vizkit.probes.compare import SAME_FOR_ALL, unit_share
 
     rng = np.random.default_rng(0)
     common = rng.normal(size=(1, 1, 3, 3))
@@ -99,7 +99,7 @@ def test_a_units_samples_do_not_depend_on_the_other_units_in_the_batch():
 
 
 def test_half_agreement_tells_a_units_own_pattern_from_sampling_noise():
-    from vizkit_clamp import half_agreement
+    from vizkit.probes.clamp import half_agreement
 
     rng = np.random.default_rng(0)
     units, chains, per_chain = 30, 10, 5

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vizkit.data import (
+from vizkit.datasets import (
     BUILTIN_DATASETS,
     DatasetSpec,
     VizDataModule,
@@ -22,7 +22,7 @@ from vizkit.data import (
     read_idx,
     write_idx,
 )
-from vizkit.data.base import split_indices
+from vizkit.datasets.base import split_indices
 from vizkit.errors import DataError, UnknownNameError
 
 REGISTRY = builtin_registry()

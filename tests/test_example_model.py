@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import vizkit
-from vizkit.plugins import PluginHost, reset_host
+from vizkit.registry import PluginHost, reset_host
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "vizkit-example-model"
 

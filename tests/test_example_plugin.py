@@ -32,7 +32,7 @@ from torch import nn
 
 import vizkit
 from vizkit.errors import OptionError, PluginError
-from vizkit.plugins import PluginHost, reset_host
+from vizkit.registry import PluginHost, reset_host
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "vizkit-example-plugin"

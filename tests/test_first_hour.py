@@ -8,7 +8,7 @@ import pytest
 import vizkit
 from vizkit.api import _files_read
 from vizkit.errors import OptionError, UnknownNameError
-from vizkit.render import image_grid
+from vizkit.figure import image_grid
 
 
 def test_image_grid_takes_channel_first_batches():

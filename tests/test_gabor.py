@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from vizkit_gabor import crop_to_fields
-from vizkit_gabor.fit import fit_gabors, gabor_images, gabor_like
 
 import vizkit
+from vizkit.probes.gabor import crop_to_fields
+from vizkit.probes.gabor.fit import fit_gabors, gabor_images, gabor_like
 
 SIDE = 12
 

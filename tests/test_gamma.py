@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import vizkit
-from vizkit import transforms
+from vizkit import image_transforms
 from vizkit.checkpoint import save_checkpoint
 
 
@@ -72,7 +72,7 @@ def test_step_two_crops_overlap_less(fresh_host, noise_file):
 @pytest.fixture(scope="module")
 def ladder_file(tmp_path_factory):
     """A small Mod ladder on 8x8 PCA-whitened patches (random weights), saved once per module."""
-    from vizkit.data import patches
+    from vizkit.datasets import patches
     from vizkit.models.ladder import Ladder
 
     dm = patches.build(size=8, whiten="pca", n_train=2000, n_test=10)
@@ -88,7 +88,7 @@ def test_gamma_equals_an_independent_numpy_computation(fresh_host, ladder_file):
     model = vizkit.load(ladder_file)
     result = vizkit.run_probe("gamma", model, "h1", sets=300, transform="rotation", memory_mb=1.0)
     assert result.meta["chunk_sets"] < 300  # several chunks were accumulated
-    source = transforms.set_source(model, "rotation", n_sets=300, seed=0)
+    source = image_transforms.set_source(model, "rotation", n_sets=300, seed=0)
     x = source.sets("rotation").reshape(300 * 16, -1).double().numpy() / model.hparams["data_std"]
     w = [p.detach().double().numpy() for p in model.weight]
     b = [p.detach().double().numpy() for p in model.bias]
@@ -114,7 +114,7 @@ def test_gamma_agrees_with_a_naive_per_set_loop(fresh_host, ladder_file):
     variances in Python floats."""
     model = vizkit.load(ladder_file)
     result = vizkit.run_probe("gamma", model, "h2", sets=25, transform="translation")
-    source = transforms.set_source(model, "translation", n_sets=25, seed=0)
+    source = image_transforms.set_source(model, "translation", n_sets=25, seed=0)
     acts = []
     for s in range(25):
         copies = source.sets("translation", s, s + 1)[0]
@@ -132,7 +132,7 @@ def test_significance_follows_the_supplementary_definition(fresh_host, ladder_fi
     model = vizkit.load(ladder_file)
     result = vizkit.run_probe("gamma", model, "h2", sets=60, pool_starts=2, pool_links=2, pool_members=5)
     assert result.meta["significance"] == "decoder"
-    source = transforms.set_source(model, "translation", n_sets=60, seed=0)
+    source = image_transforms.set_source(model, "translation", n_sets=60, seed=0)
     x = source.sets("translation").reshape(60 * 16, 1, 8, 8)
     h1 = model.activations(x, "h1").detach().double()
     h2 = model.activations(x, "h2").detach().double()
@@ -155,7 +155,7 @@ def test_all_transforms_and_the_written_result(fresh_host, ladder_file, tmp_path
     meta = json.loads((out / "result.json").read_text())
     assert meta["transforms"] == ["translation", "rotation", "scale"]
     with np.load(out / "arrays.npz") as arrays:
-        for kind in transforms.KINDS:
+        for kind in image_transforms.KINDS:
             assert arrays[f"gamma_{kind}"].shape == (6,) and arrays[f"layer_gamma_{kind}"].shape == (3,)
             assert ((arrays[f"gamma_{kind}"] >= 0) & (arrays[f"gamma_{kind}"] <= 1)).all()
         np.testing.assert_array_equal(arrays["gamma"], arrays["gamma_translation"])

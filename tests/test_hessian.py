@@ -1,4 +1,4 @@
-"""hessian probe and vizkit.curvature: known answers (Berkes & Wiskott), Lanczos vs full, outputs, bad input."""
+"""hessian probe and vizkit.probes.hessian.curvature: known answers (Berkes & Wiskott), Lanczos vs full, outputs, bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from scipy.linalg import null_space
 from torch import nn
 
 import vizkit
-from vizkit.curvature import SphereCurvature, angle_between, full_spectrum, lanczos_spectrum, unit_objective
+from vizkit.probes.hessian.curvature import (
+    SphereCurvature,
+    angle_between,
+    full_spectrum,
+    lanczos_spectrum,
+    unit_objective,
+)
 
 RHO = 3.0
 
@@ -292,7 +298,7 @@ def test_a_sigmoid_of_a_linear_unit_is_degenerate_and_says_so(fresh_host, capsys
 
 
 def test_degeneracy_counts_a_known_spectrum():
-    from vizkit.curvature import degeneracy
+    from vizkit.probes.hessian.curvature import degeneracy
 
     values = torch.tensor([[-3.0, -1.0, -1.0, -1.0, -0.5, -0.2]])
     lam = torch.tensor([1.0])  # flat value −λ = −1
@@ -306,7 +312,7 @@ def test_degeneracy_counts_a_known_spectrum():
 def test_shift_alignment_known_answers():
     """A direction that IS the tangent part of a one-pixel shift scores 1; random directions score
     about sqrt(k / (D − 1))."""
-    from vizkit_hessian.transforms import TRANSFORMS, transform_alignment, transformed
+    from vizkit.probes.hessian.alignment import TRANSFORMS, transform_alignment, transformed
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:12, :12]

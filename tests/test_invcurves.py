@@ -59,7 +59,7 @@ def test_probability_curves_and_figure(fresh_host, tmp_path):
     model = make_convnet()
     result = vizkit.run_probe("invcurves", model, "pool1", images="0,200", points=5, out=tmp_path / "o")
     assert result.meta["layers"] == ["conv1", "pool1", "pool2"]
-    from vizkit.data.digits import build
+    from vizkit.datasets.digits import build
 
     dm = build(seed=0)
     x, y = dm.test_tensor()[[0, 200]], dm.test_labels()[[0, 200]]

@@ -77,7 +77,7 @@ def test_zero_outside_the_receptive_field_and_the_direct_difference_inside(fresh
 def test_probability_and_label_maps(fresh_host, tmp_path):
     model = make_convnet()
     result = vizkit.run_probe("occlusion", model, "pool2", units="0:2", images="0,100", window=3, out=tmp_path / "o")
-    from vizkit.data.digits import build
+    from vizkit.datasets.digits import build
 
     dm = build(seed=0)
     x, y = dm.test_tensor()[[0, 100]], dm.test_labels()[[0, 100]]

@@ -8,7 +8,7 @@ import pytest
 
 import vizkit
 from vizkit.errors import PluginError
-from vizkit.plugins import PluginHost
+from vizkit.registry import PluginHost
 
 
 def probe_plugin(probe_name: str, requires=frozenset({"activations"})) -> types.ModuleType:
@@ -160,7 +160,7 @@ def test_builtin_filters_registers_through_entry_points(fresh_host):
 
 
 def test_import_vizkit_loads_no_plugin():
-    code = "import vizkit, vizkit.plugins as p, sys; vizkit.wrap; print(p._host is None, 'vizkit_filters' in sys.modules)"
+    code = "import vizkit, vizkit.registry as p, sys; vizkit.wrap; print(p._host is None, 'vizkit.probes.filters' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False"]
 
@@ -221,7 +221,7 @@ def test_register_datasets_and_register_commands_hooks(fresh_host, cli):
     import click
     import torch
 
-    from vizkit.data.base import VizDataModule
+    from vizkit.datasets.base import VizDataModule
 
     mod = types.ModuleType("plugin_extras")
 

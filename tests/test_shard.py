@@ -133,7 +133,7 @@ def test_a_rerun_with_more_units_computes_only_the_new_ones(fresh_host, tmp_path
 def test_a_subset_is_taken_without_computing_and_other_options_start_afresh(fresh_host, tmp_path, monkeypatch):
     model = make_sdae("6,4")
     vizkit.run_probe("filters", model, "h1", units="0:6", out=tmp_path)
-    from vizkit.plugins import get_host
+    from vizkit.registry import get_host
 
     filters = get_host().probe("filters")
 

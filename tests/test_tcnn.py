@@ -156,7 +156,7 @@ def test_tica_learns_oriented_filters_and_pool_units_are_translation_invariant(f
     bank = model.filter_bank().reshape(-1, 10, 10).numpy()
     random_bank = np.random.default_rng(0).normal(size=bank.shape)
     assert np.median(gabor_likeness(bank)) > 3 * np.median(gabor_likeness(random_bank))  # ~0.58 vs 0.10
-    from vizkit_gabor.fit import fit_gabors
+    from vizkit.probes.gabor.fit import fit_gabors
 
     assert fit_gabors(bank).fraction >= 0.4  # issue 10's goal, by the gabor probe's measure
     units = [model.unit_index("pool", m, 2, 2) for m in range(4)]

@@ -10,7 +10,7 @@ import torch
 
 import vizkit
 from vizkit.checkpoint import save_checkpoint
-from vizkit.datasource import load_examples
+from vizkit.probe_inputs import load_examples
 
 from .conftest import make_sdae
 from .test_capsule_model import tiny

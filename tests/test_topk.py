@@ -21,7 +21,7 @@ def brute_force(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def digits_test_split() -> torch.Tensor:
-    from vizkit.data.digits import build
+    from vizkit.datasets.digits import build
 
     return build(seed=0).test_tensor()
 
@@ -74,7 +74,7 @@ def test_wrapped_module_on_user_data(fresh_host, tmp_path):
     np.save(tmp_path / "x.npy", data)
     model = vizkit.wrap(net, input_shape=(1, 12, 12), layers=["1", "4"])
     result = vizkit.run_probe("topk", model, "4", data=str(tmp_path / "x.npy"), split="all", k=3)
-    from vizkit.data.user import from_path
+    from vizkit.datasets.user import from_path
 
     dm = from_path(tmp_path / "x.npy")
     everything = torch.cat([dm.train_tensor(), dm.test_tensor()])

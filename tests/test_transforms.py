@@ -1,11 +1,11 @@
-"""vizkit.transforms: the transformation sets that γ and the invariance curves share."""
+"""vizkit.image_transforms: the transformation sets that γ and the invariance curves share."""
 
 import numpy as np
 import pytest
 import torch
 
 import vizkit
-from vizkit import transforms as T
+from vizkit import image_transforms as T
 
 
 def test_set_values_are_the_papers():
@@ -132,7 +132,7 @@ def test_bad_input_is_refused():
 
 
 def test_public_api():
-    assert vizkit.transforms is T
+    assert vizkit.image_transforms is T
     assert vizkit.transformation_sets is T.transformation_sets
     assert vizkit.transform_images is T.transform_images
 

@@ -21,13 +21,13 @@ _EXPORTS = {
     "list_models": "vizkit.api",
     "list_datasets": "vizkit.api",
     "compatible_probes": "vizkit.api",
-    "wrap": "vizkit.wrap",
-    "WrappedModel": "vizkit.wrap",
+    "wrap": "vizkit.wrapping",
+    "WrappedModel": "vizkit.wrapping",
     "from_sklearn_rbm": "vizkit.adapters.sklearn_rbm",
     "save_sklearn_rbm": "vizkit.adapters.sklearn_rbm",
     # writing plugins
     "hookimpl": "vizkit.hookspecs",
-    "LazyModel": "vizkit.plugins",
+    "LazyModel": "vizkit.registry",
     "Probe": "vizkit.probe",
     "ProbeContext": "vizkit.probe",
     "Result": "vizkit.probe",
@@ -48,17 +48,17 @@ _EXPORTS = {
     "paired_unit_activations": "vizkit.model",
     "layer_activations": "vizkit.model",
     "ReferenceModel": "vizkit.models.base",
-    "DatasetSpec": "vizkit.data",
-    "VizDataModule": "vizkit.data.base",
+    "DatasetSpec": "vizkit.datasets",
+    "VizDataModule": "vizkit.datasets.base",
     "capabilities": "vizkit.capabilities",
-    "render": "vizkit.render",
+    "figure": "vizkit.figure",
     "optim": "vizkit.optim",
     "sphere": "vizkit.sphere",
-    "datasource": "vizkit.datasource",
+    "probe_inputs": "vizkit.probe_inputs",
     "deconvnet": "vizkit.deconvnet",
-    "transforms": "vizkit.transforms",
-    "transformation_sets": "vizkit.transforms",
-    "transform_images": "vizkit.transforms",
+    "image_transforms": "vizkit.image_transforms",
+    "transformation_sets": "vizkit.image_transforms",
+    "transform_images": "vizkit.image_transforms",
     # errors
     "VizkitError": "vizkit.errors",
     "UsageError": "vizkit.errors",
@@ -77,20 +77,21 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+#: Modules exported as modules (``from vizkit import figure``), not as an attribute of one.
+_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "deconvnet", "image_transforms"}
+
+#: Earlier names of public modules, kept so third-party plugins written against them still import.
+_RENAMED = {"render": "figure", "datasource": "probe_inputs", "transforms": "image_transforms"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        return __getattr__(_RENAMED[name])
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'vizkit' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    # Importing the submodule vizkit.wrap binds the package attribute "wrap" to that module,
-    # hiding the function of the same name (vizkit.WrappedModel first, then vizkit.wrap(...) failed
-    # with "'module' object is not callable"); drop such a binding so the name resolves here.
-    shadowed = module.rsplit(".", 1)[-1]
-    if shadowed != name and shadowed in _EXPORTS and _EXPORTS[shadowed] == module \
-            and globals().get(shadowed) is mod:
-        del globals()[shadowed]
-    value = mod if name in ("capabilities", "render", "optim", "sphere", "transforms", "datasource",
-                        "deconvnet") else getattr(mod, name)
+    value = mod if name in _MODULES else getattr(mod, name)
     globals()[name] = value
     return value
 

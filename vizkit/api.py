@@ -29,8 +29,8 @@ from .errors import (
 from .model import ProbeModel, layer_info
 from .options import resolve_options
 from .output import RESULT_FIXED, check_overwrite, ensure_writable, load_arrays, verified_meta
-from .plugins import get_host
 from .probe import ProbeContext, Result
+from .registry import get_host
 from .units import parse_units
 
 
@@ -125,7 +125,7 @@ def load_module(
     import sys
 
     from .checkpoint import read_weights
-    from .wrap import wrap
+    from .wrapping import wrap
 
     module_name, sep, attr = factory.partition(":")
     if not sep or not module_name or not attr:
@@ -183,15 +183,15 @@ def _parse_shape(value: Any) -> tuple[int, ...]:
 
 def load_dataset(name_or_path: str, split: str = "test", seed: int = 0, limit: int = 0, **options: Any) -> Any:
     """Examples of a registered dataset (``vizkit datasets``) or of your own ``.npy``/``.npz``/image
-    folder, as a :class:`vizkit.datasource.Examples` (``images`` ``[N, *input_shape]``, ``labels``
+    folder, as a :class:`vizkit.probe_inputs.Examples` (``images`` ``[N, *input_shape]``, ``labels``
     or None, ``source``).
 
     ``split`` is ``test`` (default), ``train`` or ``all``; ``options`` are the dataset's own (the
     ``-D KEY=VALUE`` of ``vizkit train``), e.g. ``load_dataset("patches", size=16, whiten="zca")``.
-    A probe that wants the model's *own* data calls ``vizkit.datasource.load_examples(ctx.model)``.
+    A probe that wants the model's *own* data calls ``vizkit.probe_inputs.load_examples(ctx.model)``.
     """
-    from .datasource import SPLITS, Examples
     from .errors import OptionError
+    from .probe_inputs import SPLITS, Examples
     from .training import build_data
 
     if split not in SPLITS:

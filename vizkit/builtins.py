@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .hookspecs import hookimpl
-from .plugins import LazyModel
+from .registry import LazyModel
 
 
 @hookimpl
@@ -28,7 +28,7 @@ def register_models(register: Callable[[Any], None]) -> None:
 
 @hookimpl
 def register_datasets(register: Callable[[Any], None]) -> None:
-    from .data import BUILTIN_DATASETS
+    from .datasets import BUILTIN_DATASETS
 
     for spec in BUILTIN_DATASETS:
         register(spec)

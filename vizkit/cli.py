@@ -54,7 +54,7 @@ class LazyGroup(click.Group):
     def _add_plugin_commands(self) -> None:
         if not self._plugins_added:
             self._plugins_added = True
-            from .plugins import get_host
+            from .registry import get_host
 
             get_host().register_commands(self)
 
@@ -234,7 +234,7 @@ def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str 
     from . import api
     from .options import resolve_options
     from .output import ensure_writable
-    from .plugins import get_host
+    from .registry import get_host
 
     probe_cls = get_host().probe(plugin)
     options = {}
@@ -300,7 +300,7 @@ def _load_model(checkpoint: str | None, module: str | None, weights: str | None,
 @cli.command(context_settings=CONTEXT)
 def plugins() -> None:
     """List installed probes with their capabilities and options, and any broken plugin."""
-    from .plugins import get_host
+    from .registry import get_host
 
     host = get_host()
     for name, reg in sorted(host.probes.items()):
@@ -317,7 +317,7 @@ def plugins() -> None:
 @cli.command(context_settings=CONTEXT)
 def models() -> None:
     """List model kinds that `vizkit train` and `vizkit.load` know."""
-    from .plugins import get_host
+    from .registry import get_host
 
     host = get_host()
     for name, reg in sorted(host.models.items()):
@@ -331,7 +331,7 @@ def models() -> None:
 @cli.command(context_settings=CONTEXT)
 def datasets() -> None:
     """List datasets that `vizkit train --data` accepts."""
-    from .plugins import get_host
+    from .registry import get_host
 
     host = get_host()
     for name, reg in sorted(host.datasets.items()):

@@ -158,7 +158,7 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
     not write there.
     """
     from . import api
-    from .plugins import get_host
+    from .registry import get_host
     from .training import train
 
     recipe = read_recipe(recipe_path)

@@ -19,12 +19,12 @@ import torch
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import CheckpointError, OutputError, UsageError
-from .plugins import get_host
+from .registry import get_host
 
 
 def build_data(name: str, options: Mapping[str, Any], batch_size: int, seed: int) -> Any:
     """Build a registered dataset (or a user file/folder) with its options."""
-    from .data import build_dataset
+    from .datasets import build_dataset
 
     registry = {n: r.obj for n, r in get_host().datasets.items()}
     return build_dataset(name, registry, batch_size=batch_size, seed=seed, **dict(options))

@@ -39,7 +39,7 @@ def from_sklearn_rbm(
     (images), else ``(n_features,)``. Pass the training array as ``data`` to store its statistics
     (mean input norm, pixel range: what probes such as ``actmax`` need), or a ready ``data_info``.
     """
-    from ..data.base import compute_stats
+    from ..datasets.base import compute_stats
     from ..models.rbm import RBM
 
     missing = [a for a in ("components_", "intercept_hidden_", "intercept_visible_") if not hasattr(rbm, a)]

@@ -55,8 +55,8 @@ def sample_result(model, *, layer: str | None = None, chains: int = 100, samples
                   burn_in: int = 0, probabilities: bool = True, seed: int = 0, device: str | None = None):
     """The samples as a :class:`vizkit.Result` (arrays, one figure, caption, metadata)."""
     from ...api import check_device, check_seed
+    from ...figure import as_images, image_grid
     from ...probe import Result
-    from ...render import as_images, image_grid
 
     check_seed(seed)
     dev = check_device(device)

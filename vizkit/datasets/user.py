@@ -1,0 +1,174 @@
+"""User data: an ``.npy`` / ``.npz`` array or a folder of images, turned into a VizDataModule.
+
+Layouts understood (N examples first):
+
+* ``[N, H, W]`` -> grey ``(1, H, W)``;
+* ``[N, C, H, W]`` -> ``(C, H, W)``; ``[N, H, W, C]`` with C in {1, 3, 4} and the second axis not
+  in {1, 3, 4} is taken as channel-last and transposed (what image libraries write);
+* ``[N, D]`` -> ``(1, s, s)`` when D = s*s (flattened square images), else flat ``(D,)``.
+
+``uint8`` arrays and 8-bit images are divided by 255 (grey levels); other numbers are used as they
+are. The split is a seeded 90/10 permutation. Every problem with the input is a DataError with
+one line saying what is wrong with which file, because this is the first thing a new user tries.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vizkit.datasets.base import VizDataModule, coerce_int, coerce_optional_int, split_indices
+from vizkit.errors import DataError
+
+__all__ = ["ARRAY_SUFFIXES", "IMAGE_SUFFIXES", "NPZ_KEYS", "TEST_FRACTION", "from_path",
+           "load_array", "load_image_folder"]
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+#: Keys of an ``.npz`` archive preferred over its first array.
+NPZ_KEYS = ("x", "X", "data")
+TEST_FRACTION = 0.1
+_CHANNELS = (1, 3, 4)
+
+
+def load_array(path: Path) -> np.ndarray:
+    """The raw array in an ``.npy`` file, or the chosen array of an ``.npz`` archive."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            if not archive.files:
+                raise DataError(f"{path} contains no arrays")
+            key = next((k for k in NPZ_KEYS if k in archive.files), archive.files[0])
+            return archive[key]
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise DataError(f"cannot read {path}: {exc} (object arrays are not supported)") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, bool]:
+    """One image as float64 ``[H, W, 3]`` or ``[H, W]`` in its natural scale, and whether grey."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode.startswith("I;16"):
+                return np.asarray(img, dtype=np.float64) / 65535.0, True
+            if mode in ("I", "F"):
+                return np.asarray(img, dtype=np.float64), True
+            if mode in ("1", "L", "LA"):
+                return np.asarray(img.convert("L"), dtype=np.float64) / 255.0, True
+            rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+    # a grey picture saved as RGB is still grey
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0], True
+    return rgb, False
+
+
+def load_image_folder(folder: Path) -> np.ndarray:
+    """All images directly in ``folder`` (sorted by name) as ``[N, C, H, W]`` float32.
+
+    Grey (C = 1) if every image is grey, else RGB (C = 3, grey ones replicated). Other files and
+    subfolders are ignored so a README next to the images does no harm.
+    """
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    images: list[np.ndarray] = []
+    all_grey = True
+    first_size: tuple[int, int] | None = None
+    for path in files:
+        image, grey = _read_image(path)
+        size = (image.shape[0], image.shape[1])
+        if first_size is None:
+            first_size = size
+        elif size != first_size:
+            raise DataError(f"images in {folder} differ in size: {files[0].name} is "
+                            f"{first_size[0]}x{first_size[1]}, {path.name} is {size[0]}x{size[1]}")
+        images.append(image)
+        all_grey &= grey
+    if all_grey:
+        stacked = np.stack(images)[:, None]
+    else:
+        stacked = np.stack([im if im.ndim == 3 else np.repeat(im[..., None], 3, axis=2)
+                            for im in images]).transpose(0, 3, 1, 2)
+    return stacked.astype(np.float32)
+
+
+def _to_examples(array: np.ndarray, path: Path) -> np.ndarray:
+    """``array`` as float32 ``[N, *input_shape]`` following the layouts in the module docstring."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path} holds {array.dtype} values; expected numbers")
+    if array.ndim not in (2, 3, 4):
+        raise DataError(f"{path} holds an array of shape {array.shape}; expected [N, H, W], "
+                        f"[N, C, H, W] or [N, D]")
+    if array.shape[0] < 2 or 0 in array.shape:
+        raise DataError(f"{path} holds shape {array.shape}; need at least 2 non-empty examples "
+                        f"(one for training, one for test)")
+    scale = 255.0 if array.dtype == np.uint8 else 1.0
+    data = array.astype(np.float32) / np.float32(scale)
+    if data.ndim == 2:
+        side = math.isqrt(data.shape[1])
+        if side * side == data.shape[1]:
+            data = data.reshape(-1, 1, side, side)
+    elif data.ndim == 3:
+        data = data[:, None]
+    elif data.shape[3] in _CHANNELS and data.shape[1] not in _CHANNELS:
+        data = data.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(data)
+
+
+def from_path(
+    path: str | Path,
+    *,
+    limit: Any = None,
+    batch_size: Any = 100,
+    seed: Any = 0,
+) -> VizDataModule:
+    """A dataset from an ``.npy``/``.npz`` file or a folder of images, split 90/10 by ``seed``.
+
+    ``limit`` keeps only the first N training examples. The module's ``name`` is the resolved
+    path, so ``build_dataset(describe()["name"], ...)`` finds the same data again.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"no such file or folder: {p}")
+    p = p.resolve()
+    lim = coerce_optional_int(limit, "limit", minimum=1)
+    seed_i = coerce_int(seed, "seed", minimum=0)
+    if p.is_dir():
+        data = load_image_folder(p)
+        if data.shape[0] < 2:
+            raise DataError(f"folder {p} holds {data.shape[0]} image; need at least 2 "
+                            f"(one for training, one for test)")
+    elif p.suffix.lower() in ARRAY_SUFFIXES:
+        data = _to_examples(load_array(p), p)
+    else:
+        raise DataError(f"unsupported data file {p}: expected .npy, .npz or a folder of images")
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise DataError(f"{p} contains {bad} non-finite values (NaN or inf)")
+    n_test = max(1, int(round(TEST_FRACTION * data.shape[0])))
+    train_idx, test_idx = split_indices(data.shape[0], n_test, seed_i)
+    if lim is not None:
+        train_idx = train_idx[:lim]
+    return VizDataModule(
+        str(p),
+        torch.from_numpy(data[train_idx]),
+        torch.from_numpy(data[test_idx]),
+        options={"limit": lim},
+        batch_size=batch_size,
+        seed=seed_i,
+    )

@@ -1,0 +1,312 @@
+"""``actmax``: activation maximisation on the sphere ‖x‖ = ρ (Erhan, Bengio, Courville & Vincent 2009, §3).
+
+For each unit, x* = argmax h(x) subject to ‖x‖ = ρ, found by gradient ascent from uniform noise
+with re-projection onto the sphere after every step, from several random starts; the start that
+reaches the highest activation is kept, and all are shown (the paper's "9 random
+initialisations"). Every (unit, restart) pair is one sample of a single batch (see
+:mod:`vizkit.optim`); the sensitivity matrix then asks how specific each optimum is.
+
+The optima are also the starting point of the ``hessian`` probe, which reads ``stimuli`` from
+this probe's arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import vizkit
+from vizkit import Option, OptionError, Probe, ProbeContext, Result
+from vizkit import capabilities as caps
+from vizkit.figure import as_images, image_grid
+from vizkit.optim import (
+    AscentConfig,
+    bytes_per_sample,
+    chunk_size,
+    image_view,
+    maximise_on_sphere,
+    sample_keys,
+)
+from vizkit.sphere import data_radius
+
+from .figures import activation_spread, restarts_panel, sensitivity_matrix
+
+
+def default_radius(input_shape: tuple[int, ...]) -> float:
+    """ρ when the model carries no data statistics: the expected norm of the uniform [0, 1] start,
+    √(D/3), so the start point is (on average) left at its own scale."""
+    return math.sqrt(math.prod(input_shape) / 3.0)
+
+
+class ActMax(Probe):
+    name = "actmax"
+    summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"
+    requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD})
+    options = (
+        Option("steps", int, 1000, "maximum gradient steps per restart", min=1, max=1_000_000),
+        Option("lr", float, 0.1, "step length as a fraction of rho (with normalize; else the raw learning rate)",
+               min=0.0),
+        Option("restarts", int, 9, "random starts per unit (the paper: 9); the best is kept", min=1, max=1000),
+        Option("tol", float, 1e-6, "stop a restart when its activation's relative growth per step is below this "
+               "(0: always run all steps)", min=0.0),
+        Option("rho", float, None, "radius of the sphere |x| = rho (default: the training data's mean norm from "
+               "the checkpoint, else sqrt(D/3))", min=1e-12),
+        Option("optimizer", str, "sgd", "update rule", choices=("sgd", "adam")),
+        Option("normalize", bool, True, "scale each step to lr*rho along the gradient direction (false: lr * gradient)"),
+        Option("position", str, None, "conv maps: 'row,col' of the unit maximised (default: the channel's mean)"),
+        Option("jitter", int, 0, "regulariser: random circular shift of up to this many pixels each step", min=0),
+        Option("blur", float, 0.0, "regulariser: Gaussian blur of this sigma (pixels) after each step", min=0.0),
+        Option("tv", float, 0.0, "regulariser: weight of the total variation subtracted from the activation", min=0.0),
+        Option("param", str, "pixel", "parametrisation: pixels, or Lucid's decorrelated FFT (+ colour) basis",
+               choices=("pixel", "fft")),
+        Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
+        Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
+        Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
+        Option("target", str, "activation", "what is maximised: the unit's activation (the paper), or the "
+               "pre-activation of a squashing unit, recovered exactly from its output: logit(h) for sigmoid "
+               "units (SDAE, RBM/DBN), atanh(h) for tanh units. Same optimum direction in principle, but "
+               "gradients and values that do not saturate", choices=("activation", "logit", "atanh")),
+    )
+
+    # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
+    unit_arrays = frozenset({"stimuli", "restarts", "activations", "initial_activations", "steps_taken", "converged",
+                             "best_restart", "restart_cosine", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
+        opts = ctx.options
+        model, info = ctx.model, ctx.layer_info
+        shape = tuple(int(s) for s in model.input_shape)
+        position = vizkit.parse_position(opts["position"], info)
+        self._check_regularisers(opts, shape)
+        rho, rho_source = self._radius(model, opts, shape)
+        config = AscentConfig(
+            steps=opts["steps"], lr=opts["lr"], tol=opts["tol"], optimizer=opts["optimizer"],
+            normalize=opts["normalize"], jitter=opts["jitter"], blur=opts["blur"], tv=opts["tv"], param=opts["param"],
+        )
+        units = ctx.units
+        n_units, n_restarts = len(units), opts["restarts"]
+        dtype = vizkit.model_dtype(model)
+        unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
+
+        target = opts["target"]
+
+        def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return unsquash(vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position), target)
+
+        keys = sample_keys(ctx.seed, units.cpu().repeat_interleave(n_restarts),
+                           torch.arange(n_restarts).repeat(n_units))
+        per_sample = bytes_per_sample(objective, shape, dtype, config, ctx.device)
+        chunk = opts["chunk"] or chunk_size(len(keys), opts["memory_mb"] * 2**20, per_sample)
+        found = maximise_on_sphere(
+            objective, keys, shape, rho, config, chunk=chunk, dtype=dtype, device=ctx.device,
+            progress=ctx.progress if ctx.show_progress else None, desc=f"actmax {ctx.layer}",
+        )
+
+        restarts = found.x.reshape(n_units, n_restarts, *shape)
+        activations = found.value.reshape(n_units, n_restarts)
+        best = activations.argmax(dim=1)
+        stimuli = restarts[torch.arange(n_units), best]
+        agreement = torch.nn.functional.cosine_similarity(restarts.flatten(2), stimuli.flatten(1)[:, None], dim=2)
+        arrays = {
+            "stimuli": stimuli, "restarts": restarts, "activations": activations,
+            "initial_activations": found.initial.reshape(n_units, n_restarts),
+            "steps_taken": found.steps.reshape(n_units, n_restarts),
+            "converged": found.converged.reshape(n_units, n_restarts),
+            "best_restart": best, "restart_cosine": agreement, "units": units.cpu(),
+        }
+        arrays = {k: v.numpy() for k, v in arrays.items()}
+        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine"):
+            arrays[key] = arrays[key].astype(np.float32)
+        meta = {
+            "rho": rho, "rho_source": rho_source, "position": list(position) if position else "channel mean",
+            "chunk": chunk, "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
+            "target": TARGET_TEXT[target],
+        }
+        return Result(arrays=arrays, meta=meta)
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        """The sensitivity matrix (every unit's response to every unit's optimum), the summary and
+        the figures: the parts of the result that compare units with each other."""
+        arrays, meta = result.arrays, result.meta
+        model, shape = ctx.model, tuple(int(s) for s in ctx.model.input_shape)
+        position = vizkit.parse_position(ctx.options["position"], ctx.layer_info)
+        dtype = vizkit.model_dtype(model)
+        stimuli = torch.as_tensor(arrays["stimuli"]).to(dtype)
+        with torch.no_grad():
+            responses = torch.cat([
+                unsquash(vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position),
+                         ctx.options["target"]).cpu()
+                for part in stimuli.split(meta["chunk"])
+            ])
+        sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
+        arrays["responses"] = responses.numpy().astype(np.float32)
+        arrays["sensitivity"] = sensitivity.numpy().astype(np.float32)
+        agree, cos_min, spread = restart_agreement(arrays)
+        arrays["restarts_agree"] = agree
+        samples = arrays["activations"].size
+        meta.update({
+            "chunks": math.ceil(samples / meta["chunk"]), "samples": samples,
+            "summary": summarise(arrays),
+            "sensitivity_normalisation": "responses[i, j] / max_k |responses[k, j]| (each column divided by its "
+                                         "largest absolute value)",
+            "restarts_agree": {"units": arrays["units"][agree].tolist(),
+                               "rule": f"every restart has cosine >= {AGREE_COSINE} with the kept one and the "
+                                       f"activations differ by <= {AGREE_SPREAD:g} of the best"},
+        })
+        meta["summary"]["agreeing_units"] = int(agree.sum())
+        arrays["restart_cosine_min"], arrays["restart_spread"] = cos_min, spread
+        figures, captions = self._figures(ctx, arrays, meta, shape)
+        result.figures.update(figures)
+        result.captions.update(captions)
+        return result
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _check_regularisers(opts: dict[str, Any], shape: tuple[int, ...]) -> None:
+        """Image-only options on a non-image input fail before any compute."""
+        view = image_view(shape)
+        wanted = [name for name in ("jitter", "blur", "tv") if opts[name]] + (["param fft"] if opts["param"] == "fft" else [])
+        if wanted and view is None:
+            raise OptionError(f"{', '.join(wanted)} need an image-shaped input; this model's input has shape {shape}")
+        if view is not None and opts["jitter"] >= min(view[1:]):
+            raise OptionError(f"option 'jitter' must be smaller than the image ({view[1]}x{view[2]}), got {opts['jitter']}")
+
+    @staticmethod
+    def _radius(model: Any, opts: dict[str, Any], shape: tuple[int, ...]) -> tuple[float, str]:
+        if opts["rho"] is not None:
+            return float(opts["rho"]), "option rho"
+        radius = data_radius(model)
+        if radius:
+            return radius, "mean norm of the training data (checkpoint)"
+        return default_radius(shape), "default sqrt(D/3): expected norm of a uniform [0,1] input (no data statistics)"
+
+    def _figures(self, ctx: ProbeContext, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                 shape: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+        opts, s = ctx.options, meta["summary"]
+        units = arrays["units"].tolist()
+        n_units, n_restarts = arrays["activations"].shape
+        method = (f"maximised: {meta.get('target', TARGET_TEXT['activation'])}; "
+                  f"rho = {meta['rho']:.4g} ({meta['rho_source']}); {opts['optimizer']}, lr {opts['lr']:g}"
+                  f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
+                  + _regularisers_text(opts))
+        spread = (f"Spread across the {n_restarts} restarts (max − min activation, median over units): "
+                  f"{s['spread_median']:.3g}; mean cosine of a restart with the kept one: {s['cosine_mean']:.3f}.")
+        best_images = as_images(arrays["stimuli"], shape)
+        figures = {
+            "stimuli": image_grid(
+                best_images, labels=units,
+                title=f"actmax: optimal inputs of {ctx.layer} ({n_units} units, best of {n_restarts} restarts)",
+                tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55,  # large inputs: larger tiles
+            ),
+        }
+        captions = {
+            "stimuli": (f"Input on the sphere |x| = rho that maximises each unit of {ctx.layer}, the best of "
+                        f"{n_restarts} random starts. {method}. Steps taken: median {s['steps_median']:g}, "
+                        f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
+                        f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
+                        f"average at the start). {spread}"),
+        }
+        panel = min(opts["panel"], n_units)
+        if panel:
+            images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
+            agree = arrays["restarts_agree"][:panel]
+            shown_units = (f"units {units[0]}-{units[panel - 1]}" if units[:panel] == list(range(units[0], units[0] + panel))
+                           else "units " + ", ".join(map(str, units[:panel])))
+            figures["restarts"] = restarts_panel(
+                images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
+                title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
+                      f"(the first {panel} of {n_units})",
+                agree=agree, cosine_min=arrays["restart_cosine_min"][:panel], spread=arrays["restart_spread"][:panel],
+            )
+            captions["restarts"] = (f"Each row: one unit of {ctx.layer} ({shown_units}, the first {panel} of "
+                                    f"{n_units}); each column: the optimum reached from one random start, with the "
+                                    f"activation under it (red: kept, the highest). Rows whose restarts all agree "
+                                    f"(cosine >= {AGREE_COSINE} with the kept one, activation spread <= "
+                                    f"{AGREE_SPREAD:g} of the best) show the optimum once with the measured agreement: "
+                                    f"{int(agree.sum())} of {panel} rows here. {method}. {spread}")
+        figures["activations"] = activation_spread(
+            arrays["activations"], arrays["initial_activations"], units,
+            title=f"actmax {ctx.layer}: activation reached per restart",
+        )
+        captions["activations"] = f"Activation at the start and after ascent, every restart of every unit. {spread}"
+        figures["sensitivity"], scale_text = sensitivity_matrix(
+            arrays["sensitivity"], units,
+            title=f"actmax {ctx.layer}: sensitivity (diagonal {s['sensitivity_diagonal']:.2f}, "
+                  f"off-diagonal {s['sensitivity_off_diagonal']:.2f} on average)",
+        )
+        captions["sensitivity"] = (f"Row i: the optimal input of unit i; column j: the activation of unit j for "
+                                   f"it, divided by the largest |activation| of unit j over all rows (so units "
+                                   f"that respond to everything do not dominate). A strong diagonal means each "
+                                   f"optimum is specific to its unit. Mean diagonal {s['sensitivity_diagonal']:.3f}, "
+                                   f"mean off-diagonal {s['sensitivity_off_diagonal']:.3f}. Colour scale: "
+                                   f"{scale_text}. Values: {meta.get('target', TARGET_TEXT['activation'])}.")
+        return figures, captions
+
+
+#: Restarts "agree" when every one is this close (cosine) to the kept optimum ...
+AGREE_COSINE = 0.999
+#: ... and their activations differ by at most this share of the best one's magnitude.
+AGREE_SPREAD = 1e-3
+
+TARGET_TEXT = {
+    "activation": "the unit's activation h",
+    "logit": "the pre-activation logit(h) = log(h / (1 - h)) of a sigmoid unit",
+    "atanh": "the pre-activation atanh(h) of a tanh unit",
+}
+
+
+def unsquash(values: torch.Tensor, target: str) -> torch.Tensor:
+    """The quantity maximised: ``values`` themselves, or the pre-activation of a sigmoid/tanh unit.
+
+    Clamped one float-resolution step inside the open interval so a saturated unit gives a large,
+    finite number instead of ±inf (the gradient there is still the unit's own).
+    """
+    if target == "activation":
+        return values
+    eps = torch.finfo(values.dtype).eps
+    if target == "logit":
+        v = values.clamp(eps, 1 - eps)
+        return torch.log(v) - torch.log1p(-v)
+    return torch.atanh(values.clamp(-1 + eps, 1 - eps))
+
+
+def restart_agreement(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit: whether all restarts agree, the smallest cosine with the kept one, the activation spread."""
+    act = arrays["activations"].astype(np.float64)
+    cos_min = arrays["restart_cosine"].astype(np.float64).min(axis=1)
+    spread = act.max(axis=1) - act.min(axis=1)
+    scale = np.maximum(np.abs(act).max(axis=1), 1e-30)
+    agree = (cos_min >= AGREE_COSINE) & (spread <= AGREE_SPREAD * scale)
+    return agree, cos_min.astype(np.float32), spread.astype(np.float32)
+
+
+def _regularisers_text(opts: dict[str, Any]) -> str:
+    parts = [f"jitter {opts['jitter']} px"] * bool(opts["jitter"]) + [f"blur sigma {opts['blur']:g}"] * bool(opts["blur"])
+    parts += [f"TV weight {opts['tv']:g}"] * bool(opts["tv"]) + ["FFT parametrisation"] * (opts["param"] == "fft")
+    return "; regularisers: " + ", ".join(parts) if parts else "; no regularisers"
+
+
+def summarise(arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """Numbers for captions and result.json: activation reached, spread, steps, specificity."""
+    act, sens = arrays["activations"].astype(np.float64), arrays["sensitivity"].astype(np.float64)
+    n = len(sens)
+    off = (sens.sum() - np.trace(sens)) / (n * n - n) if n > 1 else float("nan")
+    return {
+        "activation_min": float(act.max(axis=1).min()), "activation_max": float(act.max(axis=1).max()),
+        "activation_mean": float(act.max(axis=1).mean()),
+        "initial_mean": float(arrays["initial_activations"].mean()),
+        "spread_median": float(np.median(act.max(axis=1) - act.min(axis=1))),
+        "cosine_mean": float(arrays["restart_cosine"].mean()),
+        "steps_median": float(np.median(arrays["steps_taken"])),
+        "converged_fraction": float(arrays["converged"].mean()),
+        "sensitivity_diagonal": float(np.trace(sens) / n), "sensitivity_off_diagonal": float(off),
+    }
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(ActMax)

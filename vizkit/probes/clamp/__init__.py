@@ -1,0 +1,128 @@
+"""``clamp``: what a DBN generates when one unit is held on (Erhan et al. 2009, §4).
+
+For a unit of layer j the model runs block Gibbs in its top RBM (layers j−1, j) with the unit
+clamped to 1 and passes the layer-(j−1) state down to pixels every ``every`` steps. The model
+does the sampling (capability ``clamped_sample``, batched over unit × chain); this probe chooses
+the schedule and shows the samples and their mean, E[x | h_j,i = 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import vizkit
+from vizkit import Option, Probe, ProbeContext, Result, Video
+from vizkit import capabilities as caps
+from vizkit.figure import as_images, image_grid, normalise
+
+
+def half_agreement(samples: np.ndarray, chains: int) -> np.ndarray:
+    """Per unit: cosine between what sets its mean apart from the other units' (its mean minus the
+    mean over units), estimated once from the first half of its chains and once from the second.
+
+    Clamped means can differ between units only by sampling noise (a top RBM with one mode plus a
+    few chains); the unit share of the compare panel counts that noise as difference. About 1: the
+    unit's own pattern is reproducible; about 0: it is noise. NaN with fewer than 2 chains or units.
+    ``samples`` is [units, chains × samples_per_chain, ...], chain-major.
+    """
+    units = samples.shape[0]
+    if chains < 2 or units < 2:
+        return np.full(units, np.nan, dtype=np.float32)
+    half = chains // 2
+    rows = samples.reshape(units, chains, -1).astype(np.float64)  # [units, chains, samples × pixels]
+    per_chain = rows.reshape(units, chains, samples.shape[1] // chains, -1).mean(axis=2)
+    a, b = per_chain[:, :half].mean(axis=1), per_chain[:, half: 2 * half].mean(axis=1)
+    # deviations at the rounding level of the means (every unit the same) count as none
+    tiny = 1e-9 * max(float(np.abs(a).max()), float(np.abs(b).max()), 1e-300)
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    defined = (na > tiny) & (nb > tiny)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(defined, (a * b).sum(axis=1) / (na * nb), np.nan).astype(np.float32)
+
+
+class Clamp(Probe):
+    name = "clamp"
+    summary = "samples of a DBN with one unit clamped on, and their mean (Erhan et al. 2009 §4)"
+    requires = frozenset({caps.ACTIVATIONS, caps.CLAMPED_SAMPLE})
+    options = (
+        Option("chains", int, 10, "Gibbs chains per unit (run as one batch with the units)", min=1, max=10000),
+        Option("samples", int, 10, "samples kept per chain", min=1, max=10000),
+        Option("every", int, 100, "Gibbs steps between kept samples (paper: 100)", min=1),
+        Option("burn_in", int, 100, "Gibbs steps before the first kept sample", min=0),
+        Option("probabilities", bool, True, "show pixel probabilities (true) or binary samples (false)"),
+        Option("show", int, 10, "samples shown per unit in the figure", min=1, max=50),
+        Option("gif", bool, False, "also write a GIF/MP4 of the first unit's first chain"),
+    )
+
+    # a unit's chains use the same random numbers whatever other units run with it (the models'
+    # clamped_sample shares them across units), so parts of the units can run apart
+    unit_arrays = frozenset({"samples", "mean", "units"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
+        opts = ctx.options
+        with torch.no_grad():
+            samples = ctx.model.clamped_sample(
+                ctx.layer, ctx.units, chains=opts["chains"], samples=opts["samples"], every=opts["every"],
+                burn_in=opts["burn_in"], probabilities=opts["probabilities"], generator=ctx.generator(),
+            )
+        samples = samples.detach().to("cpu", torch.float32)  # what is saved; float64 would double the memory
+        samples = samples.reshape(len(ctx.units), -1, *tuple(ctx.model.input_shape)).numpy()
+        return Result(arrays={"samples": samples, "mean": samples.mean(axis=1, dtype=np.float64).astype(np.float32),
+                              "units": ctx.units.cpu().numpy().astype(np.int64)})
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        opts = ctx.options
+        samples, mean, units = (result.arrays[k] for k in ("samples", "mean", "units"))
+        shape = samples.shape[2:]
+        agreement = half_agreement(samples, opts["chains"])
+        finite = agreement[np.isfinite(agreement)]
+        median = float(np.median(finite)) if finite.size else float("nan")
+        if finite.size == agreement.size:  # saved arrays are finite; undefined means 1 chain or 1 unit
+            result.arrays["half_agreement"] = agreement
+        result.meta["half_agreement_median"] = median if finite.size else None
+        shown = min(opts["show"], samples.shape[1])
+        # samples are ordered chain-major; take the first kept sample of different chains first
+        order = np.arange(samples.shape[1]).reshape(opts["chains"], opts["samples"]).T.reshape(-1)[:shown]
+        table = np.concatenate([mean[:, None], samples[:, order]], axis=1).astype(np.float64)
+        result.figures["clamp"] = image_grid(
+            as_images(table.reshape(-1, *shape), shape),
+            ncols=1 + shown,
+            mode="minmax",
+            shared_scale=True,
+            title=f"clamp: {ctx.layer} units on, mean | {shown} samples"
+            + (f"\nunit vs chain halves: median agreement {median:.2f} (1 = each unit's own pattern, 0 = noise)"
+               if finite.size else ""),
+            row_labels=[str(u) for u in units],
+            col_labels=["mean"] + [str(i + 1) for i in range(shown)],
+        )
+        result.captions["clamp"] = (
+            f"Each row: one unit of {ctx.layer} clamped to 1; first column the mean of "
+            f"{samples.shape[1]} samples ({opts['chains']} chains × {opts['samples']}, one every "
+            f"{opts['every']} Gibbs steps after {opts['burn_in']} burn-in), then samples from different chains. "
+            f"{'Pixel probabilities E[x | h1]' if opts['probabilities'] else 'Samples'}; one grey scale for all "
+            f"tiles, lowest value black, highest white."
+        )
+        if finite.size:
+            result.captions["clamp"] += (
+                f" Agreement: for each unit, the cosine between its mean minus the mean over all units, "
+                f"estimated from the first and from the second half of its chains; median {median:.2f} "
+                f"(near 1: the units' differences are reproducible; near 0: sampling noise).")
+        if opts["gif"]:
+            frames = as_images(samples[0, : opts["samples"]].astype(np.float64), shape)
+            frames = np.clip(normalise(frames, "minmax", shared=True) * 255, 0, 255).astype(np.uint8)
+            frames = np.repeat(np.repeat(frames, 8, axis=1), 8, axis=2)
+            if frames.ndim == 3:
+                frames = np.repeat(frames[..., None], 3, axis=3)
+            result.videos["chain"] = Video(frames, fps=4)
+            result.captions["chain"] = f"Unit {units[0]}: one chain, a frame every {opts['every']} Gibbs steps"
+        return result
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(Clamp)

@@ -1,0 +1,134 @@
+"""``deconv``: each unit's strongest dataset activations projected back to pixels (Zeiler & Fergus 2013).
+
+For every unit: its top-k examples (one batched pass, :func:`vizkit.probe_inputs.top_examples`),
+then one batched backward pass per chunk of (unit × example) pairs in which only that unit's
+strongest activation is kept (all others zero) and sent down by the deconvnet rule — unpool with
+the recorded max locations, rectify, transposed filters (:mod:`vizkit.deconvnet`). The plain
+gradient and guided backprop are the other ``rule`` choices, because users compare them. The
+projections are shown beside the receptive-field crops of the images that caused them (Fig. 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+import vizkit
+from vizkit import Option, Probe, ProbeContext, Result, deconvnet, probe_inputs
+from vizkit import capabilities as caps
+from vizkit.figure import as_images, image_grid
+
+RULE_NAMES = {"deconv": "deconvnet", "guided": "guided backprop", "gradient": "gradient"}
+
+
+def project_units(
+    model: Any, images: torch.Tensor, layer: str, units: torch.Tensor, rule: str, mode: str,
+    position: tuple[int, int] | None, batch: int, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projections [M, *input_shape] of unit ``units[m]`` on ``images[m]`` and the positions
+    [M, 2] (or [M, 0]) that were kept; M pairs in chunks of ``batch``."""
+    outs, where = [], []
+    for x, u in zip(images.split(batch), units.split(batch), strict=True):
+        u = u.to(device)
+        kept: list[torch.Tensor] = []
+
+        def signal(out: torch.Tensor, u: torch.Tensor = u, kept: list[torch.Tensor] = kept) -> torch.Tensor:
+            sig, pos = deconvnet.unit_signal(out, u, mode, position)
+            kept.append(pos)
+            return sig
+
+        outs.append(deconvnet.project(model, x.to(device), layer, signal, rule).cpu())
+        where.append(kept[0].cpu())
+    return torch.cat(outs), torch.cat(where)
+
+
+class Deconv(Probe):
+    name = "deconv"
+    summary = "top-k activations of each unit projected to pixels (deconvnet; gradient, guided backprop)"
+    requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD})
+    options = (
+        Option("k", int, 9, "examples per unit", min=1, max=1000),
+        Option("rule", str, "deconv", "backward rule through ReLUs: deconv (ReLU of the incoming signal), "
+               "guided (also masked by the forward sign), gradient (plain)", choices=deconvnet.RULES),
+        Option("project", str, "max", "conv units: project only the strongest position of the channel (max, "
+               "Zeiler-Fergus) or the whole channel map (map)", choices=("max", "map")),
+        *probe_inputs.DATA_OPTIONS,
+        *probe_inputs.UNIT_OPTIONS,
+        Option("batch", int, 128, "(unit, example) pairs per backward pass", min=1),
+    )
+    unit_arrays = frozenset({"indices", "values", "images", "projections", "positions", "crops",
+                             "projection_crops"})
+
+    def compute(self, ctx: ProbeContext) -> Result:
+        opts, model, info = ctx.options, ctx.model, ctx.layer_info
+        deconvnet.check_followable(model, ctx.layer, opts["rule"])
+        position = vizkit.parse_position(opts["position"], info)
+        examples = probe_inputs.load_examples(model, opts["data"], opts["split"], opts["limit"])
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return probe_inputs.unit_scores(model.activations(x, ctx.layer), ctx.units, info, position,
+                                          "max" if opts["max"] else "mean")
+
+        values, indices = probe_inputs.top_examples(score, examples, opts["k"], 256, ctx.device,
+                                                  progress=lambda it, d: ctx.progress(it, d))
+        n_units, k = indices.shape
+        images = examples.images[indices.reshape(-1).cpu()]
+        pair_units = ctx.units.cpu().repeat_interleave(k)
+        proj, pos = project_units(model, images, ctx.layer, pair_units, opts["rule"], opts["project"], position,
+                                  opts["batch"], ctx.device)
+        shape = (n_units, k)
+        arrays = {
+            "indices": indices.cpu().numpy().astype(np.int64),
+            "values": values.cpu().numpy().astype(np.float32),
+            "images": images.reshape(*shape, *images.shape[1:]).numpy().astype(np.float32),
+            "projections": proj.reshape(*shape, *proj.shape[1:]).numpy().astype(np.float32),
+            "positions": pos.reshape(*shape, pos.shape[1]).numpy().astype(np.int64),
+        }
+        field = (deconvnet.receptive_field(model, ctx.layer)
+                 if info.is_map and len(model.input_shape) == 3 and opts["project"] == "max" else None)
+        if field is not None:
+            for key, full in (("crops", images), ("projection_crops", proj)):
+                crops = deconvnet.field_crops(full.to(torch.float32), pos, field)
+                arrays[key] = crops.reshape(*shape, *crops.shape[1:]).numpy().astype(np.float32)
+        else:
+            arrays["crops"], arrays["projection_crops"] = arrays["images"], arrays["projections"]
+        meta = {"data_source": examples.source, "receptive_field": None if field is None else
+                {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}}
+        return Result(arrays=arrays, meta=meta)
+
+    def render(self, ctx: ProbeContext, result: Result) -> Result:
+        crops, proj, values = (result.arrays[k] for k in ("crops", "projection_crops", "values"))
+        units = [str(u) for u in ctx.units.cpu().tolist()]
+        n_units, k = values.shape
+        rule = RULE_NAMES[ctx.options["rule"]]
+        field = result.meta.get("receptive_field")
+        what = f"{field['size'][0]}x{field['size'][1]} receptive-field crops" if field else "whole images"
+        side = crops.shape[-1] / crops.shape[-2]
+        width = min(2 * (k * 0.5 * side + 0.6) + 1.0, 18.0)
+        fig = Figure(figsize=(max(width, 7.0), min(max(n_units * 0.5 + 1.8, 3.0), 22.0)), layout="constrained")
+        left, right = fig.subplots(1, 2)
+        cols = [f"#{i + 1}" for i in range(k)]
+        image_grid(as_images(crops.reshape(n_units * k, *crops.shape[2:]), crops.shape[2:]), ncols=k,
+                   mode="minmax", shared_scale=True, row_labels=units, col_labels=cols,
+                   title=f"top {k} examples ({what})", ax=left)
+        image_grid(as_images(proj.reshape(n_units * k, *proj.shape[2:]), proj.shape[2:]), ncols=k,
+                   mode="symmetric", row_labels=units, col_labels=cols, title=f"{rule} projections", ax=right)
+        fig.suptitle(f"deconv: {ctx.layer} units, strongest activations projected to pixels ({rule})", fontsize=11)
+        result.figures["deconv"] = fig
+        kept = ("the whole channel map" if ctx.options["project"] == "map" or not ctx.layer_info.is_map
+                else "only the unit's strongest position")
+        result.captions["deconv"] = (
+            f"Left: the {k} examples of the {result.meta['data_source']} that activate each unit of {ctx.layer} "
+            f"most, best first; right: the {rule} projection to pixels of {kept} in each (all other activations "
+            f"of the layer set to zero). Best activations {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
+        )
+        return result
+
+
+@vizkit.hookimpl
+def register_probes(register: Callable[[Any], None]) -> None:
+    register(Deconv)
