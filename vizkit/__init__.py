@@ -42,6 +42,7 @@ _EXPORTS = {
     "TemplateModel": "vizkit.model",
     "VizModel": "vizkit.model",
     "unit_activations": "vizkit.model",
+    "unit_axis": "vizkit.model",
     "model_dtype": "vizkit.model",
     "parse_position": "vizkit.model",
     "input_weight_layers": "vizkit.model",

@@ -143,7 +143,7 @@ def input_weight_layers(model: ProbeModel) -> list[str]:
 
 def parse_position(text: str | None, info: LayerInfo) -> tuple[int, int] | None:
     """The ``position`` option of probes on conv maps: ``"row,col"`` picks one spatial unit of
-    each channel; None, "" or "mean" keep the channel's spatial mean (what ``_unit_axis`` does)."""
+    each channel; None, "" or "mean" keep the channel's spatial mean (what ``unit_axis`` does)."""
     if text is None or str(text).strip() in ("", "mean"):
         return None
     if not info.is_map:
@@ -158,8 +158,9 @@ def parse_position(text: str | None, info: LayerInfo) -> tuple[int, int] | None:
     return row, col
 
 
-def _unit_axis(out: torch.Tensor, position: tuple[int, int] | None) -> torch.Tensor:
-    """[B, units]: conv maps reduce each channel to its spatial mean (or one ``position``)."""
+def unit_axis(out: torch.Tensor, position: tuple[int, int] | None = None) -> torch.Tensor:
+    """[B, units] from a layer's [B, *shape] output: conv maps reduce each channel to its spatial mean
+    (or one ``position``), so every probe means the same thing by "unit"."""
     if out.dim() == 4:
         return out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
     return out.reshape(out.shape[0], -1)
@@ -173,7 +174,7 @@ def unit_activations(
     position: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Activations of the chosen units as [B, len(units)], the same notion of "unit" for every probe."""
-    out = _unit_axis(model.activations(x, layer), position)
+    out = unit_axis(model.activations(x, layer), position)
     return out.index_select(1, units.to(out.device))
 
 
@@ -185,7 +186,7 @@ def paired_unit_activations(
     position: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Activation of unit ``units[b]`` for input ``x[b]`` ([B]); the batched-probe workhorse."""
-    out = _unit_axis(model.activations(x, layer), position)
+    out = unit_axis(model.activations(x, layer), position)
     return out.gather(1, units.to(out.device).reshape(-1, 1)).squeeze(1)
 
 

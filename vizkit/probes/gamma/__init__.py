@@ -44,13 +44,6 @@ PAPER_TABLE1 = {
 }
 
 
-def _unit_axis(out: torch.Tensor, position: tuple[int, int] | None = None) -> torch.Tensor:
-    """[B, units]: conv maps reduce to the channel mean (or one position), like every probe."""
-    if out.dim() == 4:
-        return out[:, :, position[0], position[1]] if position else out.mean(dim=(2, 3))
-    return out.reshape(out.shape[0], -1)
-
-
 class Gamma(Probe):
     name = "gamma"
     summary = "invariance gamma = var(set means)/var(all) over sets of 16 translated/rotated/zoomed copies (Rasmus et al. 2015)"
@@ -100,7 +93,7 @@ class Gamma(Probe):
                 with torch.no_grad():
                     outs = vizkit.layer_activations(model, flat, names)  # one pass where the model can
                 for k, name in enumerate(names):
-                    acts = _unit_axis(outs.pop(name), position if name == ctx.layer else None)
+                    acts = vizkit.unit_axis(outs.pop(name), position if name == ctx.layer else None)
                     stats[k + 1].add(acts.reshape(n, image_transforms.SET_SIZE, -1))
             per_kind[kind] = stats
 
