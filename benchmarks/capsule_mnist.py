@@ -19,11 +19,9 @@ import numpy as np
 import torch
 
 import vizkit
+from vizkit import papers
 from vizkit.models.capsule.evaluate import evaluate, kmeans_cluster_error, pca_mse
 from vizkit.training import build_data
-
-THESIS = {"train_mse": 0.0057, "test_mse": 0.0069, "train_mse_dropout": 0.0095, "test_mse_dropout": 0.0104,
-          "train_pct": 9, "test_pct": 10, "cluster_error_pct": "1.74 ± 0.4 (11 seeds, full MNIST)"}
 
 
 def main() -> None:
@@ -33,6 +31,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    thesis = papers.tieleman2014_capsule_mnist()
     model = vizkit.load(args.checkpoint)
     info = model.data_info
     options = {k: v for k, v in (info.get("options") or {}).items() if v is not None}
@@ -55,18 +54,20 @@ def main() -> None:
               f"{cap['test_mse' + tag]:9.4f} ({cap['test_pct_var' + tag]:4.1f}%)")
     print(f"{f'PCA, {n_code} components':34s} {pca['train_mse']:9.4f} ({100 * pca['train_mse'] / var_tr:4.1f}%) "
           f"{pca['test_mse']:9.4f} ({100 * pca['test_mse'] / var_te:4.1f}%)")
-    print(f"{'thesis, no dropout (full MNIST)':34s} {THESIS['train_mse']:9.4f} ({THESIS['train_pct']:4.1f}%) "
-          f"{THESIS['test_mse']:9.4f} ({THESIS['test_pct']:4.1f}%)")
-    print(f"{'thesis, dropout on (full MNIST)':34s} {THESIS['train_mse_dropout']:9.4f} (15.0%) "
-          f"{THESIS['test_mse_dropout']:9.4f} (15.0%)")
+    print(f"{'thesis, no dropout (full MNIST)':34s} {thesis.train_mse:9.4f} ({thesis.train_pct_var:4.1f}%) "
+          f"{thesis.test_mse:9.4f} ({thesis.test_pct_var:4.1f}%)")
+    print(f"{'thesis, dropout on (full MNIST)':34s} {thesis.train_mse_dropout:9.4f} "
+          f"({thesis.train_pct_var_dropout:4.1f}%) {thesis.test_mse_dropout:9.4f} ({thesis.test_pct_var_dropout:4.1f}%)")
     out = {"capsule": cap, "pca": pca, "n_pca": n_code, "kmeans_errors": km}
     if "clustering" in cap:
         c = cap["clustering"]
         print(f"25-label clustering test error: capsule {100 * c['error']:.2f}% ({c['clusters_used']} clusters used), "
               f"k-means on pixels {100 * np.mean(km):.2f}% ± {100 * np.std(km):.2f}% ({args.seeds} seeds); "
-              f"thesis {THESIS['cluster_error_pct']}")
+              f"thesis {thesis.cluster_error_pct} ± {thesis.cluster_error_spread_pct} "
+              f"({thesis.cluster_seeds} seeds, full MNIST)")
         print(f"manager: max y >= 0.99 for {100 * c['max_y_ge_0.99']:.0f}%, >= 0.9 for {100 * c['max_y_ge_0.9']:.0f}%, "
-              f"entropy {c['entropy_pct_of_logK']:.1f}% of log K (thesis: 80%, 90%, 2.5%)")
+              f"entropy {c['entropy_pct_of_logK']:.1f}% of log K (thesis: {thesis.max_y_ge_099_pct}%, "
+              f"{thesis.max_y_ge_09_pct}%, {thesis.entropy_pct_of_log_k}%)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -20,13 +20,8 @@ import numpy as np
 import torch
 
 import vizkit
+from vizkit import papers
 
-PAPER = {  # model: (CIFAR-10 sizes, min cost, γ translation | O&F sizes, min cost, γ translation)
-    "linear": ("256", 0.20316, None, "256", 0.14686, None),
-    "nolat": ("256-590-589", 0.17595, (0.20, 0.23, 0.30), "256-512-718", 0.12446, (0.16, 0.19, 0.27)),
-    "add": ("256-839-336", 0.15734, (0.20, 0.27, 0.33), "256-1061-212", 0.11723, (0.16, 0.25, 0.41)),
-    "mod": ("256-1622-50", 0.15086, (0.20, 0.31, 0.84), "256-1395-100", 0.11234, (0.16, 0.24, 0.95)),
-}
 LABEL = {"linear": "Linear", "nolat": "No-lat", "add": "Add", "mod": "Mod"}
 
 
@@ -45,6 +40,11 @@ def wiener_cost(model: object) -> float:
 
 def fmt(values: object) -> str:
     return "NA" if values is None else " / ".join(f"{v:.2f}" for v in values)  # type: ignore[union-attr]
+
+
+def paper_cell(data: str, name: str) -> str:
+    row = papers.rasmus2015_row(data, LABEL[name])
+    return f"{row.sizes}: {row.cost:.4f}, {fmt(row.gamma_translation)}"
 
 
 def main() -> None:
@@ -71,11 +71,10 @@ def main() -> None:
                 break
         if bound is None:
             bound = wiener_cost(model)
-        p = PAPER[name]
         rows.append(f"| {LABEL[name]} | {sizes} | {den.get('steps', '?')} | {den.get('val_cost_min', float('nan')):.4f} | "
                     + (" | ".join(fmt(gam.get(k)) for k in ("translation", "rotation", "scale")) if name != "linear"
                        else "NA | NA | NA")
-                    + f" | {p[0]}: {p[1]:.4f}, {fmt(p[2])} | {p[3]}: {p[4]:.4f}, {fmt(p[5])} |")
+                    + f" | {paper_cell('CIFAR-10', name)} | {paper_cell('O&F', name)} |")
     print("| model | sizes | updates | min cost (ours) | γ⁽⁰⁾/γ⁽¹⁾/γ⁽²⁾ translation | rotation | scale "
           "| paper CIFAR-10: cost, γ translation | paper O&F: cost, γ translation |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -37,13 +37,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from captum.attr import Occlusion
+    from convnet_common import untrained_mnist_convnet
 
     import vizkit
-    from vizkit.models.convnet import ConvNet
 
-    torch.manual_seed(0)
-    model = ConvNet(input_shape=[1, 28, 28], classes=10, channels="32,64").eval()
-    model.data_info = {"name": "mnist", "options": {}, "seed": 0}
+    model = untrained_mnist_convnet("32,64")
     n_units = model.layer_infos()["pool2"].shape[0]
     fill = 0.5
     opts = dict(images=f"0:{args.images}", window=args.window, stride=args.stride, fill=fill, output="logits")

@@ -34,13 +34,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from convnet_common import untrained_mnist_convnet
+
     import vizkit
     from vizkit import probe_inputs
-    from vizkit.models.convnet import ConvNet
 
-    torch.manual_seed(0)
-    model = ConvNet(input_shape=[1, 28, 28], classes=10, channels="16,32").eval()
-    model.data_info = {"name": "mnist", "options": {}, "seed": 0}
+    model = untrained_mnist_convnet("16,32")
     info = model.layer_infos()[args.layer]
     examples = probe_inputs.load_examples(model)
     units = torch.arange(info.n_units)

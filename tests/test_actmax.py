@@ -210,7 +210,7 @@ def test_outputs_files_and_sensitivity(fresh_host, sdae_ckpt, tmp_path):
     ],
 )
 def test_bad_options_exit_2_with_one_line(fresh_host, sdae_ckpt, tmp_path, cli, args, message):
-    res = cli("probe", "--plugin", "actmax", sdae_ckpt, *args, "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "actmax", sdae_ckpt, *args, "--out", tmp_path / "o")
     assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
@@ -225,7 +225,7 @@ def test_image_options_on_a_flat_input_are_refused(fresh_host):
 
 
 def test_cli_run_shows_files(fresh_host, sdae_ckpt, tmp_path, cli):
-    res = cli("probe", "--plugin", "actmax", sdae_ckpt, "--layer", "h2", "--units", "0:2", "-o", "steps", "20",
+    res = cli("probe", "--probe", "actmax", sdae_ckpt, "--layer", "h2", "--units", "0:2", "-o", "steps", "20",
               "--out", tmp_path / "c")
     assert res.code == 0, res.err
     assert (tmp_path / "c" / "stimuli.png").exists() and (tmp_path / "c" / "restarts.png").exists()

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 import vizkit
@@ -63,6 +64,38 @@ def test_compare_runs_all_three_methods_on_the_same_units(fresh_host, tmp_path):
     assert (tmp_path / "compare.png").exists()
     assert all(0.0 <= float(result.arrays[f"{key}_unit_share"]) <= 1.0 for key in ("clamp", "lincomb", "actmax"))
     assert "differs between units" in result.captions["compare"]
+
+
+def test_compares_options_are_the_methods_own(fresh_host, monkeypatch):
+    """compare passes these options on, so it takes each method's declaration (type, bounds,
+    special values): a value the method would refuse is refused before any of the three runs."""
+    from vizkit.probes.actmax import ActMax
+    from vizkit.probes.clamp import Clamp
+    from vizkit.probes.compare import OWN_DEFAULTS, PASSED_ON, Compare
+    from vizkit.probes.lincomb import LinComb
+
+    ours = {o.name: o for o in Compare.options}
+    sources = {"clamp": Clamp, "lincomb": LinComb, "actmax": ActMax}
+    assert set(ours) == {name for names in PASSED_ON.values() for name in names}
+    for method, names in PASSED_ON.items():
+        for name in names:
+            theirs = next(o for o in sources[method].options if o.name == name)
+            mine = ours[name]
+            assert (mine.type, mine.min, mine.max, mine.choices, mine.special) == \
+                (theirs.type, theirs.min, theirs.max, theirs.choices, theirs.special), name
+            assert mine.help == f"{method}: {theirs.help}"
+            assert mine.default == OWN_DEFAULTS.get(name, theirs.default)
+    assert ours["steps"].default == 500  # compare's documented default; actmax's own is 1000
+
+    def never(self, ctx):
+        raise AssertionError("compute ran with an invalid option")
+
+    monkeypatch.setattr(Compare, "compute", never)
+    model = tiny_dbn()
+    for bad in ({"steps": 2_000_000}, {"restarts": 1001}, {"chains": 10_001}, {"burn_in": -1}, {"k": 0}):
+        with pytest.raises(vizkit.OptionError) as info:
+            vizkit.run_probe("compare", model, "h2", units="0:2", **bad)
+        assert "\n" not in str(info.value) and next(iter(bad)) in str(info.value)
 
 
 def test_compare_says_when_a_panel_shows_the_same_image_for_every_unit():

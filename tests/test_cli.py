@@ -17,7 +17,7 @@ def one_line(res):
 
 
 def test_probe_happy_path(fresh_host, sdae_ckpt, tmp_path, cli):
-    res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:4", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:4", "--out", tmp_path / "o")
     assert res.code == 0, res.err
     assert "index.html" in res.out and (tmp_path / "o" / "filters.png").exists()
 
@@ -25,17 +25,17 @@ def test_probe_happy_path(fresh_host, sdae_ckpt, tmp_path, cli):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--plugin", "nope", "--layer", "h1"], 2, "unknown plugin 'nope'; available: "),
-        (["--plugin", "filters", "--layer", "h9"], 2, "unknown layer 'h9'; valid layers: h1, h2"),
-        (["--plugin", "filters", "--layer", "h2"], 2, "probe 'filters' cannot run on layer 'h2'; valid layers for it: h1"),
-        (["--plugin", "filters", "--layer", "h1", "--units", "0:7"], 2, "reach past the layer: it has 6 units"),
-        (["--plugin", "filters", "--layer", "h1", "--units", "9"], 2, "unit 9 is out of range"),
-        (["--plugin", "filters", "--layer", "h1", "--units", "1-3"], 2, "malformed units '1-3'"),
-        (["--plugin", "filters", "--layer", "h1", "-o", "colour", "red"], 2, "unknown option 'colour' for probe 'filters'; valid options: columns, order, scale"),
-        (["--plugin", "filters", "--layer", "h1", "-o", "columns", "many"], 2, "option 'columns' of probe 'filters' must be an integer, got 'many'"),
-        (["--plugin", "filters", "--layer", "h1", "-o", "columns", "500"], 2, "must be <= 100"),
-        (["--plugin", "filters", "--layer", "h1", "-o", "scale", "log"], 2, "must be one of ['unit', 'shared']"),
-        (["--plugin", "filters"], 2, "--layer is required; valid layers for 'filters': h1"),
+        (["--probe", "nope", "--layer", "h1"], 2, "unknown plugin 'nope'; available: "),
+        (["--probe", "filters", "--layer", "h9"], 2, "unknown layer 'h9'; valid layers: h1, h2"),
+        (["--probe", "filters", "--layer", "h2"], 2, "probe 'filters' cannot run on layer 'h2'; valid layers for it: h1"),
+        (["--probe", "filters", "--layer", "h1", "--units", "0:7"], 2, "reach past the layer: it has 6 units"),
+        (["--probe", "filters", "--layer", "h1", "--units", "9"], 2, "unit 9 is out of range"),
+        (["--probe", "filters", "--layer", "h1", "--units", "1-3"], 2, "malformed units '1-3'"),
+        (["--probe", "filters", "--layer", "h1", "-o", "colour", "red"], 2, "unknown option 'colour' for probe 'filters'; valid options: columns, order, scale"),
+        (["--probe", "filters", "--layer", "h1", "-o", "columns", "many"], 2, "option 'columns' of probe 'filters' must be an integer, got 'many'"),
+        (["--probe", "filters", "--layer", "h1", "-o", "columns", "500"], 2, "must be <= 100"),
+        (["--probe", "filters", "--layer", "h1", "-o", "scale", "log"], 2, "must be one of ['unit', 'shared']"),
+        (["--probe", "filters"], 2, "--layer is required; valid layers for 'filters': h1"),
     ],
 )
 def test_probe_usage_errors(fresh_host, sdae_ckpt, tmp_path, cli, args, code, message):
@@ -47,7 +47,7 @@ def test_probe_usage_errors(fresh_host, sdae_ckpt, tmp_path, cli, args, code, me
 
 
 def test_probe_missing_checkpoint(fresh_host, tmp_path, cli):
-    res = cli("probe", "--plugin", "filters", tmp_path / "none.pt", "--layer", "h1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "filters", tmp_path / "none.pt", "--layer", "h1", "--out", tmp_path / "o")
     assert res.code == 2 and "no such file" in one_line(res)
     assert not (tmp_path / "o").exists()
 
@@ -63,7 +63,7 @@ def test_missing_capability_names_it_and_lists_working_probes(fresh_host, sdae_c
     mod = types.ModuleType("gibbs_plugin")
     mod.register_probes = vizkit.hookimpl(lambda register: register(NeedsGibbs))
     fresh_host.add_plugin(mod, "gibbs")
-    res = cli("probe", "--plugin", "needs-gibbs", sdae_ckpt, "--layer", "h1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "needs-gibbs", sdae_ckpt, "--layer", "h1", "--out", tmp_path / "o")
     assert res.code == 2
     line = one_line(res)
     assert "needs capability 'clamped_sample', which model 'sdae' does not have" in line
@@ -73,16 +73,16 @@ def test_missing_capability_names_it_and_lists_working_probes(fresh_host, sdae_c
 def test_out_not_writable(fresh_host, sdae_ckpt, tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", blocker / "sub")
+    res = cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", blocker / "sub")
     assert res.code == 2 and "cannot write to --out" in one_line(res)
-    res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", blocker)
+    res = cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", blocker)
     assert res.code == 2 and "is a file" in one_line(res)
     assert blocker.read_text() == "x"
 
 
 def test_click_usage_errors_are_one_line(cli, sdae_ckpt):
     res = cli("probe", sdae_ckpt, "--layer", "h1")
-    assert res.code == 2 and "Missing option '--plugin'" in one_line(res)
+    assert res.code == 2 and "Missing option '--probe'" in one_line(res)
     res = cli("nosuchcommand")
     assert res.code == 2 and "No such command" in one_line(res)
 
@@ -151,7 +151,7 @@ def test_inspect_shows_metrics(tmp_path, cli):
 
 
 def test_clamp_on_an_sdae_names_the_missing_capability(fresh_host, sdae_ckpt, tmp_path, cli):
-    res = cli("probe", "--plugin", "clamp", sdae_ckpt, "--layer", "h2", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "clamp", sdae_ckpt, "--layer", "h2", "--out", tmp_path / "o")
     assert res.code == 2
     line = one_line(res)
     assert "probe 'clamp' needs capability 'clamped_sample', which model 'sdae' does not have" in line

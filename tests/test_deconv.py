@@ -140,10 +140,10 @@ def test_reference_convnet_crops_and_figure(fresh_host, tmp_path):
 
 def test_models_the_rule_cannot_follow_are_refused(cli, fresh_host, tmp_path):
     ckpt = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "sdae.pt")
-    res = cli("probe", "--plugin", "deconv", ckpt, "--layer", "h1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "deconv", ckpt, "--layer", "h1", "--out", tmp_path / "o")
     assert res.code == 2 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
     assert "nn.ReLU" in res.err and "nn.MaxPool2d" in res.err and "-o rule gradient" in res.err
-    ok = cli("probe", "--plugin", "deconv", ckpt, "--layer", "h1", "-o", "rule", "gradient", "-o", "k", "2",
+    ok = cli("probe", "--probe", "deconv", ckpt, "--layer", "h1", "-o", "rule", "gradient", "-o", "k", "2",
              "--units", "0:2", "--out", tmp_path / "g")
     assert ok.code == 0, ok.err
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.Sigmoid(), nn.Linear(5, 3))

@@ -46,10 +46,10 @@ def test_checkpoint_files_in_order(fresh_host, tmp_path):
 
 def test_bad_input(cli, fresh_host, tmp_path):
     plain = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
-    res = cli("probe", "--plugin", "evolution", plain, "--layer", "conv1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "evolution", plain, "--layer", "conv1", "--out", tmp_path / "o")
     assert res.code == 2 and "--keep-epochs" in res.err and "-o checkpoints" in res.err and "Traceback" not in res.err
     other = save_checkpoint(make_convnet(channels="5,6").to_checkpoint(), tmp_path / "d.pt")
-    res = cli("probe", "--plugin", "evolution", plain, "--layer", "conv1", "-o", "checkpoints", f"{plain},{other}",
+    res = cli("probe", "--probe", "evolution", plain, "--layer", "conv1", "-o", "checkpoints", f"{plain},{other}",
               "--out", tmp_path / "o")
     assert res.code == 2 and "share the probed model's architecture" in res.err
 

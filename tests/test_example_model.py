@@ -42,7 +42,7 @@ def test_example_kind_trains_loads_lists_and_probes(linae_host, tmp_path, cli):
     assert vizkit.load(path).kind == "linae"
     listing = cli("models")
     assert "linae  [plugin example-model]" in listing.out and "--code int [1..100000] = 8" in listing.out
-    res = cli("probe", "--plugin", "filters", path, "--layer", "code", "--out", tmp_path / "f")
+    res = cli("probe", "--probe", "filters", path, "--layer", "code", "--out", tmp_path / "f")
     assert res.code == 0, res.err
     info = cli("inspect", path).out
     assert "code            4 units" in info and "reconstruct" in info

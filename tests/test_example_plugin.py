@@ -102,11 +102,11 @@ def cli_runs(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     commands = {
         "plugins": ["plugins"],
         "hello": ["example-hello"],
-        "probe": ["probe", "--plugin", "mean-response", str(ckpt), "--layer", "h1", "--units", "0:4",
+        "probe": ["probe", "--probe", "mean-response", str(ckpt), "--layer", "h1", "--units", "0:4",
                   "--out", str(work / "out")],
-        "bad_option": ["probe", "--plugin", "mean-response", str(ckpt), "--layer", "h1",
+        "bad_option": ["probe", "--probe", "mean-response", str(ckpt), "--layer", "h1",
                        "-o", "noise", "pink", "--out", str(work / "bad")],
-        "bad_units": ["probe", "--plugin", "mean-response", str(ckpt), "--layer", "h1",
+        "bad_units": ["probe", "--probe", "mean-response", str(ckpt), "--layer", "h1",
                       "--units", "0:9", "--out", str(work / "bad")],
     }
     pythonpath = os.pathsep.join([str(installed), *filter(None, [os.environ.get("PYTHONPATH")])])

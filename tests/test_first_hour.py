@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import vizkit
-from vizkit.api import _files_read
 from vizkit.errors import OptionError, UnknownNameError
 from vizkit.figure import image_grid
+from vizkit.runner import option_file_hashes
 
 
 def test_image_grid_takes_channel_first_batches():
@@ -38,7 +38,7 @@ def test_load_dataset_is_public_and_checked():
 def test_options_that_name_files_enter_the_fingerprint(tmp_path):
     data = tmp_path / "images.npy"
     np.save(data, np.zeros((2, 1, 8, 8), np.float32))
-    before = _files_read({"data": str(data), "k": 3, "mode": "mean"})
+    before = option_file_hashes({"data": str(data), "k": 3, "mode": "mean"})
     assert set(before) == {"data"}
     np.save(data, np.ones((2, 1, 8, 8), np.float32))  # changed in place: a new fingerprint
-    assert _files_read({"data": str(data)}) != before
+    assert option_file_hashes({"data": str(data)}) != before

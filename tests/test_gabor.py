@@ -112,7 +112,7 @@ def test_probe_crops_tcnn_fields(fresh_host):
 
 
 def test_gabor_refuses_a_layer_not_fed_by_the_input(fresh_host, cli, sdae_ckpt, tmp_path):
-    res = cli("probe", "--plugin", "gabor", str(sdae_ckpt), "--layer", "h2", "--out", str(tmp_path / "o"))
+    res = cli("probe", "--probe", "gabor", str(sdae_ckpt), "--layer", "h2", "--out", str(tmp_path / "o"))
     assert res.code == 2 and "Traceback" not in res.err
     assert "h1" in res.err and len(res.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -149,7 +149,7 @@ def test_significance_follows_the_supplementary_definition(fresh_host, ladder_fi
 
 def test_all_transforms_and_the_written_result(fresh_host, ladder_file, tmp_path, cli):
     out = tmp_path / "g"
-    res = cli("probe", "--plugin", "gamma", str(ladder_file), "--layer", "h2", "-o", "transform", "all",
+    res = cli("probe", "--probe", "gamma", str(ladder_file), "--layer", "h2", "-o", "transform", "all",
               "-o", "sets", "20", "-o", "pool_starts", "2", "--out", str(out))
     assert res.code == 0, res.err
     meta = json.loads((out / "result.json").read_text())
@@ -180,11 +180,11 @@ def test_same_size_images_and_conv_maps(fresh_host, tmp_path):
 
 def test_bad_input_is_refused(fresh_host, ladder_file, tmp_path, cli, noise_file):
     ckpt = str(ladder_file)
-    res = cli("probe", "--plugin", "gamma", ckpt, "--layer", "h1", "-o", "transform", "shear", "--out", str(tmp_path / "o"))
+    res = cli("probe", "--probe", "gamma", ckpt, "--layer", "h1", "-o", "transform", "shear", "--out", str(tmp_path / "o"))
     assert res.code == 2 and "translation" in res.err and "Traceback" not in res.err
     small = tmp_path / "small.npy"
     np.save(small, np.zeros((50, 5, 5), dtype=np.float32))
-    res = cli("probe", "--plugin", "gamma", ckpt, "--layer", "h1", "-o", "data", str(small), "--out", str(tmp_path / "o"))
+    res = cli("probe", "--probe", "gamma", ckpt, "--layer", "h1", "-o", "data", str(small), "--out", str(tmp_path / "o"))
     assert res.code == 2 and "too small" in res.err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
     # a layer whose units never change: γ is undefined, said in one line, no NaN figure
@@ -208,3 +208,28 @@ def test_dead_units_are_left_out_not_nan(fresh_host, noise_file):
     assert result.arrays["defined"].tolist() == [False, True, True]
     assert result.meta["undefined_units"] == 1 and np.isfinite(result.arrays["gamma"]).all()
     assert result.arrays["layer_gamma"][1] == pytest.approx(result.arrays["gamma"][1:].mean())
+
+
+def test_the_paper_column_is_read_from_the_one_data_file(fresh_host, noise_file):
+    """Table 1 of the paper is written once, in vizkit/paper_numbers.toml (package data): what the
+    probe stores and prints beside its own γ is exactly that file's rows."""
+    import tomllib
+    from importlib import resources
+
+    from vizkit import papers
+
+    raw = tomllib.loads(resources.files("vizkit").joinpath("paper_numbers.toml").read_text(encoding="utf-8"))
+    rows = raw["rasmus2015"]["table1"]
+    assert len(rows) == 8 and {r["data"] for r in rows} == {"CIFAR-10", "O&F"}
+    assert all(len(r["gamma_translation"]) == 3 for r in rows if r["model"] != "Linear")
+    assert papers.rasmus2015_row("CIFAR-10", "Mod").gamma_translation == (0.20, 0.31, 0.84)
+    assert papers.tieleman2014_capsule_mnist().test_mse == raw["tieleman2014"]["capsule_mnist"]["test_mse"]
+
+    result = vizkit.run_probe("gamma", _linear_units(np.eye(36)[:2].reshape(2, 6, 6)), "1",
+                              data=str(noise_file), sets=20)
+    want = {f"{r['data']} {r['model']} {r['sizes']}": r["gamma_translation"] for r in rows if "gamma_translation" in r}
+    assert result.meta["paper_table1_translation"] == want
+    caption = result.captions["depth"]
+    for r in rows:
+        if r["data"] == "CIFAR-10" and "gamma_translation" in r:
+            assert f"{r['model']} " + "/".join(f"{g:.2f}" for g in r["gamma_translation"]) in caption

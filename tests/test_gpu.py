@@ -38,5 +38,5 @@ def test_train_on_gpu_then_probe(fresh_host, tmp_path, cli):
     res = cli("train", "sdae", "--data", "digits", "--layers", "16", "--epochs", "1", "--accelerator", "gpu",
               "--out", out, "--log-dir", tmp_path / "logs", "-q")
     assert res.code == 0, res.err
-    res = cli("probe", "--plugin", "filters", out, "--layer", "h1", "--device", "cuda", "--out", tmp_path / "f")
+    res = cli("probe", "--probe", "filters", out, "--layer", "h1", "--device", "cuda", "--out", tmp_path / "f")
     assert res.code == 0, res.err

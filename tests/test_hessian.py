@@ -230,7 +230,7 @@ def test_piecewise_linear_unit_is_flagged(fresh_host):
 
 def test_bad_input_is_one_line_exit_2(fresh_host, sdae_ckpt, tmp_path, cli):
     am = tmp_path / "am"
-    res = cli("probe", "--plugin", "actmax", sdae_ckpt, "--layer", "h1", "--units", "0:2", "--out", am,
+    res = cli("probe", "--probe", "actmax", sdae_ckpt, "--layer", "h1", "--units", "0:2", "--out", am,
               "-o", "steps", "20", "-o", "restarts", "1")
     assert res.code == 0, res.err
     cases = [
@@ -245,7 +245,7 @@ def test_bad_input_is_one_line_exit_2(fresh_host, sdae_ckpt, tmp_path, cli):
     ]
     for args, message in cases:
         out = tmp_path / "never"
-        res = cli("probe", "--plugin", "hessian", sdae_ckpt, *args, "--out", out)
+        res = cli("probe", "--probe", "hessian", sdae_ckpt, *args, "--out", out)
         assert res.code == 2, (args, res.err)
         assert message in res.err and len(res.err.strip().splitlines()) == 1, res.err
         assert not out.exists()
@@ -253,10 +253,10 @@ def test_bad_input_is_one_line_exit_2(fresh_host, sdae_ckpt, tmp_path, cli):
 
 def test_from_dir_reuses_actmax_optima_for_a_subset_of_units(fresh_host, sdae_ckpt, tmp_path, cli):
     am = tmp_path / "am"
-    assert cli("probe", "--plugin", "actmax", sdae_ckpt, "--layer", "h1", "--units", "0:3", "--out", am,
+    assert cli("probe", "--probe", "actmax", sdae_ckpt, "--layer", "h1", "--units", "0:3", "--out", am,
                "-o", "steps", "50", "-o", "restarts", "1").code == 0
     out = tmp_path / "hess"
-    res = cli("probe", "--plugin", "hessian", sdae_ckpt, "--layer", "h1", "--units", "2,0", "--out", out,
+    res = cli("probe", "--probe", "hessian", sdae_ckpt, "--layer", "h1", "--units", "2,0", "--out", out,
               "-o", "from_dir", am, "-o", "videos", "false", "-o", "refine", "0", "-o", "top", "2")
     assert res.code == 0, res.err
     saved = np.load(am / "arrays.npz")["stimuli"]

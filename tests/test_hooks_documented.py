@@ -16,7 +16,8 @@ HOOKS = sorted(name for name, obj in vars(hookspecs).items()
 
 
 def test_there_are_hooks():
-    assert HOOKS == ["register_commands", "register_datasets", "register_models", "register_probes"]
+    assert HOOKS == ["register_capabilities", "register_commands", "register_datasets", "register_models",
+                     "register_probes"]
 
 
 @pytest.mark.parametrize("hook", HOOKS)

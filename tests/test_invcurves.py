@@ -75,7 +75,7 @@ def test_bad_options(cli, fresh_host, tmp_path):
     ckpt = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
     for key, value, words in (("kinds", "shear", "shear"), ("layers", "conv9", "unknown layer 'conv9'"),
                               ("zoom_min", "2", "zoom_min < zoom_max")):
-        res = cli("probe", "--plugin", "invcurves", ckpt, "--layer", "conv1", "-o", key, value, "--out", tmp_path / "o")
+        res = cli("probe", "--probe", "invcurves", ckpt, "--layer", "conv1", "-o", key, value, "--out", tmp_path / "o")
         assert res.code == 2 and words in res.err and "Traceback" not in res.err, res.err
 
 

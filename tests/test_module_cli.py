@@ -57,7 +57,7 @@ def user_model(tmp_path, monkeypatch):
 
 def test_probe_a_users_own_model(fresh_host, user_model, cli):
     tmp_path, net = user_model
-    res = cli("probe", "--plugin", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights", tmp_path / "net.pt",
+    res = cli("probe", "--probe", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights", tmp_path / "net.pt",
               "--input-shape", "1,8,8", "--layer", "conv1", "--out", tmp_path / "o")
     assert res.code == 0, res.err
     model = vizkit.load_module("mypkg_vizkit_test.nets:small", tmp_path / "net.pt", "1,8,8")
@@ -79,7 +79,7 @@ def test_module_mistakes_are_one_line(fresh_host, user_model, cli, args, code, f
     tmp_path, _ = user_model
     extra = () if "--input-shape" in args or "--weights" in args or fragment.startswith("--input-shape is") \
         else ("--input-shape", "1,8,8")
-    res = cli("probe", "--plugin", "filters", *args, *extra, "--layer", "conv1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "filters", *args, *extra, "--layer", "conv1", "--out", tmp_path / "o")
     one_line(res, code, fragment)
     assert not (tmp_path / "o").exists()
 
@@ -87,12 +87,12 @@ def test_module_mistakes_are_one_line(fresh_host, user_model, cli, args, code, f
 def test_weights_that_do_not_fit_the_module_are_exit_1(fresh_host, user_model, cli):
     tmp_path, _ = user_model
     torch.save(torch.nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
-    res = cli("probe", "--plugin", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights",
+    res = cli("probe", "--probe", "filters", "--module", "mypkg_vizkit_test.nets:Net", "--weights",
               tmp_path / "other.pt", "--input-shape", "1,8,8", "--layer", "conv1", "--out", tmp_path / "o")
     one_line(res, 1, "does not fit mypkg_vizkit_test.nets:Net")
 
 
 def test_a_plain_state_dict_given_as_checkpoint_says_what_to_do(fresh_host, user_model, cli):
     tmp_path, _ = user_model
-    res = cli("probe", "--plugin", "filters", tmp_path / "net.pt", "--layer", "conv1", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "filters", tmp_path / "net.pt", "--layer", "conv1", "--out", tmp_path / "o")
     one_line(res, 1, "plain state dict", "--module yourpkg.module:Factory --weights")

@@ -98,14 +98,14 @@ def test_probability_and_label_maps(fresh_host, tmp_path):
 
 def test_window_larger_than_the_image_is_refused(cli, fresh_host, tmp_path):
     ckpt = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
-    res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "window", "9", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "occlusion", ckpt, "--layer", "conv1", "-o", "window", "9", "--out", tmp_path / "o")
     assert res.code == 2 and "larger than the 8x8 image" in res.err and "Traceback" not in res.err
     assert len(res.err.strip().splitlines()) == 1
-    res = cli("probe", "--plugin", "occlusion", ckpt, "--layer", "conv1", "-o", "images", "5000", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "occlusion", ckpt, "--layer", "conv1", "-o", "images", "5000", "--out", tmp_path / "o")
     assert res.code == 2 and "must pick examples 0..358" in res.err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
     sdae = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "sdae.pt")  # digits labels 0-9, h2 has 4 units
-    res = cli("probe", "--plugin", "occlusion", sdae, "--layer", "h1", "--out", tmp_path / "s")
+    res = cli("probe", "--probe", "occlusion", sdae, "--layer", "h1", "--out", tmp_path / "s")
     assert res.code == 2 and "layer 'h2' has 4 outputs, too few for class labels up to" in res.err
     maps_only = vizkit.wrap(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=(1, 12, 12), layers=["0"])
     with pytest.raises(vizkit.OptionError, match="-o output LAYER"):

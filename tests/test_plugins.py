@@ -3,8 +3,10 @@
 import subprocess
 import sys
 import types
+import typing
 
 import pytest
+import torch
 
 import vizkit
 from vizkit.errors import PluginError
@@ -140,15 +142,103 @@ def test_probe_class_validation():
     with pytest.raises(PluginError, match="invalid name"):
         Nameless.validate_class()
 
-    class Misspelled(vizkit.Probe):
+    class Malformed(vizkit.Probe):
         name = "x"
-        requires = frozenset({"activation"})
+        requires = frozenset({"Activations!"})
 
         def run(self, ctx):
             return vizkit.Result()
 
-    with pytest.raises(PluginError, match="unknown capabilities"):
-        Misspelled.validate_class()
+    with pytest.raises(PluginError, match="invalid capability name 'Activations!'"):
+        Malformed.validate_class()
+
+
+# -- capabilities: an open vocabulary, declared and checked ---------------------------------------
+class Shiny(vizkit.ProbeModel, typing.Protocol):
+    def shine(self, layer: str) -> torch.Tensor: ...
+
+
+def capability_plugin(*capabilities) -> types.ModuleType:
+    mod = types.ModuleType("capability_plugin")
+
+    @vizkit.hookimpl
+    def register_capabilities(register):
+        for capability in capabilities:
+            register(capability)
+
+    mod.register_capabilities = register_capabilities
+    return mod
+
+
+def shiny_model(with_method: bool = True) -> type:
+    class ShinyModel(vizkit.VizModel):
+        kind = "shiny"
+        capabilities = frozenset({"activations", "shiny"})
+
+        @classmethod
+        def from_checkpoint(cls, ckpt):
+            return cls()
+
+    if with_method:
+        ShinyModel.shine = lambda self, layer: torch.zeros(1)
+    return ShinyModel
+
+
+def test_a_plugin_registers_a_capability_a_model_declares_and_a_probe_requires():
+    shiny = vizkit.Capability("shiny", "shine(layer): how shiny a layer is", Shiny)
+    eps = [FakeEntryPoint("caps", lambda: capability_plugin(shiny)),
+           FakeEntryPoint("models", lambda: model_plugin(shiny_model())),
+           FakeEntryPoint("probes", lambda: probe_plugin("polish", requires={"activations", "shiny"}))]
+    host = PluginHost(entry_points=eps, strict=True).load()
+    assert host.capability("shiny") is shiny and host.capabilities["shiny"].plugin == "caps"
+    assert {"activations", "input_grad", "weights", "reconstruct"} <= set(host.capabilities)  # the core's
+    assert "polish" in host.probes and "shiny" in host.models
+    assert shiny.methods() == ("shine", "layer_infos", "activations")
+
+
+def test_a_model_lacking_its_interface_is_refused_by_name():
+    shiny = vizkit.Capability("shiny", "shine(layer)", Shiny)
+    eps = [FakeEntryPoint("caps", lambda: capability_plugin(shiny)),
+           FakeEntryPoint("models", lambda: model_plugin(shiny_model(with_method=False)))]
+    with pytest.raises(PluginError, match="declares capability 'shiny' but lacks shine"):
+        PluginHost(entry_points=eps, strict=True).load()
+    host = PluginHost(entry_points=eps, strict=False).load()
+    assert "shiny" not in host.models and "models" in host.broken
+
+
+def test_names_no_plugin_registers_are_refused():
+    with pytest.raises(PluginError, match="requires capabilities no installed plugin registers: activation"):
+        PluginHost(entry_points=[FakeEntryPoint("typo", lambda: probe_plugin("p", requires={"activation"}))],
+                   strict=True).load()
+    with pytest.raises(PluginError, match="declares capabilities no installed plugin registers: shiny"):
+        PluginHost(entry_points=[FakeEntryPoint("models", lambda: model_plugin(shiny_model()))], strict=True).load()
+
+
+def test_a_capability_name_is_owned_once():
+    eps = [FakeEntryPoint("mine", lambda: capability_plugin(vizkit.Capability("weights", "my weights")))]
+    with pytest.raises(PluginError, match="capability name 'weights' is registered by plugin 'vizkit-core' already"):
+        PluginHost(entry_points=eps, strict=True).load()
+    with pytest.raises(PluginError, match="not a vizkit.Capability"):
+        PluginHost(entry_points=[FakeEntryPoint("bad", lambda: capability_plugin("shiny"))], strict=True).load()
+
+
+def test_a_lazy_kind_is_checked_against_its_interfaces_when_imported(monkeypatch):
+    from vizkit.models.rbm.model import RBM
+
+    host = PluginHost(entry_points=[], strict=True).load()
+    assert host.model_class("rbm") is RBM  # declares clamped_sample and sample, and has both
+    monkeypatch.delattr(RBM.__mro__[1], "clamped_sample")
+    host = PluginHost(entry_points=[], strict=True).load()
+    with pytest.raises(PluginError, match="declares capability 'clamped_sample' but lacks clamped_sample"):
+        host.model_class("rbm")
+
+
+def test_vizkit_model_kinds_load_whatever_load_plugins_says(monkeypatch):
+    monkeypatch.setenv("VIZKIT_LOAD_PLUGINS", "filters")
+    host = PluginHost().load()
+    assert set(host.probes) == {"filters"}
+    assert {"rbm", "dbn", "sdae", "capsule", "convnet", "ladder", "tcnn"} <= set(host.models)
+    assert {"clamped_sample", "sample", "templates", "epoch_snapshots"} <= set(host.capabilities)
 
 
 def test_builtin_filters_registers_through_entry_points(fresh_host):

@@ -42,10 +42,10 @@ def test_train_dbn_greedily_then_probe(fresh_host, tmp_path, cli):
     assert "test_loglik" in model.metrics["layer 1"] and "test_loglik" not in model.metrics["layer 2"]
     assert model.weights("h1").source == "input" and model.weights("h2").source == "h1"
     assert model.weights("h2").matrix.shape == (8, 16)
-    res = cli("probe", "--plugin", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
+    res = cli("probe", "--probe", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
     assert res.code == 0, res.err
     if "clamp" in vizkit.list_probes():
-        res = cli("probe", "--plugin", "clamp", out, "--layer", "h2", "--units", "0:3", "-o", "chains", "2",
+        res = cli("probe", "--probe", "clamp", out, "--layer", "h2", "--units", "0:3", "-o", "chains", "2",
                   "-o", "samples", "2", "-o", "every", "3", "-o", "burn_in", "3", "--out", tmp_path / "c")
         assert res.code == 0, res.err
 
@@ -159,7 +159,7 @@ def test_sklearn_rbm_imports_as_a_vizkit_checkpoint(fresh_host, tmp_path, cli):
     assert np.allclose(got, rbm.transform(x[:20]), atol=1e-5)
     assert np.allclose(model.rbm(0).free_energy(xt).detach().double().numpy(), rbm._free_energy(x[:20]), atol=1e-4)
     assert model.data_info["stats"]["mean_norm"] == pytest.approx(np.linalg.norm(x, axis=1).mean(), rel=1e-5)
-    res = cli("probe", "--plugin", "filters", path, "--layer", "h1", "--out", tmp_path / "f")
+    res = cli("probe", "--probe", "filters", path, "--layer", "h1", "--out", tmp_path / "f")
     assert res.code == 0, res.err
     with pytest.raises(vizkit.UsageError, match="fitted"):
         vizkit.from_sklearn_rbm(BernoulliRBM())

@@ -111,7 +111,7 @@ def test_recipe_layers_given_as_a_string_are_refused(tmp_path):
 # -- 3.: reuse verifies what it reuses --------------------------------------------------------------
 def test_a_damaged_earlier_result_is_recomputed_not_reused(fresh_host, sdae_ckpt, tmp_path, cli):
     out = tmp_path / "o"
-    args = ("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:3", "--out", out)
+    args = ("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:3", "--out", out)
     assert cli(*args).code == 0
     good = tree(out)
     for damage in ("truncate arrays", "garbage json", "swap arrays", "delete png"):
@@ -170,10 +170,10 @@ def test_a_killed_runs_temporary_files_are_removed(fresh_host, sdae_ckpt, tmp_pa
 # -- 4.: the overwrite rule ----------------------------------------------------------------------------
 def test_another_probes_result_is_kept_unless_force(fresh_host, sdae_ckpt, tmp_path, cli):
     out = tmp_path / "o"
-    assert cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", out).code == 0
+    assert cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", out).code == 0
     (out / "notes.txt").write_text("mine")
     before = tree(out)
-    lincomb = ("probe", "--plugin", "lincomb", sdae_ckpt, "--layer", "h2", "--units", "0:2", "--out", out)
+    lincomb = ("probe", "--probe", "lincomb", sdae_ckpt, "--layer", "h2", "--units", "0:2", "--out", out)
     one_line(cli(*lincomb), 2, "holds the result of probe 'filters'", "--force")
     assert tree(out) == before
     assert cli(*lincomb, "--force").code == 0
@@ -186,7 +186,7 @@ def test_a_users_own_index_html_is_not_replaced_without_force(fresh_host, sdae_c
     out = tmp_path / "o"
     out.mkdir()
     (out / "index.html").write_text("my page")
-    args = ("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", out)
+    args = ("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", out)
     one_line(cli(*args), 2, "already has index.html, which vizkit did not write")
     assert (out / "index.html").read_text() == "my page" and sorted(p.name for p in out.iterdir()) == ["index.html"]
     assert cli(*args, "--force").code == 0 and "my page" not in (out / "index.html").read_text()
@@ -205,7 +205,7 @@ def test_gallery_refuses_a_foreign_index_html(fresh_host, tmp_path, cli):
 # -- 6.: a full disk -----------------------------------------------------------------------------------
 def test_disk_full_is_one_line_and_the_previous_result_stays(fresh_host, sdae_ckpt, tmp_path, cli, monkeypatch):
     out = tmp_path / "o"
-    assert cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", out).code == 0
+    assert cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", out).code == 0
     before = tree(out)
     real = Path.write_bytes
 
@@ -215,7 +215,7 @@ def test_disk_full_is_one_line_and_the_previous_result_stays(fresh_host, sdae_ck
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", full)
-    res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:2", "--out", out)
+    res = cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--units", "0:2", "--out", out)
     one_line(res, 1, "disk is full")
     assert tree(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
     with pytest.raises(WriteError, match="disk is full"):

@@ -16,7 +16,7 @@ from vizkit.errors import CheckpointError, UnitError, UsageError
 
 
 def probe(cli, ckpt: Path, out: Path, *extra: str):
-    return cli("probe", "--plugin", "filters", ckpt, "--layer", "h1", "--out", out, *extra)
+    return cli("probe", "--probe", "filters", ckpt, "--layer", "h1", "--out", out, *extra)
 
 
 @pytest.mark.parametrize("extra, fragment", [

@@ -86,7 +86,7 @@ def test_probe_over_two_processes_from_the_cli(fresh_host, tmp_path, cli):
     from vizkit.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tiny_dbn().to_checkpoint(), tmp_path / "dbn.pt")
-    args = ["probe", "--plugin", "clamp", str(ckpt), "--layer", "h2", "--units", "0:4", "-o", "chains", "3",
+    args = ["probe", "--probe", "clamp", str(ckpt), "--layer", "h2", "--units", "0:4", "-o", "chains", "3",
             "-o", "samples", "2", "-o", "every", "3"]
     cmd = [sys.executable, "-m", "vizkit", *args, "--devices", "2", "--strategy", "ddp", "--out", str(tmp_path / "two")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -108,14 +108,14 @@ def test_probe_over_two_processes_from_the_cli(fresh_host, tmp_path, cli):
      (["--devices", "2", "--units", "0:999"], "reach past the layer")],  # checked before any process starts
 )
 def test_bad_split_options_are_one_line_errors(fresh_host, sdae_ckpt, tmp_path, cli, extra, message):
-    res = cli("probe", "--plugin", "filters", sdae_ckpt, "--layer", "h1", "--out", tmp_path / "o", *extra)
+    res = cli("probe", "--probe", "filters", sdae_ckpt, "--layer", "h1", "--out", tmp_path / "o", *extra)
     assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
 # -- a re-run into the same --out computes only the units it does not have -----------------------------------
 def test_a_rerun_with_more_units_computes_only_the_new_ones(fresh_host, tmp_path, cli, sdae_ckpt):
-    args = ["probe", "--plugin", "actmax", sdae_ckpt, "--layer", "h2", "-o", "steps", "30", "-o", "restarts", "3",
+    args = ["probe", "--probe", "actmax", sdae_ckpt, "--layer", "h2", "-o", "steps", "30", "-o", "restarts", "3",
             "--out", tmp_path / "o"]
     assert cli(*args, "--units", "0:2").code == 0
     first = dict(np.load(tmp_path / "o" / "arrays.npz"))

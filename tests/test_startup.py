@@ -1,10 +1,13 @@
-"""Start-up: ``inspect``, ``plugins`` and ``datasets`` never import Lightning (seconds on a busy box).
+"""Start-up: ``plugins`` and ``datasets`` never import Lightning (seconds on a busy box); ``inspect``
+does only when a probe's own check (its layers, its refusal) needs the model built, so that what it
+lists is exactly what then runs.
 
 Measured with ``python -X importtime``; the assertion is on *what* is imported, not on time.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,9 +18,9 @@ from tests.conftest import make_sdae
 from vizkit.checkpoint import save_checkpoint
 
 
-def imports(*args: str, cwd) -> tuple[int, str, str]:
+def imports(*args: str, cwd, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "vizkit", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+                          text=True, cwd=cwd, timeout=120, env={**os.environ, **(env or {})})
     modules = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     return proc.returncode, proc.stdout, " ".join(sorted(modules))
 
@@ -26,11 +29,30 @@ def imports(*args: str, cwd) -> tuple[int, str, str]:
 def test_listings_and_inspect_do_not_import_lightning(tmp_path, command):
     model = make_sdae()
     save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
-    code, out, modules = imports(*command, cwd=tmp_path)
+    env = {"VIZKIT_LOAD_PLUGINS": "topk,occlusion"} if command[0] == "inspect" else {}
+    code, out, modules = imports(*command, cwd=tmp_path, env=env)
     assert code == 0, out
     assert "pytorch_lightning" not in modules.split() and "lightning_fabric" not in modules.split()
-    if command[0] == "inspect":
-        assert "h1" in out and "filters" in out and "activations" in out
+    if command[0] == "inspect":  # probes that need no more than capabilities and layer names: the listing
+        assert "h1" in out and "activations" in out
+        assert out.split("probes")[-1].split()[:2] == ["occlusion,", "topk"]
+
+
+def test_inspect_lists_exactly_the_probes_that_run(fresh_host, tmp_path, cli):
+    """An sdae has no convolutions for the deconvnet and kept no epochs: neither is offered."""
+    model = make_sdae()
+    path = save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
+    res = cli("inspect", path)
+    listed = res.out.split("probes")[-1].split("\n")[0].replace(",", " ").split()
+    assert "deconv" not in listed and "evolution" not in listed and "filters" in listed
+    import vizkit
+
+    loaded = vizkit.load(path)
+    assert listed == vizkit.compatible_probes(loaded)
+    for name in listed:
+        probe_cls = fresh_host.probe(name)
+        layer = probe_cls.valid_layers(loaded)[0]
+        vizkit.api.prepare_run(name, loaded, layer)  # every listed probe passes every check
 
 
 def test_inspect_builds_the_model_when_the_listing_does_not_match(fresh_host, tmp_path, cli):

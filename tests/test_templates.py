@@ -86,7 +86,7 @@ def test_sdae_rows_and_decoder_filters_as_templates(fresh_host):
 
 def test_cli_without_layer_on_a_capsule_checkpoint(fresh_host, cli, tmp_path):
     ckpt = save_checkpoint(tiny().to_checkpoint(), tmp_path / "capsule.pt")
-    res = cli("probe", "--plugin", "templates", ckpt, "--out", tmp_path / "t", "-o", "rows", "4")
+    res = cli("probe", "--probe", "templates", ckpt, "--out", tmp_path / "t", "-o", "rows", "4")
     assert res.code == 0, res.err
     names = {p.name for p in (tmp_path / "t").iterdir()}
     assert {"reconstructions.png", "templates.png", "centres.png", "sweeps.png", "components.png",
@@ -100,7 +100,7 @@ def test_model_without_reconstruct_is_refused(fresh_host, cli, tmp_path):
     model.data_info = {"name": "patches", "options": {}, "input_shape": [1, 12, 12], "stats": {}}
     ckpt = save_checkpoint(model.to_checkpoint(), tmp_path / "tcnn.pt")
     for layer_args in (["--layer", "simple"], []):  # without --layer: the capability, not the layer, is named
-        res = cli("probe", "--plugin", "templates", ckpt, *layer_args, "--out", tmp_path / "t")
+        res = cli("probe", "--probe", "templates", ckpt, *layer_args, "--out", tmp_path / "t")
         assert res.code == 2
         assert "needs capability 'reconstruct'" in res.err and "Traceback" not in res.err
         assert not (tmp_path / "t").exists()

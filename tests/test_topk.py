@@ -91,9 +91,9 @@ def test_figure_is_written(fresh_host, tmp_path):
 
 def test_bad_input(cli, fresh_host, tmp_path):
     ckpt = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
-    res = cli("probe", "--plugin", "topk", ckpt, "--layer", "conv1", "-o", "k", "400", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "topk", ckpt, "--layer", "conv1", "-o", "k", "400", "--out", tmp_path / "o")
     assert res.code == 2 and "only 359 examples" in res.err and "Traceback" not in res.err
-    res = cli("probe", "--plugin", "topk", ckpt, "--layer", "conv1", "-o", "data", "mnist", "--out", tmp_path / "o")
+    res = cli("probe", "--probe", "topk", ckpt, "--layer", "conv1", "-o", "data", "mnist", "--out", tmp_path / "o")
     assert res.code == 2 and "(1, 28, 28)" in res.err and "(1, 8, 8)" in res.err
     model = vizkit.wrap(nn.Sequential(nn.Linear(4, 2)), input_shape=(4,), layers=["0"])
     with pytest.raises(vizkit.DataError, match="-o data NAME"):

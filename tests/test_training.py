@@ -22,7 +22,7 @@ def test_train_sdae_on_digits_then_probe(fresh_host, tmp_path, cli):
     assert model.metrics["layer 1"]["epochs"] == 2 and model.metrics["fine-tune"]["epochs"] == 1
     metrics_csv = tmp_path / "logs" / "sdae" / "sdae-stage0" / "metrics.csv"
     assert metrics_csv.exists() and "train_loss" in metrics_csv.read_text()
-    res = cli("probe", "--plugin", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
+    res = cli("probe", "--probe", "filters", out, "--layer", "h1", "--out", tmp_path / "f")
     assert res.code == 0, res.err
 
 

@@ -6,32 +6,37 @@ The CLI is a thin layer over these functions, so everything the command line can
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .checkpoint import file_sha256, read_checkpoint
+from .checkpoint import read_checkpoint
 from .errors import (
     CapabilityError,
     CheckpointError,
-    ProbeFailure,
     UnitError,
     UnknownNameError,
     UsageError,
 )
 from .model import ProbeModel, layer_info
 from .options import resolve_options
-from .output import RESULT_FIXED, check_overwrite, ensure_writable, load_arrays, verified_meta
-from .probe import ProbeContext, Result
+from .output import RESULT_FIXED, check_overwrite, ensure_writable, sha256_file
+from .probe import Result
 from .registry import get_host
+from .runner import (
+    PreparedRun,
+    digest,
+    distribution_version,
+    option_file_hashes,
+    run_prepared,
+)
 from .units import parse_units
+from .validation import MAX_SEED as MAX_SEED  # the validators live in vizkit.validation; re-exported here
+from .validation import check_device as check_device
+from .validation import check_seed as check_seed
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
@@ -62,7 +67,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
         raise CheckpointError(
             f"{path} does not match model kind {ckpt['kind']!r}: {str(exc).splitlines()[0]}"
         ) from None
-    model.source = {"path": str(path), "sha256": file_sha256(path)}
+    model.source = {"path": str(path), "sha256": sha256_file(path)}
     return model
 
 
@@ -164,7 +169,7 @@ def load_module(
         raise UsageError(f"--input-shape {','.join(map(str, shape))} does not fit {factory}: "
                          f"{str(exc).splitlines()[0]}") from None
     model.source = {"module": factory, "path": str(weights) if weights is not None else None,
-                    "sha256": file_sha256(weights) if weights is not None else None}
+                    "sha256": sha256_file(weights) if weights is not None else None}
     return model
 
 
@@ -231,11 +236,18 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         return {**info, "sha256": model.source["sha256"], "layers": model.layer_infos(),
                 "capabilities": sorted(model.capabilities), "probes": compatible_probes(model),
                 "metrics": getattr(model, "metrics", None) or {}}
+    candidates = [reg.obj for reg in host.probes.values() if set(reg.obj.requires) <= capabilities]
+    if any(_asks_the_model(cls) for cls in candidates):
+        # a probe's own check (its layers, its refusal) needs the model itself: build it, so that
+        # what is listed is exactly what runs
+        model = load(path)
+        probes = compatible_probes(model)
+    else:
+        probes = sorted(cls.name for cls in candidates if layers)
     data = {k: v for k, v in (ckpt.get("data") or {}).items() if k != "buffers"}
-    probes = sorted(name for name, reg in host.probes.items() if set(reg.obj.requires) <= capabilities)
     return {"kind": ckpt["kind"], "checkpoint": {"path": str(path)}, "hparams": dict(ckpt["hparams"]),
             "input_shape": list(ckpt["hparams"].get("input_shape") or data.get("input_shape") or []),
-            "data": data, "sha256": file_sha256(path), "layers": layers, "capabilities": sorted(capabilities),
+            "data": data, "sha256": sha256_file(path), "layers": layers, "capabilities": sorted(capabilities),
             "probes": probes, "metrics": ckpt.get("metrics") or {}}
 
 
@@ -251,11 +263,19 @@ def list_datasets() -> list[str]:
     return sorted(get_host().datasets)
 
 
-def compatible_probes(model: ProbeModel) -> list[str]:
-    """Probes whose required capabilities the model has."""
-    host = get_host()
-    have = set(model.capabilities)
-    return sorted(name for name, reg in host.probes.items() if set(reg.obj.requires) <= have)
+def compatible_probes(model: ProbeModel, layer: str | None = None) -> list[str]:
+    """Probes that run on ``model`` (on ``layer``, or on some layer) with their default options:
+    required capabilities, valid layers and each probe's own refusal (:meth:`vizkit.Probe.can_run`)."""
+    return sorted(name for name, reg in get_host().probes.items() if reg.obj.can_run(model, layer))
+
+
+def _asks_the_model(probe_cls: type) -> bool:
+    """Whether the probe's layer check or refusal looks at the model beyond its capabilities and
+    layer names (then a checkpoint's stored listing is not enough to list it)."""
+    from .probe import Probe
+
+    return any(getattr(probe_cls, name).__func__ is not getattr(Probe, name).__func__
+               for name in ("valid_layers", "refusal", "can_run"))
 
 
 def model_description(model: ProbeModel) -> dict[str, Any]:
@@ -268,12 +288,6 @@ def model_description(model: ProbeModel) -> dict[str, Any]:
         "input_shape": list(model.input_shape),
         "data": data,
     }
-
-
-def _move(model: Any, device: torch.device) -> None:
-    target = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
-    if isinstance(target, torch.nn.Module):
-        target.to(device)
 
 
 def run_probe(
@@ -302,77 +316,7 @@ def run_probe(
     """
     run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=device, force=force, **options)
     run.back = link_back
-    if run.out is None:
-        return _compute(run, show_progress)
-    from .output import out_lock
-
-    with out_lock(run.out):  # one run at a time in a directory: the second waits, then reuses
-        reused = _reuse(run.out, run.fingerprint)
-        if reused is not None:
-            return reused
-        if run.probe_cls.splits_units():
-            from .shard import extend_earlier
-
-            extended = extend_earlier(run, show_progress)
-            if extended is not None:
-                return extended
-        return _compute(run, show_progress)
-
-
-def _compute(run: PreparedRun, show_progress: bool) -> Result:
-    run.start()
-    start = time.perf_counter()
-    result = run.probe_cls().run(run.context(run.units, show_progress))
-    return run.finish(result, time.perf_counter() - start)
-
-
-@dataclass
-class PreparedRun:
-    """A probe run that has passed every check: what it runs on, and how to finish it.
-
-    :func:`run_probe` runs it in one go; :mod:`vizkit.shard` computes parts of ``units`` in
-    several processes and finishes once with the merged arrays.
-    """
-
-    name: str
-    probe_cls: Any
-    model: ProbeModel
-    layer: str
-    info: Any
-    units: torch.Tensor
-    options: dict[str, Any]
-    seed: int
-    device: torch.device
-    out: Path | None
-    fingerprint: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    force: bool = False
-    back: str | None = None  # a link from the result page up to the page that shows it (the gallery)
-
-    def start(self) -> None:
-        """Put the model on the run's device and seed torch's global generator from the run's seed."""
-        _move(self.model, self.device)
-        torch.manual_seed(self.seed)
-
-    def context(self, units: torch.Tensor, show_progress: bool = False) -> ProbeContext:
-        return ProbeContext(self.model, self.layer, self.info, units.to(self.device), self.options, self.seed,
-                            self.device, show_progress)
-
-    def finish(self, result: Result, elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
-        """Check the arrays, add the run's metadata, and write the result when there is an ``out``."""
-        for key, arr in result.arrays.items():
-            arr = np.asarray(arr)
-            result.arrays[key] = arr
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                raise ProbeFailure(f"probe {self.name!r} produced non-finite values in {key!r} (diverged?)")
-        result.meta.update(self.meta)
-        result.meta["timings"] = {"run_s": round(elapsed, 4)}
-        result.meta.update(extra_meta or {})
-        if self.out is not None:
-            from .output import write_result
-
-            result.files = write_result(result, self.out, force=self.force, back=self.back)
-        return result
+    return run_prepared(run, show_progress)
 
 
 def check_capabilities(probe_cls: type, model: Any) -> None:
@@ -417,6 +361,9 @@ def prepare_run(
     except UnitError as exc:
         raise UnitError(f"layer {layer!r}: {exc}") from None
     opts = resolve_options(probe_cls.options, options, f"probe {name!r}")
+    refusal = probe_cls.refusal(model, layer, opts)
+    if refusal is not None:
+        raise CapabilityError(f"probe {name!r} cannot run on layer {layer!r}: {refusal}")
     check_seed(seed)
     out_path = ensure_writable(out) if out is not None else None
     if out_path is not None:
@@ -424,10 +371,10 @@ def prepare_run(
     dev = check_device(device)
 
     model_meta = model_description(model)
-    plugin_version = _distribution_version(host.distributions.get(host.probes[name].plugin, ""))
+    plugin_version = distribution_version(host.distributions.get(host.probes[name].plugin, ""))
     # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
-    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, _files_read(opts)]
-    fingerprint = _digest([*same_run, unit_idx.tolist()])
+    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, option_file_hashes(opts)]
+    fingerprint = digest([*same_run, unit_idx.tolist()])
     from . import __version__
 
     meta = {
@@ -450,84 +397,7 @@ def prepare_run(
             "python": platform.python_version(),
         },
         "fingerprint": fingerprint,
-        "unit_key": _digest(same_run),  # equal for runs that differ only in their units
+        "unit_key": digest(same_run),  # equal for runs that differ only in their units
     }
     return PreparedRun(name, probe_cls, model, layer, info, unit_idx, opts, seed, dev, out_path, fingerprint, meta,
                        force=force)
-
-
-MAX_SEED = 2**32 - 1  # what numpy and Lightning accept; torch takes more, but one rule for every command
-
-
-def check_seed(seed: Any) -> int:
-    """A seed every generator vizkit seeds accepts, or one :class:`UsageError` line."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {seed!r}")
-    return seed
-
-
-def check_device(device: str | torch.device | None) -> torch.device:
-    """A device that exists here: a malformed name or an absent accelerator is one line, exit 2."""
-    if device is None:
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise UsageError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for, but no CUDA GPU is available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} "
-                             f"CUDA device(s)")
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise UsageError(f"device {device!r} asked for, but MPS is not available here; use --device cpu")
-    elif dev.type != "cpu":
-        raise UsageError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def _files_read(opts: dict[str, Any]) -> dict[str, str]:
-    """SHA-256 of every file an option names (e.g. ``-o data images.npy``), so a result is not
-    reused after such a file changed in place."""
-    from .output import sha256_file
-
-    hashes = {}
-    for key, value in sorted(opts.items()):
-        if isinstance(value, str) and value and len(value) < 4096:
-            try:
-                path = Path(value).expanduser()
-                if path.is_file():
-                    hashes[key] = sha256_file(path)
-            except (OSError, ValueError):
-                continue
-    return hashes
-
-
-def _digest(parts: list[Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _distribution_version(dist: str) -> str:
-    """Part of a result's fingerprint, so upgrading a probe invalidates its cached results."""
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except (metadata.PackageNotFoundError, ValueError):
-        return "unknown"
-
-
-def _reuse(out: Path, fingerprint: str) -> Result | None:
-    """A finished identical run in ``out`` whose every file still has its recorded hash, or None
-    (then the probe runs again: a killed, damaged or different run is never reused)."""
-    meta = verified_meta(out)
-    if meta is None or meta.get("fingerprint") != fingerprint:
-        return None
-    arrays = load_arrays(out / "arrays.npz")
-    if arrays is None:
-        return None
-    files = [out / f for f in meta.get("files", [])]
-    meta["reused"] = True
-    return Result(arrays=arrays, meta=meta, files=files)

@@ -1,7 +1,7 @@
-"""The core's own registrations: reference models and datasets.
+"""The core plugin ``vizkit-core``: the datasets vizkit ships.
 
-Registered through the same hooks a third-party plugin uses, so listings, duplicate checks and
-lookups treat them alike.
+Registered through the same hook a third-party plugin uses, so listings, duplicate checks and
+lookups treat them alike. Model kinds and probes are entry points of their own (pyproject.toml).
 """
 
 from __future__ import annotations
@@ -10,20 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .hookspecs import hookimpl
-from .registry import LazyModel
-
-
-@hookimpl
-def register_models(register: Callable[[Any], None]) -> None:
-    # Lazy: the classes are LightningModules, and only commands that build a model should pay
-    # for importing Lightning.
-    register(LazyModel("sdae", "vizkit.models.sdae:SDAE"))
-    register(LazyModel("rbm", "vizkit.models.rbm.model:RBM"))
-    register(LazyModel("dbn", "vizkit.models.rbm.model:DBN"))
-    register(LazyModel("tcnn", "vizkit.models.tcnn:TCNN"))
-    register(LazyModel("capsule", "vizkit.models.capsule.model:CapsuleAE"))
-    register(LazyModel("convnet", "vizkit.models.convnet:ConvNet"))
-    register(LazyModel("ladder", "vizkit.models.ladder:Ladder"))
 
 
 @hookimpl
@@ -33,9 +19,3 @@ def register_datasets(register: Callable[[Any], None]) -> None:
     for spec in BUILTIN_DATASETS:
         register(spec)
 
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    from .models.rbm.command import sample_command
-
-    cli.add_command(sample_command)

@@ -24,12 +24,9 @@ FORMAT = "vizkit-checkpoint"
 FORMAT_VERSION = 1
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# How torch's weights-only unpickler names the global it refused to build: "Unsupported global"
+# for one not allowed, "unsupported GLOBAL" for one whose module is blocked outright.
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
 
 def make_checkpoint(
@@ -107,7 +104,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
+        found = _REFUSED_GLOBAL.search(str(exc))
         if found:
             raise CheckpointError(
                 f"refusing to load {path}: its pickle asks for {found.group(1)}, and loading it could "
@@ -130,7 +127,7 @@ def read_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(exc))
+        found = _REFUSED_GLOBAL.search(str(exc))
         what = f"its pickle asks for {found.group(1)}" if found else "it is not a weights-only torch file"
         raise CheckpointError(f"refusing to load {path}: {what} (save model.state_dict() instead)") from None
     except Exception:

@@ -199,7 +199,8 @@ def _fmt(value: Any) -> str:
 
 # -- probe -----------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
-@click.option("--plugin", "plugin", required=True, help="Probe name (see `vizkit plugins`).")
+@click.option("--probe", "-p", "--plugin", "probe_name", required=True, metavar="NAME",
+              help="Probe name (see `vizkit plugins`); --plugin is an older spelling of the same option.")
 @click.argument("checkpoint", type=click.Path(dir_okay=False), required=False)
 @click.option("--module", "module", default=None, metavar="PKG.MOD:FACTORY",
               help="Your own model instead of CHECKPOINT: a class or function returning a torch.nn.Module.")
@@ -219,11 +220,11 @@ def _fmt(value: Any) -> str:
 @click.option("--strategy", default="auto", show_default=True, help="With --devices: Lightning strategy, e.g. ddp.")
 @click.option("--force", is_flag=True,
               help="Replace another probe's result, or files vizkit did not write, in --out (default: refuse).")
-def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str | None, input_shape: str | None,
+def probe(probe_name: str, checkpoint: str | None, module: str | None, weights: str | None, input_shape: str | None,
           layer: str | None, units: str | None, option: tuple[tuple[str, str], ...],
           seed: int, device: str | None, out: str, devices: str, accelerator: str | None, num_nodes: int,
           strategy: str, force: bool) -> None:
-    """Run probe --plugin on CHECKPOINT and write arrays, figures and index.html to --out.
+    """Run probe --probe NAME on CHECKPOINT and write arrays, figures and index.html to --out.
 
     Your own model instead of a vizkit checkpoint: --module pkg.mod:Factory --weights w.pt
     --input-shape 1,28,28 (layers are the module's dotted names, e.g. conv2).
@@ -232,24 +233,16 @@ def probe(plugin: str, checkpoint: str | None, module: str | None, weights: str 
     split between them; the result is the same as one process's.
     """
     from . import api
-    from .options import resolve_options
-    from .output import ensure_writable
     from .registry import get_host
 
-    probe_cls = get_host().probe(plugin)
-    options = {}
-    for key, value in option:
-        options[key.replace("-", "_")] = value
-    resolve_options(probe_cls.options, options, f"probe {plugin!r}")
-    ensure_writable(out)
+    plugin = probe_name
+    probe_cls = get_host().probe(plugin)  # a misspelt probe fails before a model is loaded
+    options = {key.replace("-", "_"): value for key, value in option}
     model = _load_model(checkpoint, module, weights, input_shape)
     if layer is None:
-        from .api import check_capabilities
-
-        check_capabilities(probe_cls, model)
+        api.check_capabilities(probe_cls, model)
         valid = probe_cls.valid_layers(model)
-        # a probe that reads the whole model (templates) may leave --layer out when only one fits
-        if len(valid) != 1 or not getattr(probe_cls, "layer_optional", False):
+        if len(valid) != 1 or not probe_cls.layer_optional:
             raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
         layer = valid[0]
     if devices != "1" or num_nodes != 1:

@@ -70,23 +70,31 @@ def executed_modules(model: ProbeModel, layer: str) -> list[nn.Module]:
     return ran
 
 
-def check_followable(model: ProbeModel, layer: str, rule: str) -> None:
-    """Refuse (UsageError, one line) a network the ``deconv``/``guided`` rule cannot follow."""
+def followable_refusal(model: ProbeModel, layer: str, rule: str) -> str | None:
+    """Why the ``deconv``/``guided`` rule cannot follow ``model`` down from ``layer`` (one line), or
+    None when it can: probes list a layer only where their rule will run."""
     if rule not in RULES:
-        raise UsageError(f"unknown rule {rule!r}; choose from {', '.join(RULES)}")
+        return f"unknown rule {rule!r}; choose from {', '.join(RULES)}"
     if rule == "gradient":
-        return
+        return None
     kind = getattr(model, "kind", type(model).__name__)
     needs = (f"-o rule {rule} follows networks of nn.Conv2d/nn.Linear, nn.ReLU and nn.MaxPool2d modules; "
              f"model {kind!r}")
     ran = executed_modules(model, layer)
     if not ran:
-        raise UsageError(f"{needs} computes layer {layer!r} without such modules (in its own code, where "
-                         "no rule can reach); use -o rule gradient")
+        return (f"{needs} computes layer {layer!r} without such modules (in its own code, where no rule can "
+                "reach); use -o rule gradient")
     other = sorted({type(m).__name__ for m in ran if not isinstance(m, FOLLOWABLE)})
     if other:
-        raise UsageError(f"{needs} passes through {', '.join(other)} on the way to layer {layer!r} "
-                         "(use -o rule gradient)")
+        return f"{needs} passes through {', '.join(other)} on the way to layer {layer!r} (use -o rule gradient)"
+    return None
+
+
+def check_followable(model: ProbeModel, layer: str, rule: str) -> None:
+    """Refuse (UsageError, one line) a network the ``deconv``/``guided`` rule cannot follow."""
+    reason = followable_refusal(model, layer, rule)
+    if reason is not None:
+        raise UsageError(reason)
 
 
 class _Rectify(torch.autograd.Function):

@@ -112,7 +112,7 @@ def _check_type(entry: dict[str, Any], key: str, kind: type, words: str, table: 
 
 
 def _check_int(entry: dict[str, Any], key: str, minimum: int, table: str, path: Path) -> None:
-    from .api import MAX_SEED
+    from .validation import MAX_SEED
 
     value = entry[key]
     top = MAX_SEED if key == "seed" else 10**9

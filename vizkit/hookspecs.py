@@ -16,6 +16,12 @@ hookimpl = pluggy.HookimplMarker("vizkit")
 
 
 @hookspec
+def register_capabilities(register: Callable[[Any], None]) -> None:
+    """Call ``register(vizkit.Capability(name, summary, interface))`` for each capability your models
+    declare or your probes require that no other plugin provides."""
+
+
+@hookspec
 def register_probes(register: Callable[[Any], None]) -> None:
     """Call ``register(ProbeClass)`` for each probe (a :class:`vizkit.Probe` subclass)."""
 

@@ -73,27 +73,6 @@ class ReconstructModel(ProbeModel, Protocol):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-class ClampedSampleModel(ProbeModel, Protocol):
-    def clamped_sample(
-        self,
-        layer: str,
-        units: torch.Tensor,
-        *,
-        chains: int,
-        samples: int,
-        every: int,
-        burn_in: int,
-        probabilities: bool,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        """Return [units, chains * samples, *input_shape] images generated with each unit on."""
-        ...
-
-
-class TemplateModel(ProbeModel, Protocol):
-    def templates(self) -> dict[str, torch.Tensor]: ...
-
-
 class VizModel:
     """Mixin with the shared bookkeeping of a probe-able model.
 
@@ -115,6 +94,16 @@ class VizModel:
 
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         raise NotImplementedError
+
+
+def core_capabilities() -> list[caps.Capability]:
+    """The probe protocol's own capabilities, which every plugin host has."""
+    return [
+        caps.Capability(caps.ACTIVATIONS, "activations(x, layer): a layer's response to a batch of inputs", ProbeModel),
+        caps.Capability(caps.INPUT_GRAD, "activations are differentiable with respect to the input"),
+        caps.Capability(caps.WEIGHTS, "weights(layer): the weight matrix / filters feeding a layer", WeightsModel),
+        caps.Capability(caps.RECONSTRUCT, "reconstruct(x): encode then decode a batch", ReconstructModel),
+    ]
 
 
 def layer_info(model: ProbeModel, layer: str) -> LayerInfo:

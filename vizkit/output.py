@@ -34,17 +34,43 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import OutputError, WriteError
 
-if TYPE_CHECKING:
-    from .probe import Result
+
+# What the writer needs of a result, declared here rather than imported from vizkit.probe: the probe
+# interface builds on this module (Result.save writes through it), so this one must not need that.
+class VideoLike(Protocol):
+    @property
+    def frames(self) -> np.ndarray: ...
+
+    @property
+    def fps(self) -> float: ...
+
+
+class ResultLike(Protocol):
+    """A :class:`vizkit.Result`, as :func:`write_result` and :func:`index_html` read it."""
+
+    @property
+    def arrays(self) -> dict[str, Any]: ...
+
+    @property
+    def meta(self) -> dict[str, Any]: ...
+
+    @property
+    def figures(self) -> Mapping[str, Any]: ...
+
+    @property
+    def videos(self) -> Mapping[str, VideoLike]: ...
+
+    @property
+    def captions(self) -> Mapping[str, str]: ...
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 TMP_MARK = ".vizkit-tmp-"
@@ -88,6 +114,8 @@ def file_mode() -> int:
 
 
 def sha256_file(path: str | Path) -> str:
+    """Read in 1 MiB blocks so a large checkpoint is never held whole in memory; the one file hash
+    behind result verification, checkpoint provenance and the files that options name."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -351,7 +379,7 @@ def check_overwrite(out: str | Path, names: Iterable[str], probe: str | None = N
 RESULT_FIXED = ("arrays.npz", "index.html", "result.json")
 
 
-def write_result(result: Result, out: Path, force: bool = False, back: str | None = None) -> list[Path]:
+def write_result(result: ResultLike, out: Path, force: bool = False, back: str | None = None) -> list[Path]:
     """Write arrays, figures, videos, ``index.html`` and (last) ``result.json`` into ``out``.
 
     ``back`` is a relative link from the result page to a page above it (the gallery).
@@ -380,7 +408,7 @@ def write_result(result: Result, out: Path, force: bool = False, back: str | Non
         out / "result.json", out / "index.html"]
 
 
-def _stage(result: Result, out: Path, back: str | None) -> Path:
+def _stage(result: ResultLike, out: Path, back: str | None) -> Path:
     """Every file of the result in a private directory inside ``out``; hashes into result.json."""
     try:
         staged = Path(tempfile.mkdtemp(dir=out, prefix=f"{TMP_MARK}{os.getpid()}-"))
@@ -482,7 +510,7 @@ def safe_href(path: str) -> str:
     return "/".join(parts)
 
 
-def index_html(result: Result, meta: dict[str, Any], back: str | None = None) -> str:
+def index_html(result: ResultLike, meta: dict[str, Any], back: str | None = None) -> str:
     """A self-contained page showing a result's figures, videos and metadata."""
     probe = meta.get("probe", "probe")
     model = meta.get("model", {})

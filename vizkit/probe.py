@@ -83,10 +83,13 @@ class Probe:
     """Base class of every probe, built-in or third-party.
 
     Subclasses set ``name``, ``summary``, ``requires`` (capabilities) and ``options`` and implement
-    :meth:`run`. ``layers`` may narrow which layers make sense (e.g. only layers fed by the input).
+    :meth:`run`. :meth:`valid_layers` may narrow which layers make sense (e.g. only layers fed by
+    the input), and :meth:`refusal` says what capabilities cannot (e.g. that this model kept no
+    training epochs); :meth:`can_run` combines the three, and listings offer a probe only where it
+    is true, so what ``vizkit inspect`` lists is what then runs.
 
     A probe whose units are independent can instead implement :meth:`compute` (the numbers, for
-    the units in ``ctx.units``) and :meth:`render` (figures, captions, videos and anything that
+    the units in ``ctx.units``) and :meth:`draw` (figures, captions, videos and anything that
     mixes units, from all units' arrays) and name in ``unit_arrays`` the arrays whose first axis
     follows ``ctx.units``. Then vizkit can split the units over processes (``vizkit probe
     --devices N``): each computes its share, and one process concatenates the unit arrays and
@@ -98,6 +101,9 @@ class Probe:
     requires: ClassVar[frozenset[str]] = frozenset({caps.ACTIVATIONS})
     options: ClassVar[tuple[Option, ...]] = ()
     unit_arrays: ClassVar[frozenset[str]] = frozenset()
+    #: A probe that reads the whole model (templates) may be run without ``--layer`` when only one
+    #: layer is valid for it; the CLI then picks that layer.
+    layer_optional: ClassVar[bool] = False
 
     @classmethod
     def validate_class(cls) -> None:
@@ -106,11 +112,14 @@ class Probe:
 
         if not isinstance(cls.name, str) or not re.match(r"^[a-z][a-z0-9_\-]*$", cls.name):
             raise PluginError(f"probe class {cls.__qualname__} has an invalid name {cls.name!r}")
-        unknown = set(cls.requires) - caps.ALL
-        if unknown:
-            raise PluginError(f"probe {cls.name!r} requires unknown capabilities {sorted(unknown)}")
+        try:
+            cls.requires = caps.validate(cls.requires)
+        except ValueError as exc:
+            raise PluginError(f"probe {cls.name!r} requires {exc}") from None
         if not all(isinstance(o, Option) for o in cls.options):
             raise PluginError(f"probe {cls.name!r} has options that are not vizkit.Option")
+        if cls.__dict__.get("render") is not None and "draw" not in cls.__dict__:
+            cls.draw = cls.__dict__["render"]  # written before draw() was named draw
         if cls.run is Probe.run and cls.compute is Probe.compute:
             raise PluginError(f"probe {cls.name!r} implements neither run() nor compute()")
         if cls.compute is not Probe.compute and not cls.unit_arrays:
@@ -126,9 +135,30 @@ class Probe:
         """Layers this probe can run on; by default every layer of the model."""
         return list(model.layer_infos())
 
+    @classmethod
+    def refusal(cls, model: ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        """Why this probe cannot run on ``model``'s ``layer`` with these (resolved) ``options``, in
+        one line, or None when it can: for what the required capabilities cannot say."""
+        return None
+
+    @classmethod
+    def can_run(cls, model: ProbeModel, layer: str | None = None, options: dict[str, Any] | None = None) -> bool:
+        """Whether the probe runs on ``layer`` (or on some layer) of ``model``, with ``options`` (its
+        defaults when None): requirements, valid layers and :meth:`refusal` together."""
+        if not set(cls.requires) <= set(model.capabilities):
+            return False
+        valid = cls.valid_layers(model)
+        layers = valid if layer is None else [layer] if layer in valid else []
+        opts = options if options is not None else cls.default_options()
+        return any(cls.refusal(model, name, opts) is None for name in layers)
+
+    @classmethod
+    def default_options(cls) -> dict[str, Any]:
+        return {opt.name: opt.default for opt in cls.options}
+
     def run(self, ctx: ProbeContext) -> Result:
-        """The whole result for ``ctx.units``; by default :meth:`render` of :meth:`compute`."""
-        return self.render(ctx, self.compute(ctx))
+        """The whole result for ``ctx.units``; by default :meth:`draw` of :meth:`compute`."""
+        return self.draw(ctx, self.compute(ctx))
 
     def compute(self, ctx: ProbeContext) -> Result:
         """Arrays (and run-level ``meta``) for the units in ``ctx.units``, no figures.
@@ -140,7 +170,7 @@ class Probe:
         """
         raise NotImplementedError
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         """Figures, captions and videos for all units (``ctx.units`` is then every unit of the run);
         may also add arrays that compare units with each other."""
         return result

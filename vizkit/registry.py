@@ -3,7 +3,9 @@
 Loading is lazy (nothing happens at ``import vizkit``), idempotent, and isolates plugins from each
 other: one that fails to import or to register is reported on stderr by name and skipped, unless
 ``VIZKIT_STRICT_PLUGINS=1`` asks for failure (as CI should). ``VIZKIT_LOAD_PLUGINS=a,b`` loads only
-the named entry points. Built-in plugins are ordinary entry points of the ``vizkit`` distribution.
+the named entry points. Built-in probes and model kinds are ordinary entry points of the ``vizkit``
+distribution; its model kinds load even when ``VIZKIT_LOAD_PLUGINS`` leaves them out, so a
+checkpoint always finds its class.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class PluginHost:
     include_core: bool = True
     probes: dict[str, Registered] = field(default_factory=dict)
     models: dict[str, Registered] = field(default_factory=dict)
+    capabilities: dict[str, Registered] = field(default_factory=dict)
     datasets: dict[str, Registered] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
     distributions: dict[str, str] = field(default_factory=dict)
@@ -89,6 +92,11 @@ class PluginHost:
             self.strict = os.environ.get("VIZKIT_STRICT_PLUGINS", "") not in ("", "0")
         if self.only is None and os.environ.get("VIZKIT_LOAD_PLUGINS") is not None:
             self.only = {n.strip() for n in os.environ["VIZKIT_LOAD_PLUGINS"].split(",") if n.strip()}
+        # the probe protocol's own capabilities: every host has them, as every model has activations
+        from .model import core_capabilities
+
+        for cap in core_capabilities():
+            self.capabilities[cap.name] = Registered(cap.name, cap, CORE_PLUGIN)
 
     # -- loading ---------------------------------------------------------------------------
     def load(self) -> PluginHost:
@@ -99,14 +107,16 @@ class PluginHost:
             from . import builtins
 
             self.add_plugin(builtins, CORE_PLUGIN, distribution="vizkit")
-        eps = self.entry_points
-        if eps is None:
-            eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP) if self.entry_points is None else self.entry_points)
+        core_kinds = _core_model_entry_points() if self.include_core else []
+        names = {ep.name for ep in eps}
+        eps += [ep for ep in core_kinds if ep.name not in names]
+        exempt = {ep.name for ep in core_kinds}
         # vizkit's own plugins first, so a third-party name clash skips the newcomer, not a built-in
-        for ep in sorted(eps, key=lambda e: (getattr(getattr(e, "dist", None), "name", None) != "vizkit", e.name)):
-            if self.only is not None and ep.name not in self.only:
+        for ep in sorted(eps, key=lambda e: (_distribution(e) != "vizkit", e.name)):
+            if self.only is not None and ep.name not in self.only and ep.name not in exempt:
                 continue
-            dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+            dist = _distribution(ep) or "?"
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:  # a plugin's import error (even sys.exit) must not take vizkit down
@@ -118,6 +128,7 @@ class PluginHost:
             except PluginError as exc:  # e.g. a name another plugin owns: name it, skip it, go on
                 self._broken(ep.name, f"was not added: {exc}")
         self._loaded = True
+        self._check_declarations(set(self.probes) | set(self.models))
         return self
 
     def add_plugin(self, plugin: Any, name: str, distribution: str = "?") -> bool:
@@ -136,8 +147,10 @@ class PluginHost:
                 self.pm.unregister(name=name)
             self._broken(name, f"has an invalid hook: {exc}")
             return False
-        tables = {"probe": self.probes, "model": self.models, "dataset": self.datasets}
-        hooks = {"probe": ("register_probes", _check_probe), "model": ("register_models", _check_model),
+        tables = {"capability": self.capabilities, "probe": self.probes, "model": self.models,
+                  "dataset": self.datasets}
+        hooks = {"capability": ("register_capabilities", _check_capability),
+                 "probe": ("register_probes", _check_probe), "model": ("register_models", _check_model),
                  "dataset": ("register_datasets", _check_dataset)}
         collected: list[tuple[str, str, Any]] = []
         try:
@@ -166,7 +179,45 @@ class PluginHost:
         for what, item_name, item in collected:
             tables[what][item_name] = Registered(item_name, item, name)
         self.distributions[name] = distribution
+        if self._loaded:  # added by hand after loading: its names are checked now, not at the end of load()
+            self._check_declarations({item_name for what, item_name, _ in collected if what in ("probe", "model")})
         return True
+
+    def _check_declarations(self, names: set[str]) -> None:
+        """Drop probes that require, and model classes that declare, a capability no plugin
+        registered or whose interface the class does not implement (a lazily registered kind is
+        checked when its class is first imported, in :meth:`model_class`)."""
+        for name in sorted(names & set(self.probes)):
+            reg = self.probes[name]
+            unknown = set(reg.obj.requires) - set(self.capabilities)
+            if unknown:
+                del self.probes[name]
+                self._broken(reg.plugin, f"registered probe {name!r}, which requires capabilities no installed "
+                                         f"plugin registers: {', '.join(sorted(unknown))}")
+        for name in sorted(names & set(self.models)):
+            reg = self.models[name]
+            if isinstance(reg.obj, LazyModel):
+                continue
+            try:
+                self.check_model_class(reg.obj, reg.plugin)
+            except PluginError as exc:
+                del self.models[name]
+                self._broken(reg.plugin, str(exc).removeprefix(f"plugin {reg.plugin!r} "))
+
+    def check_model_class(self, cls: Any, plugin: str) -> None:
+        """A model class must implement every interface it declares, and declare only registered
+        capabilities: what probes are promised is what the class has."""
+        declared = set(getattr(cls, "capabilities", None) or ())
+        kind = getattr(cls, "kind", cls.__name__)
+        unknown = declared - set(self.capabilities)
+        if unknown:
+            raise PluginError(f"plugin {plugin!r} registered model kind {kind!r}, which declares capabilities no "
+                              f"installed plugin registers: {', '.join(sorted(unknown))}")
+        for cap_name in sorted(declared):
+            missing = self.capabilities[cap_name].obj.missing(cls)
+            if missing:
+                raise PluginError(f"plugin {plugin!r} registered model kind {kind!r}, which declares capability "
+                                  f"{cap_name!r} but lacks {', '.join(missing)}")
 
     def _broken(self, name: str, reason: str) -> None:
         self.broken[name] = reason
@@ -185,8 +236,13 @@ class PluginHost:
         obj = _lookup(self.load().models, kind, "model kind")
         if isinstance(obj, LazyModel):
             reg = self.models[kind]
-            obj = reg.obj = obj.resolve(reg.plugin)
+            resolved = obj.resolve(reg.plugin)
+            self.check_model_class(resolved, reg.plugin)
+            obj = reg.obj = resolved
         return obj
+
+    def capability(self, name: str) -> Any:
+        return _lookup(self.load().capabilities, name, "capability")
 
     def model_summary(self, kind: str) -> dict[str, Any]:
         """What ``vizkit models`` lists for ``kind`` (summary, capabilities, train options).
@@ -251,6 +307,30 @@ def _lookup(table: dict[str, Registered], name: str, what: str) -> Any:
         valid = ", ".join(sorted(table)) or "(none installed)"
         raise UnknownNameError(f"unknown {what} {name!r}; available: {valid}")
     return table[name].obj
+
+
+def _distribution(ep: Any) -> str | None:
+    return getattr(getattr(ep, "dist", None), "name", None)
+
+
+def _core_model_entry_points() -> list[Any]:
+    """vizkit's own model kinds (entry points into ``vizkit.models``), which every host loads."""
+    return [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if _distribution(ep) == "vizkit" and ep.value.startswith("vizkit.models.")]
+
+
+def _check_capability(obj: Any, plugin: str) -> str:
+    from .capabilities import Capability, check_name
+
+    if not isinstance(obj, Capability):
+        raise PluginError(f"plugin {plugin!r} registered {obj!r}, which is not a vizkit.Capability")
+    try:
+        check_name(obj.name)
+    except ValueError as exc:
+        raise PluginError(f"plugin {plugin!r} registered a capability with an {exc}") from None
+    if obj.interface is not None and not isinstance(obj.interface, type):
+        raise PluginError(f"plugin {plugin!r} registered capability {obj.name!r} whose interface is not a class")
+    return obj.name
 
 
 def _check_name(name: Any, what: str, plugin: str) -> str:

@@ -23,9 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .api import prepare_run
 from .errors import ProbeFailure, UsageError
 from .output import atomic_write_bytes
 from .probe import Result
+from .runner import PreparedRun, compute_part, extend_earlier, reuse_finished, run_prepared
+
+# compute_part and extend_earlier live in vizkit.runner (a single-process run extends earlier results
+# too); they stay importable from here, where split runs and plugins' tests have found them
+__all__ = ["SHARD_DIR", "compute_part", "extend_earlier", "merge_parts", "render_merged", "run_probe_on_ranks",
+           "split_units"]
 
 SHARD_DIR = ".vizkit-shards"
 
@@ -50,64 +57,11 @@ def merge_parts(probe_cls: Any, parts: Sequence[Result]) -> Result:
     return Result(arrays=arrays, meta=dict(first.meta))
 
 
-def compute_part(run: Any, units: torch.Tensor, show_progress: bool = False) -> Result:
-    """``compute`` of ``run``'s probe for ``units`` only."""
-    run.start()
-    return run.probe_cls().compute(run.context(units, show_progress))
-
-
-def render_merged(run: Any, parts: Sequence[Result], elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
+def render_merged(run: PreparedRun, parts: Sequence[Result], elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
     """Render the merged parts for all of ``run``'s units and finish the run (checks, metadata, files)."""
     merged = merge_parts(run.probe_cls, parts)
-    result = run.probe_cls().render(run.context(run.units), merged)
+    result = run.probe_cls().draw(run.context(run.units), merged)
     return run.finish(result, elapsed, extra_meta)
-
-
-def extend_earlier(run: Any, show_progress: bool = False) -> Result | None:
-    """Finish ``run`` from the result already in its ``out`` when that run differed only in its
-    units: the units it has are taken from it, only the others are computed. None when there is no
-    such result (or it shares no unit with this run)."""
-    earlier = _earlier(run)
-    if earlier is None:
-        return None
-    arrays, meta = earlier
-    have = {int(u): i for i, u in enumerate(meta["units"])}
-    wanted = run.units.tolist()
-    missing = [u for u in wanted if u not in have]
-    if len(missing) == len(wanted):
-        return None
-    start = time.perf_counter()
-    fresh = compute_part(run, torch.tensor(missing, dtype=torch.long), show_progress) if missing else None
-    where = {u: i for i, u in enumerate(missing)}
-    merged = dict(fresh.arrays if fresh is not None else arrays)
-    for key in run.probe_cls.unit_arrays:
-        if key in arrays:
-            rows = [fresh.arrays[key][where[u]] if u in where else arrays[key][have[u]] for u in wanted]
-            merged[key] = np.stack(rows) if rows else arrays[key][:0]
-    probe_meta = fresh.meta if fresh is not None else {k: v for k, v in meta.items() if k not in _RUN_KEYS}
-    result = run.probe_cls().render(run.context(run.units), Result(arrays=merged, meta=dict(probe_meta)))
-    return run.finish(result, time.perf_counter() - start, {"units_reused": len(wanted) - len(missing)})
-
-
-# keys the core writes into result.json (not the probe's own metadata)
-_RUN_KEYS = {"probe", "plugin", "plugin_version", "model", "data", "layer", "layer_shape", "units", "units_spec",
-             "options", "seed", "device", "versions", "fingerprint", "unit_key", "timings", "files", "reused",
-             "ranks", "units_per_rank", "units_reused", "hashes", "thumbnail_file"}
-
-
-def _earlier(run: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """The arrays and meta of a verified earlier result in ``run.out`` that differs only in units."""
-    from .output import load_arrays, verified_meta
-
-    meta = verified_meta(run.out)
-    if meta is None or meta.get("unit_key") != run.meta["unit_key"] or not isinstance(meta.get("units"), list):
-        return None
-    arrays = load_arrays(Path(run.out) / "arrays.npz")
-    if arrays is None:
-        return None
-    if any(k in arrays and len(arrays[k]) != len(meta["units"]) for k in run.probe_cls.unit_arrays):
-        return None
-    return arrays, meta
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -135,7 +89,6 @@ def run_probe_on_ranks(
     """
     from lightning_fabric import Fabric
 
-    from . import api
     from .training import quiet_lightning
 
     try:
@@ -146,9 +99,9 @@ def run_probe_on_ranks(
     quiet_lightning()
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
-    run = api.prepare_run(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
-                          force=force, **(options or {}))
-    reused = api._reuse(run.out, run.fingerprint)
+    run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
+                      force=force, **(options or {}))
+    reused = reuse_finished(run.out, run.fingerprint)
     if reused is not None:
         return reused if rank == 0 else None
     if world == 1 or not run.probe_cls.splits_units():
@@ -156,8 +109,7 @@ def run_probe_on_ranks(
             return None
         if world > 1:
             print(f"vizkit: probe {name!r} does not split its units; running it in one process", file=sys.stderr)
-        return api.run_probe(name, model, layer, units=units, out=out, seed=seed, device=fabric.device,
-                             show_progress=show_progress, force=force, **(options or {}))
+        return run_prepared(run, show_progress)
 
     shard_dir = Path(run.out) / SHARD_DIR / run.fingerprint[:16]
     mine = split_units(run.units, world)[rank]

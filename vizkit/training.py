@@ -20,6 +20,7 @@ import torch
 from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import CheckpointError, OutputError, UsageError
 from .registry import get_host
+from .validation import check_seed
 
 
 def build_data(name: str, options: Mapping[str, Any], batch_size: int, seed: int) -> Any:
@@ -129,8 +130,6 @@ def train(
         raise UsageError(f"--epochs must be at least 1, got {epochs}")
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps must be at least 1, got {max_steps}")
-    from .api import check_seed
-
     check_seed(seed)
     if lr is not None and not (isinstance(lr, int | float) and 0 < lr < float("inf")):
         raise UsageError(f"--lr must be a finite number above 0, got {lr!r}")

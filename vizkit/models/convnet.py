@@ -28,6 +28,7 @@ from ..errors import DataError, OptionError
 from ..model import LayerInfo, Weights, layer_info
 from ..options import Option
 from .base import ReferenceModel
+from .registration import EPOCH_SNAPSHOTS
 
 
 def _int_list(text: Any, name: str, *, minimum: int) -> list[int]:
@@ -45,7 +46,7 @@ def _int_list(text: Any, name: str, *, minimum: int) -> list[int]:
 class ConvNet(ReferenceModel):
     kind = "convnet"
     summary = "conv-ReLU-maxpool blocks + linear classifier, trained with labels (Zeiler-Fergus probes)"
-    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS})
+    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, EPOCH_SNAPSHOTS})
     train_options = (
         Option("channels", str, "16,32", "output channels of each conv block, comma-separated"),
         Option("kernel", int, 5, "convolution kernel side (padding keeps the map size)", min=1, max=31),

@@ -96,7 +96,7 @@ class MeanResponse(Probe):
             meta={"input_norm": radius},
         )
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         """The bar chart and caption, once, for all units (after any split run is merged)."""
         samples, noise, radius = ctx.options["samples"], ctx.options["noise"], result.meta["input_norm"]
         units, mean, std = result.arrays["units"], result.arrays["mean"], result.arrays["std"]

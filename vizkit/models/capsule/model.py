@@ -32,6 +32,7 @@ from ...model import LayerInfo, layer_info
 from ...options import Option
 from ..base import ReferenceModel
 from . import poses
+from .interfaces import TEMPLATES
 from .renderer import render
 
 #: numbers per pose: intensity + the six nice numbers
@@ -162,7 +163,7 @@ class GPNN(nn.Module):
 class CapsuleAE(ReferenceModel):
     kind = "capsule"
     summary = "capsule autoencoder (Tieleman 2014 ch. 2): GPNN encoder, mixture of composite capsules, renderer"
-    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.RECONSTRUCT, caps.TEMPLATES})
+    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.RECONSTRUCT, TEMPLATES})
     train_options = (
         Option("ccs", int, 25, "composite capsules (mixture components); 1 = no mixture", min=1, max=200),
         Option("acs", int, 9, "atomic capsules (templates) per composite capsule", min=1, max=100),

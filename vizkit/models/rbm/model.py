@@ -34,6 +34,7 @@ from .evaluate import (
     log_partition_exact,
     mean_free_energy,
 )
+from .interfaces import CLAMPED_SAMPLE, SAMPLE
 from .params import RBMParams, bernoulli
 from .sampling import gibbs_generate
 from .trainers import METHODS, GradientEstimator
@@ -87,8 +88,8 @@ _MONITOR_ROWS = 10000  # free energy monitor: up to this many held-out rows and 
 class BoltzmannStack(StackedLayers, ReferenceModel):
     """Shared body of ``rbm`` and ``dbn``; subclasses only say how the layer sizes are given."""
 
-    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.CLAMPED_SAMPLE,
-                              caps.RECONSTRUCT})
+    capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT, CLAMPED_SAMPLE,
+                              SAMPLE})
     kind_options: ClassVar[tuple[Option, ...]] = ()
     #: dataset options used unless ``-D`` says otherwise: ZCA whitening with a large regulariser
     #: (a low-pass roll-off; a tiny one amplifies pixel noise) and 500,000 fresh patches per epoch,

@@ -128,7 +128,7 @@ class ActMax(Probe):
         }
         return Result(arrays=arrays, meta=meta)
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         """The sensitivity matrix (every unit's response to every unit's optimum), the summary and
         the figures: the parts of the result that compare units with each other."""
         arrays, meta = result.arrays, result.meta

@@ -48,7 +48,7 @@ def half_agreement(samples: np.ndarray, chains: int) -> np.ndarray:
 class Clamp(Probe):
     name = "clamp"
     summary = "samples of a DBN with one unit clamped on, and their mean (Erhan et al. 2009 §4)"
-    requires = frozenset({caps.ACTIVATIONS, caps.CLAMPED_SAMPLE})
+    requires = frozenset({caps.ACTIVATIONS, "clamped_sample"})
     options = (
         Option("chains", int, 10, "Gibbs chains per unit (run as one batch with the units)", min=1, max=10000),
         Option("samples", int, 10, "samples kept per chain", min=1, max=10000),
@@ -75,7 +75,7 @@ class Clamp(Probe):
         return Result(arrays={"samples": samples, "mean": samples.mean(axis=1, dtype=np.float64).astype(np.float32),
                               "units": ctx.units.cpu().numpy().astype(np.int64)})
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         opts = ctx.options
         samples, mean, units = (result.arrays[k] for k in ("samples", "mean", "units"))
         shape = samples.shape[2:]

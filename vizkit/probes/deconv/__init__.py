@@ -63,6 +63,11 @@ class Deconv(Probe):
     unit_arrays = frozenset({"indices", "values", "images", "projections", "positions", "crops",
                              "projection_crops"})
 
+    @classmethod
+    def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        """The deconvnet follows only convolutions, rectifiers and max pooling down to the input."""
+        return deconvnet.followable_refusal(model, layer, options["rule"])
+
     def compute(self, ctx: ProbeContext) -> Result:
         opts, model, info = ctx.options, ctx.model, ctx.layer_info
         deconvnet.check_followable(model, ctx.layer, opts["rule"])
@@ -100,7 +105,7 @@ class Deconv(Probe):
                 {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}}
         return Result(arrays=arrays, meta=meta)
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         crops, proj, values = (result.arrays[k] for k in ("crops", "projection_crops", "values"))
         units = [str(u) for u in ctx.units.cpu().tolist()]
         n_units, k = values.shape

@@ -20,6 +20,11 @@ from vizkit import Option, OptionError, Probe, ProbeContext, Result, deconvnet, 
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 
+#: The capability of models that keep training snapshots (registered by the convnet kind).
+EPOCH_SNAPSHOTS = "epoch_snapshots"
+_NO_EPOCHS = ("the model keeps no training epochs; train with --keep-epochs 1,2,5 (convnet) or list checkpoints "
+              "with -o checkpoints a.pt,b.pt")
+
 
 def checkpoints(model: Any, text: str, layer: str) -> tuple[list[str], list[Any]]:
     """``(labels, models)`` in training order: the files in ``text`` (comma-separated), or the
@@ -36,11 +41,9 @@ def checkpoints(model: Any, text: str, layer: str) -> tuple[list[str], list[Any]
             labels.append(path.rsplit("/", 1)[-1])
             models.append(other)
         return labels, models
-    kept_fn = getattr(model, "epoch_models", None)
-    kept = kept_fn() if callable(kept_fn) else {}
+    kept = model.epoch_models() if EPOCH_SNAPSHOTS in model.capabilities else {}
     if not kept:
-        raise OptionError(f"model {getattr(model, 'kind', type(model).__name__)!r} keeps no training epochs; train "
-                          "with --keep-epochs 1,2,5 (convnet) or list checkpoints with -o checkpoints a.pt,b.pt")
+        raise OptionError(_NO_EPOCHS)
     labels = [f"epoch {e}" for e in kept]
     models = list(kept.values())
     last = models[-1]
@@ -69,6 +72,15 @@ class Evolution(Probe):
         *probe_inputs.UNIT_OPTIONS,
         Option("batch", int, 256, "examples per forward pass", min=1),
     )
+
+    @classmethod
+    def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        """Without a list of checkpoint files the model itself must have kept epochs; and the
+        projections need a layer the deconvnet can follow."""
+        if not str(options.get("checkpoints") or "").strip() and not (
+                EPOCH_SNAPSHOTS in model.capabilities and model.epoch_models()):
+            return _NO_EPOCHS
+        return deconvnet.followable_refusal(model, layer, options["rule"])
 
     def run(self, ctx: ProbeContext) -> Result:
         opts, info = ctx.options, ctx.layer_info

@@ -45,7 +45,7 @@ class Filters(Probe):
         return Result(arrays={"filters": picked.astype(np.float32), "norms": norms.astype(np.float32),
                               "units": ctx.units.cpu().numpy().astype(np.int64)})
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         filters, norms, units = (result.arrays[k] for k in ("filters", "norms", "units"))
         shape = filters.shape[1:]
         order = np.argsort(-norms, kind="stable") if ctx.options["order"] == "norm" else np.arange(len(filters))

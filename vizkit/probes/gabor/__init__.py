@@ -109,7 +109,7 @@ class Gabor(Probe):
                 "cropped_to_field": bool(origin.any() or grey.shape[1:] != picked.shape[2:])}
         return Result(arrays=arrays, meta=meta)
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         a = result.arrays
         like = a["gabor_like"].astype(bool)
         n, frac = len(like), float(like.mean()) if len(like) else 0.0

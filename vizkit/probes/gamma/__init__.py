@@ -27,21 +27,27 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, image_transforms
+from vizkit import Option, Probe, ProbeContext, Result, image_transforms, papers
 from vizkit import capabilities as caps
 
 from .figures import depth_figure, pooling_figure, scatter_figure
 from .stats import SetStats, pooling_groups, significance, unit_significance
 
 #: Table 1 of the paper (γ⁽⁰⁾, γ⁽¹⁾, γ⁽²⁾ for translation), printed beside ours.
-PAPER_TABLE1 = {
-    "CIFAR-10 No-lat 256-590-589": (0.20, 0.23, 0.30),
-    "CIFAR-10 Add 256-839-336": (0.20, 0.27, 0.33),
-    "CIFAR-10 Mod 256-1622-50": (0.20, 0.31, 0.84),
-    "O&F No-lat 256-512-718": (0.16, 0.19, 0.27),
-    "O&F Add 256-1061-212": (0.16, 0.25, 0.41),
-    "O&F Mod 256-1395-100": (0.16, 0.24, 0.95),
-}
+PAPER_TABLE1 = {row.label: row.gamma_translation for row in papers.rasmus2015_table1()
+                if row.gamma_translation is not None}
+
+
+def _paper_caption() -> str:
+    """The paper's numbers under the depth figure: every CIFAR-10 decoder, and O&F's Mod (the model
+    the paper analyses), so the reader can set each layer's γ beside its own."""
+    def gammas(row: papers.Table1Row) -> str:
+        return "/".join(f"{g:.2f}" for g in row.gamma_translation or ())
+
+    cifar = ", ".join(f"{row.model} {gammas(row)}" for row in papers.rasmus2015_table1()
+                      if row.data == "CIFAR-10" and row.gamma_translation is not None)
+    return (f"Paper, Table 1 (CIFAR-10, translation): {cifar}; "
+            f"O&F Mod {gammas(papers.rasmus2015_row('O&F', 'Mod'))}.")
 
 
 class Gamma(Probe):
@@ -212,8 +218,7 @@ class Gamma(Probe):
             {k: arrays[f"layer_gamma_{k}"] for k in kinds}, ["input", *names], meta["undefined_layers"], title)
         rows = ", ".join(f"{k}: " + " / ".join(f"{v:.2f}" for v in arrays[f"layer_gamma_{k}"]) for k in kinds)
         result.captions["depth"] = (
-            f"Layer average γ⁽ˡ⁾ for the input and every layer ({rows}). Paper, Table 1 (CIFAR-10, translation): "
-            "No-lat 0.20/0.23/0.30, Add 0.20/0.27/0.33, Mod 0.20/0.31/0.84; O&F Mod 0.16/0.24/0.95.")
+            f"Layer average γ⁽ˡ⁾ for the input and every layer ({rows}). {_paper_caption()}")
         if connections is None or below is None or below == "input" or ctx.options["pool_starts"] == 0:
             return
         try:

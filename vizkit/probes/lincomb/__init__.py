@@ -90,7 +90,7 @@ class LinComb(Probe):
             meta={"k": "all" if k is None else str(k), "depth": len(chain)},
         )
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         filters, units = result.arrays["filters"], result.arrays["units"]
         k_text, depth = result.meta["k"], result.meta["depth"]
         result.figures["lincomb"] = image_grid(

@@ -133,7 +133,7 @@ class Occlusion(Probe):
                 "output_layer": out_layer, "labels": "data" if examples.labels is not None else "predicted"}
         return Result(arrays=arrays, meta=meta)
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         a, meta = result.arrays, result.meta
         units = ctx.units.cpu().tolist()
         shown = units[:4]

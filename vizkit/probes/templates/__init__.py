@@ -32,13 +32,15 @@ from vizkit import capabilities as caps
 
 from . import figures
 
+#: The capability of part-based models (registered by the capsule kind) whose galleries this draws.
+TEMPLATES = "templates"
+
 
 class Templates(Probe):
     name = "templates"
     summary = "reconstruction rows (original | reconstruction | mismatch) and, for capsule models, template galleries"
     requires = frozenset({caps.ACTIVATIONS, caps.RECONSTRUCT})
-    #: the CLI may pick the layer when only one fits (``vizkit probe --plugin templates capsule.pt``)
-    layer_optional = True
+    layer_optional = True  # ``vizkit probe --probe templates capsule.pt``: the code layer is the only one
     options = (
         *probe_inputs.DATA_OPTIONS,
         Option("rows", int, 20, "images shown as reconstruction rows (Fig. 2.14: 20)", min=1, max=200),
@@ -60,7 +62,7 @@ class Templates(Probe):
         """Capsule models: their code layer; models with input filters: those layers (the filters
         are the templates, units pick which); otherwise any layer (only the rows are drawn)."""
         layers = list(model.layer_infos())
-        if caps.TEMPLATES in model.capabilities:
+        if TEMPLATES in model.capabilities:
             return ["code"] if "code" in layers else layers[-1:]
         return vizkit.input_weight_layers(model) or layers
 
@@ -72,7 +74,7 @@ class Templates(Probe):
         n = images.shape[0]
         dtype = vizkit.model_dtype(model)
         shape = tuple(int(s) for s in model.input_shape)
-        capsule = caps.TEMPLATES in model.capabilities and hasattr(model, "parts")
+        capsule = TEMPLATES in model.capabilities
         batch = opts["batch"]
 
         def run_batches(fn: Callable[[torch.Tensor], dict[str, torch.Tensor]], x: torch.Tensor) -> dict[str, np.ndarray]:

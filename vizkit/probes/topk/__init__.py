@@ -77,7 +77,7 @@ class TopK(Probe):
                 {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}}
         return Result(arrays=arrays, meta=meta)
 
-    def render(self, ctx: ProbeContext, result: Result) -> Result:
+    def draw(self, ctx: ProbeContext, result: Result) -> Result:
         crops, values = result.arrays["crops"], result.arrays["values"]
         units = ctx.units.cpu().tolist()
         n_units, k = values.shape
