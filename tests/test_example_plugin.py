@@ -51,10 +51,37 @@ m = SDAE(input_shape=[1, 8, 8], layers="6,4")
 m.data_info = {"name": "digits", "options": {}, "input_shape": [1, 8, 8], "stats": {"mean_norm": 3.0}}
 save_checkpoint(m.to_checkpoint(), ckpt_path)
 
+# the example's own model kind: digit-class means of the 8x8 digits as prototypes
+import torch
+from sklearn.datasets import load_digits
+from vizkit_example.prototypes import protonet_checkpoint
+
+digits = load_digits()
+images = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
+prototypes = torch.stack([images[digits.target == k].mean(0) for k in range(10)])
+save_checkpoint(protonet_checkpoint(prototypes, m.data_info), ckpt_path.replace("sdae.pt", "proto.pt"))
+
 from vizkit.cli import main
 
 report = []
+listed = []
 for argv in commands:
+    if argv[0] == "@each-listed":  # every probe the last `vizkit inspect` listed, on the layer given
+        proto, out_dir = argv[1], argv[2]
+        listed = report[-1]["out"].split("probes")[-1].splitlines()[0].replace(",", " ").split()
+        report.append({"listed": listed, "runs": []})
+        for name in listed:
+            run_argv = ["probe", "--probe", name, proto, "--layer", "match", "--units", "0:2",
+                        "--out", out_dir + "/" + name]
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    main(run_argv)
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            report[-1]["runs"].append({"probe": name, "code": code, "err": err.getvalue()[-500:]})
+        continue
     out, err = io.StringIO(), io.StringIO()
     code = 0
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -108,6 +135,8 @@ def cli_runs(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
                        "-o", "noise", "pink", "--out", str(work / "bad")],
         "bad_units": ["probe", "--probe", "mean-response", str(ckpt), "--layer", "h1",
                       "--units", "0:9", "--out", str(work / "bad")],
+        "inspect_proto": ["inspect", str(work / "proto.pt")],
+        "listed_run": ["@each-listed", str(work / "proto.pt"), str(work / "listed")],
     }
     pythonpath = os.pathsep.join([str(installed), *filter(None, [os.environ.get("PYTHONPATH")])])
     proc = subprocess.run(
@@ -118,7 +147,7 @@ def cli_runs(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     assert proc.returncode == 0, f"driver failed:\n{proc.stdout}\n{proc.stderr}"
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     runs = dict(zip(commands, report))
-    runs["_dir"] = {"out": work / "out"}
+    runs["_dir"] = {"out": work / "out", "listed": work / "listed"}
     return runs
 
 
@@ -168,6 +197,25 @@ def test_probe_writes_every_output(cli_runs: dict) -> None:
     assert "mean_response.png" in (out / "index.html").read_text()
 
 
+def test_a_new_capability_its_model_and_its_probe(cli_runs: dict) -> None:
+    """The plugin registers ``prototypes``, the ``protonet`` kind that declares it and the
+    ``prototype-match`` probe that requires it; ``vizkit inspect`` lists exactly the probes that
+    then run on a protonet checkpoint, and the new probe gets its known answer."""
+    inspect = cli_runs["inspect_proto"]
+    assert inspect["code"] == 0, inspect["err"]
+    assert "kind         protonet" in inspect["out"]
+    assert "capabilities activations, input_grad, prototypes" in inspect["out"]
+    listed = cli_runs["listed_run"]["listed"]
+    # offered: what needs activations (and input gradients) and its own probe; not what needs weights,
+    # reconstructions or modules a deconvnet can follow
+    assert "prototype-match" in listed and "mean-response" in listed and "actmax" in listed
+    assert not {"filters", "lincomb", "templates", "deconv", "evolution", "clamp", "sample"} & set(listed)
+    for run in cli_runs["listed_run"]["runs"]:
+        assert run["code"] == 0, (run["probe"], run["err"])
+    meta = json.loads((cli_runs["_dir"]["listed"] / "prototype-match" / "result.json").read_text())
+    assert meta["self_best_fraction"] == 1.0  # every unit prefers its own prototype
+
+
 def test_probe_usage_errors_exit_2_with_one_line(cli_runs: dict) -> None:
     bad = cli_runs["bad_option"]
     assert bad["code"] == 2
@@ -207,7 +255,8 @@ def example_host(example_module: ModuleType) -> Iterator[PluginHost]:
 def test_fresh_host_registers_the_probe(example_module: ModuleType) -> None:
     host = PluginHost(entry_points=[])
     assert host.add_plugin(example_module, "example", distribution=DIST) is True
-    assert set(host.probes) == {"mean-response"}
+    assert {"mean-response", "prototype-match"} <= set(host.probes) and "protonet" in host.models
+    assert host.capabilities["prototypes"].plugin == "example"
     reg = host.probes["mean-response"]
     assert reg.obj is example_module.MeanResponse and reg.plugin == "example"
     assert host.distributions["example"] == DIST and host.broken == {}

@@ -75,3 +75,22 @@ def test_bad_recipes(tmp_path, text, message):
 def test_missing_recipe(tmp_path, cli):
     res = cli("gallery", "build", tmp_path / "none.toml", "--out", tmp_path / "o")
     assert res.code == 2 and "no such recipe" in res.err
+
+
+def test_every_probe_means_every_probe_that_runs(tmp_path, cli, monkeypatch):
+    """``plugin = "*"`` runs the probes that run on the model and skips, without aborting, those
+    that refuse it (an sdae: no module for the deconvnet to follow, no kept epochs)."""
+    from vizkit.registry import PluginHost, reset_host
+
+    monkeypatch.setenv("VIZKIT_LOAD_PLUGINS", "deconv,evolution,filters,topk")
+    reset_host(PluginHost())
+    try:
+        recipe = tmp_path / "every.toml"
+        recipe.write_text(RECIPE.split("[[probe]]")[0] + '[[probe]]\nmodel = "tiny-sdae"\nplugin = "*"\nunits = "0:2"\n')
+        res = cli("gallery", "build", recipe, "--out", tmp_path / "site", "-q")
+    finally:
+        reset_host(None)
+    assert res.code == 0, res.err
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert "tiny-sdae/filters-h1/index.html" in page and "tiny-sdae/topk-h2/index.html" in page
+    assert "deconv-" not in page and "evolution-" not in page

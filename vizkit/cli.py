@@ -292,7 +292,8 @@ def _load_model(checkpoint: str | None, module: str | None, weights: str | None,
 # -- listings --------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 def plugins() -> None:
-    """List installed probes with their capabilities and options, and any broken plugin."""
+    """List installed probes with their requirements and options, the capabilities plugins
+    registered, and any broken plugin."""
     from .registry import get_host
 
     host = get_host()
@@ -303,6 +304,9 @@ def plugins() -> None:
         click.echo(f"    requires: {', '.join(sorted(cls.requires))}")
         for opt in cls.options:
             click.echo(f"    -o {opt.name} {opt.describe()}  {opt.help}")
+    click.echo("capabilities (what models declare and probes require):")
+    for name, reg in sorted(host.capabilities.items()):
+        click.echo(f"    {name}  [plugin {reg.plugin}]  {reg.obj.summary}")
     for name, reason in sorted(host.broken.items()):
         click.echo(f"BROKEN {name}: {reason}")
 

@@ -196,10 +196,16 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                 if layer not in have:
                     raise UsageError(f"{recipe_path}: [[probe]] on {entry['model']!r} names layer {layer!r}, which "
                                      f"the model does not have; its layers: {', '.join(have)}")
-            names = api.compatible_probes(model) if entry["plugin"] == "*" else [entry["plugin"]]
+            every = entry["plugin"] == "*"
+            names = api.compatible_probes(model) if every else [entry["plugin"]]
             for name in names:
                 probe_cls = host.probe(name)
                 valid = probe_cls.valid_layers(model)
+                if every:  # only where the probe runs (a named probe that refuses a layer says why instead)
+                    given = {k: v for k, v in entry.get("options", {}).items()
+                             if k in {opt.name for opt in probe_cls.options}}
+                    opts = {**probe_cls.default_options(), **given}
+                    valid = [layer for layer in valid if probe_cls.can_run(model, layer, opts)]
                 wanted = entry.get("layers", valid)
                 skipped = [layer for layer in wanted if layer not in valid]
                 if skipped and progress:

@@ -124,8 +124,13 @@ def train(
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
+    from .models.base import ReferenceModel
+
     host = get_host()
     model_cls = host.model_class(kind)
+    if not (isinstance(model_cls, type) and issubclass(model_cls, ReferenceModel)):
+        raise UsageError(f"model kind {kind!r} is not trained by vizkit train (its class is not a "
+                         f"vizkit.ReferenceModel); build its checkpoint the way its plugin documents")
     if epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {epochs}")
     if max_steps is not None and max_steps < 1:
@@ -136,7 +141,7 @@ def train(
     out_path = _check_out(out)
     _check_hardware(pl, accelerator, devices, num_nodes, strategy)
     # a model kind may set its own defaults for a dataset (e.g. whitening for patches); -D wins
-    kind_defaults = dict(getattr(model_cls, "data_defaults", {}).get(data, {}))
+    kind_defaults = dict(model_cls.data_defaults.get(data, {}))
     dm = build_data(data, {**kind_defaults, **dict(data_options or {})}, batch_size, seed)
     described = dm.describe()
     if lr is not None and "lr" not in {o.name for o in model_cls.train_options}:

@@ -29,6 +29,9 @@ class ReferenceModel(VizModel, pl.LightningModule):
 
     train_options: ClassVar[tuple[Option, ...]] = ()
     summary: ClassVar[str] = ""
+    #: ``{dataset name: {option: value}}``: dataset options this kind needs by default (e.g. ZCA
+    #: whitening for patches); ``-D KEY=VALUE`` still wins.
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self) -> None:
         super().__init__()

@@ -3,7 +3,9 @@
 It adds
 
 * the probe ``mean-response``: feed random inputs shaped like the model's input and report the
-  mean and standard deviation of each selected unit's activation, as arrays and a bar chart; and
+  mean and standard deviation of each selected unit's activation, as arrays and a bar chart;
+* a capability of its own, ``prototypes``, with a model kind that provides it (``protonet``) and a
+  probe that requires it (``prototype-match``), in :mod:`vizkit_example.prototypes`; and
 * the command ``vizkit example-hello``, which prints one line.
 
 It imports only vizkit's public API and is found through the ``vizkit`` entry-point group declared
@@ -138,8 +140,25 @@ def _bar_chart(units: np.ndarray, mean: np.ndarray, std: np.ndarray, title: str)
 
 
 @vizkit.hookimpl
+def register_capabilities(register: Callable[[Any], None]) -> None:
+    from .prototypes import CAPABILITY
+
+    register(CAPABILITY)
+
+
+@vizkit.hookimpl
+def register_models(register: Callable[[Any], None]) -> None:
+    from .prototypes import ProtoNet
+
+    register(ProtoNet)
+
+
+@vizkit.hookimpl
 def register_probes(register: Callable[[Any], None]) -> None:
+    from .prototypes import PrototypeMatch
+
     register(MeanResponse)
+    register(PrototypeMatch)
 
 
 @vizkit.hookimpl
