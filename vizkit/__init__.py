@@ -47,6 +47,7 @@ _EXPORTS = {
     "unit_activations": "vizkit.model",
     "unit_axis": "vizkit.model",
     "model_dtype": "vizkit.model",
+    "torch_module": "vizkit.model",
     "parse_position": "vizkit.model",
     "input_weight_layers": "vizkit.model",
     "paired_unit_activations": "vizkit.model",

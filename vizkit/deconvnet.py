@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
-from .model import ProbeModel
+from .model import ProbeModel, torch_module
 
 RULES = ("deconv", "guided", "gradient")
 
@@ -41,15 +41,6 @@ FOLLOWABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ReLU, nn.MaxPool1d,
               nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
               nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d, nn.ZeroPad2d)
 _ELEMENTWISE = (nn.ReLU, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
-
-
-def torch_module(model: ProbeModel) -> nn.Module | None:
-    """The ``nn.Module`` behind a probe model: the model itself (reference models) or the module a
-    :func:`vizkit.wrap` model holds; None when there is none."""
-    if isinstance(model, nn.Module):
-        return model
-    module = getattr(model, "module", None)
-    return module if isinstance(module, nn.Module) else None
 
 
 def executed_modules(model: ProbeModel, layer: str) -> list[nn.Module]:

@@ -95,6 +95,24 @@ class VizModel:
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         raise NotImplementedError
 
+    def activations_all(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Several layers' outputs from one batch. A model whose layers stack overrides this with
+        one forward pass (exactly :meth:`activations`' values); it is a speed-up, not a capability."""
+        return {name: self.activations(x, name) for name in layers}
+
+    def torch_module(self) -> torch.nn.Module | None:
+        """The ``nn.Module`` that computes the activations, for what walks a network's modules
+        (the deconvnet, device moves, dtypes); None when the model computes them otherwise."""
+        return self if isinstance(self, torch.nn.Module) else None
+
+
+def torch_module(model: ProbeModel) -> torch.nn.Module | None:
+    """The ``nn.Module`` behind any probe model: what :meth:`VizModel.torch_module` says, or the
+    model itself when it is a module that does not derive from :class:`VizModel`."""
+    if isinstance(model, VizModel):
+        return model.torch_module()
+    return model if isinstance(model, torch.nn.Module) else None
+
 
 def core_capabilities() -> list[caps.Capability]:
     """The probe protocol's own capabilities, which every plugin host has."""
@@ -182,22 +200,19 @@ def paired_unit_activations(
 def layer_activations(model: ProbeModel, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
     """Several layers' outputs ``{name: [B, *shape]}`` for one batch.
 
-    A model whose layers stack (each computed from the one below) may define
-    ``activations_all(x, layers)`` returning the same dict from one forward pass; this is an
-    optional speed-up with exactly :meth:`ProbeModel.activations`' semantics, not a capability.
-    Other models get one ``activations`` call per layer.
+    A :class:`VizModel` answers with :meth:`VizModel.activations_all` (one forward pass where its
+    layers stack); other models get one ``activations`` call per layer.
     """
-    many = getattr(model, "activations_all", None)
-    if callable(many):
-        return many(x, list(layers))
+    if isinstance(model, VizModel):
+        return model.activations_all(x, list(layers))
     return {name: model.activations(x, name) for name in layers}
 
 
 def model_dtype(model: Any) -> torch.dtype:
     """The floating dtype of the model's parameters (float32 when it has none), so probes build
     inputs the model can take."""
-    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
-    if isinstance(module, torch.nn.Module):
+    module = torch_module(model)
+    if module is not None:
         for param in module.parameters():
             if param.is_floating_point():
                 return param.dtype

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from .errors import ProbeFailure
-from .model import ProbeModel
+from .model import ProbeModel, torch_module
 from .output import load_arrays, out_lock, sha256_file, verified_meta, write_result
 from .probe import ProbeContext, Result
 
 
 def _move(model: Any, device: torch.device) -> None:
-    target = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
-    if isinstance(target, torch.nn.Module):
+    target = torch_module(model)
+    if target is not None:
         target.to(device)
 
 

@@ -52,6 +52,9 @@ class WrappedModel(VizModel):
         if not has_weights:
             self.capabilities = self.capabilities - {caps.WEIGHTS}
 
+    def torch_module(self) -> nn.Module:
+        return self.module
+
     def _discover_shapes(self) -> dict[str, LayerInfo]:
         device = next((p.device for p in self.module.parameters()), torch.device("cpu"))
         x = torch.zeros(1, *self.input_shape, device=device)
