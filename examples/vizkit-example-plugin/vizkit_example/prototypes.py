@@ -101,7 +101,7 @@ class PrototypeMatch(Probe):
         own = response[ctx.units.cpu(), torch.arange(len(ctx.units))]
         self_best = (response.argmax(dim=0) == ctx.units.cpu()).numpy()
         shown = protos[ctx.units].cpu().numpy()
-        fig = image_grid(as_images(shown, ctx.model.input_shape), labels=[int(u) for u in ctx.units],
+        fig = image_grid(as_images(shown, ctx.model.input_shape), labels=[int(u) for u in ctx.units], mode="minmax",
                          title=f"prototypes of {len(ctx.units)} units of {ctx.layer}")
         caption = (f"The prototype of each unit; {int(self_best.sum())} of {len(self_best)} units respond most to "
                    f"their own prototype (known answer for nearest-prototype units: all).")
