@@ -338,12 +338,12 @@ def test_seed_reproducibility_figure_and_options(example_host: PluginHost) -> No
 def test_units_split_over_parts_give_the_same_result(example_host: PluginHost) -> None:
     # the third-party probe implements compute/render, so vizkit can split its units
     from vizkit.api import prepare_run
-    from vizkit.shard import compute_part, render_merged, split_units
+    from vizkit.shard import compute_part, draw_merged, split_units
 
     model = _linear(np.random.default_rng(0).normal(size=(5, 4)).tolist(), [0.1] * 5)
     whole = vizkit.run_probe("mean-response", model, "0", samples=64, seed=2)
     run = prepare_run("mean-response", model, "0", samples=64, seed=2)
-    merged = render_merged(run, [compute_part(run, u) for u in split_units(run.units, 2)], 0.0)
+    merged = draw_merged(run, [compute_part(run, u) for u in split_units(run.units, 2)], 0.0)
     for key in ("mean", "std", "units"):
         np.testing.assert_allclose(merged.arrays[key], whole.arrays[key], rtol=1e-6, err_msg=key)
     assert set(merged.figures) == {"mean_response"}

@@ -11,7 +11,7 @@ import torch
 import vizkit
 from vizkit.api import prepare_run
 from vizkit.errors import PluginError
-from vizkit.shard import compute_part, merge_parts, render_merged, split_units
+from vizkit.shard import compute_part, draw_merged, merge_parts, split_units
 
 from .conftest import make_sdae
 from .test_clamp_compare import tiny_dbn
@@ -26,7 +26,7 @@ def test_split_units_keeps_order_and_balances():
 def in_parts(name, model, layer, units, parts, **options):
     run = prepare_run(name, model, layer, units=units, **options)
     pieces = [compute_part(run, u) if len(u) else None for u in split_units(run.units, parts)]
-    return render_merged(run, pieces, 0.0)
+    return draw_merged(run, pieces, 0.0)
 
 
 @pytest.mark.parametrize(

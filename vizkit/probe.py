@@ -93,7 +93,7 @@ class Probe:
     mixes units, from all units' arrays) and name in ``unit_arrays`` the arrays whose first axis
     follows ``ctx.units``. Then vizkit can split the units over processes (``vizkit probe
     --devices N``): each computes its share, and one process concatenates the unit arrays and
-    renders once.
+    draws once.
     """
 
     name: ClassVar[str] = ""

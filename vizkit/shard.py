@@ -3,7 +3,7 @@
 Fabric starts the processes (one per device, any strategy and node count Lightning supports);
 each computes :meth:`vizkit.Probe.compute` for its contiguous share of the units and writes it
 to ``OUT/.vizkit-shards/``; after a barrier, rank 0 concatenates the unit arrays in unit order,
-renders once and writes the result like a one-process run. Files, not collectives, carry the
+draws once and writes the result like a one-process run. Files, not collectives, carry the
 parts, so arrays of any shape and dtype travel, and a rank that fails leaves a marker saying why
 instead of a hung barrier. Several nodes need ``--out`` on a filesystem they all see.
 """
@@ -31,7 +31,7 @@ from .runner import PreparedRun, compute_part, extend_earlier, reuse_finished, r
 
 # compute_part and extend_earlier live in vizkit.runner (a single-process run extends earlier results
 # too); they stay importable from here, where split runs and plugins' tests have found them
-__all__ = ["SHARD_DIR", "compute_part", "extend_earlier", "merge_parts", "render_merged", "run_probe_on_ranks",
+__all__ = ["SHARD_DIR", "compute_part", "extend_earlier", "merge_parts", "draw_merged", "run_probe_on_ranks",
            "split_units"]
 
 SHARD_DIR = ".vizkit-shards"
@@ -57,7 +57,7 @@ def merge_parts(probe_cls: Any, parts: Sequence[Result]) -> Result:
     return Result(arrays=arrays, meta=dict(first.meta))
 
 
-def render_merged(run: PreparedRun, parts: Sequence[Result], elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
+def draw_merged(run: PreparedRun, parts: Sequence[Result], elapsed: float, extra_meta: dict[str, Any] | None = None) -> Result:
     """Render the merged parts for all of ``run``'s units and finish the run (checks, metadata, files)."""
     merged = merge_parts(run.probe_cls, parts)
     result = run.probe_cls().draw(run.context(run.units), merged)
@@ -131,7 +131,7 @@ def run_probe_on_ranks(
             raise failure
         # rank 0 keeps its own part (and the run-level meta) in memory; the others come from files
         parts = [part] + [_read_part(shard_dir, r) for r in range(1, world)]
-        return render_merged(run, parts, time.perf_counter() - start,
+        return draw_merged(run, parts, time.perf_counter() - start,
                              {"ranks": world, "units_per_rank": [len(u) for u in split_units(run.units, world)]})
     finally:
         shutil.rmtree(shard_dir, ignore_errors=True)
