@@ -231,7 +231,7 @@ def test_cli_run_shows_files(fresh_host, sdae_ckpt, tmp_path, cli):
     assert (tmp_path / "c" / "stimuli.png").exists() and (tmp_path / "c" / "restarts.png").exists()
 
 
-# -- saturated units: pre-activation target, agreeing restarts, sensitivity scale (issue 10) -------
+# -- saturated units: pre-activation target, agreeing restarts, sensitivity scale ----------------
 def test_logit_target_gives_the_same_optimum_and_the_pre_activation(fresh_host):
     """For h = sigmoid(w·x + b), logit(h) = w·x + b: same optimum rho·w/|w|, and the value reached is the
     pre-activation rho·|w| + b itself, not a saturated 0.9997. (Recovered from h, so it needs h < 1 in

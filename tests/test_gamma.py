@@ -49,7 +49,7 @@ def test_white_noise_linear_units_have_the_closed_form_gamma(fresh_host, noise_f
     result = vizkit.run_probe("gamma", model, "1", data=str(noise_file), sets=3000)
     expected = np.array([(_crop_average(f) ** 2).sum() / (f ** 2).sum() for f in filters])
     assert expected[0] == pytest.approx(1 / 16)
-    # METHODS.md's value for the mean of a 16x16 crop (the crops overlap): 0.85
+    # docs/methods.md's value (§gamma) for the mean of a 16x16 crop (the crops overlap): 0.85
     assert (_crop_average(np.ones((16, 16))) ** 2).sum() / 256 == pytest.approx(0.85, abs=0.001)
     # sampling error of a variance ratio over 3,000 sets: relative sd about sqrt(2 / 3000) = 2.6%
     np.testing.assert_allclose(result.arrays["gamma"], expected, rtol=0.1)

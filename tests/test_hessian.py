@@ -263,7 +263,7 @@ def test_from_dir_reuses_actmax_optima_for_a_subset_of_units(fresh_host, sdae_ck
     np.testing.assert_array_equal(np.load(out / "arrays.npz")["optimum"], saved[[2, 0]])
 
 
-# -- degeneracy and the meaning of invariances (issue 10) ------------------------------------------
+# -- degeneracy and the meaning of invariances ----------------
 
 
 def test_quadratic_units_have_identifiable_invariances(fresh_host, capsys):

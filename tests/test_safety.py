@@ -1,4 +1,4 @@
-"""Nothing lost, nothing written outside --out, one line per mistake (issue 13, safety part).
+"""Nothing lost, nothing written outside --out, one line per mistake.
 
 Each class of fault is tried as a user or an adversary would, and each test checks the message,
 the exit code, and that nothing was half-written or written outside the output directory.

@@ -1,5 +1,5 @@
-"""One clear line and the right exit code for each class of mistake that used to be a traceback
-(issue 13): devices, seeds, units, learning rates, damaged checkpoints, hostile sizes, recipes."""
+"""One clear line and the right exit code for each class of mistake that used to be a traceback:
+devices, seeds, units, learning rates, damaged checkpoints, hostile sizes, recipes."""
 
 from __future__ import annotations
 

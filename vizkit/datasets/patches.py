@@ -30,8 +30,8 @@ The DC direction has zero variance after step 1; whitening leaves it at zero ins
 by a zero eigenvalue, so the whitened covariance is the identity on the other directions.
 
 Cost: fitting is an eigendecomposition of the (size^2 x size^2) covariance, and every fresh epoch
-draw is whitened by one matrix product, so whitened 64x64 patches (4096 dims) take tens of seconds
-to build where 12x12 or 16x16 take well under one.
+draw is whitened by one matrix product, so the cost grows steeply with the patch side: cheap for the
+12x12 and 16x16 patches of the papers, slow for large ones (docs/methods.md, "Data").
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ symmetric projection W ← (WWᵀ)^-½ W (computed as UVᵀ from the SVD W = USV
 input: on ``--data patches`` the model sets its own data defaults (``data_defaults``), ZCA whitening
 (which keeps whitened patches local) and 100,000 fresh patches per epoch, so that the plain
 ``vizkit train tcnn --data patches`` (one epoch, 1,000 updates) learns localized, oriented Gabor-like
-filters (about 80% of them by the gabor probe's measure, in ~30 s on one core). Why these values:
+filters (most of them by the gabor probe's measure; docs/models/tcnn.md has the numbers). Why these values:
 without whitening the objective (minimise pooled energy subject to orthonormal filters) simply picks
 the lowest-variance, highest-frequency directions (checkerboards); with whitening every direction has
 equal variance and only sparseness is left to choose, which is what yields Gabors. The learning rate

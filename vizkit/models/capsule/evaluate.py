@@ -2,7 +2,7 @@
 
 * Per-pixel MSE with and without dropout, and as a % of the data variance: the mean over pixels of
   each pixel's variance across the images of that split (the definition the thesis's numbers
-  imply: 0.0057 ≈ 9% of ≈ 0.063, CAPSULES.md A.12).
+  imply: 0.0057 ≈ 9% of ≈ 0.063; docs/methods.md §capsule).
 * Clustering (thesis §2.6.6): the cluster of an image is the manager's noise-free choice; each
   cluster gets the label of its most confidently assigned training image; a test image gets its
   cluster's label. K-means on pixels is scored by the same protocol (most confident = nearest to

@@ -39,7 +39,7 @@ from .renderer import render
 POSE = 7
 L1_SCALE = 4.0  # (inferred) input-layer weights 4x the default range, see GPNN
 ENC_OUT_SCALE = 0.1  # encoder output weights 0.1x default: poses start near the default
-DIST_OUT_SCALE = 0.1  # same for the distortion network (1.0 trained worse, measured)
+DIST_OUT_SCALE = 0.1  # same for the distortion network (1.0 trained worse)
 
 
 #: options added after capsule checkpoints were first written, with the value those were trained with
@@ -88,8 +88,9 @@ class _ExcessSquare(torch.autograd.Function):
 
     The thesis's weight decay touches every one of the model's ~4.4 million numbers each step;
     through autograd that was ~10 elementwise passes (abs, sub, relu, square, sum and their
-    backward), a third of a batch-25 step on the CPU. Here the signed excess is θ − clip(θ, ±t)
-    with t = 0.1/s: 3 passes forward (clamp, sub, dot), 1 backward (its gradient is 2s²·excess).
+    backward), a large share of a small-batch step on the CPU (benchmarks/README.md,
+    ``capsule_step.py``). Here the signed excess is θ − clip(θ, ±t) with t = 0.1/s: 3 passes
+    forward (clamp, sub, dot), 1 backward (its gradient is 2s²·excess).
     """
 
     @staticmethod
@@ -271,8 +272,8 @@ class CapsuleAE(ReferenceModel):
             # rows, so the first noise-free choices already depend on the image (logits ~1.4
             # apart on MNIST at 20x, vs 0.07): with logits 0.07 apart against uniform(0, 10)
             # noise the training-time y is pure noise, the distortion net learns to ignore it,
-            # the CCs stay alike and the manager never chooses (measured on the MNIST subset:
-            # entropy 96% of log 25 after 50 epochs; without the noise still 96% after 9)
+            # the CCs stay alike and the manager never chooses (docs/models/capsule.md, "Measured
+            # earlier: the previous defaults")
             rows = torch.arange(ccs) * self.per_cc + self.per_cc - 1
             for layer in () if ccs == 1 else (self.encoder.out3, *((self.encoder.out1, self.encoder.out2) if skip else ())):
                 layer.weight_raw[rows] *= manager_init
@@ -310,8 +311,8 @@ class CapsuleAE(ReferenceModel):
 
         (inferred) The logit is ``logit_gain`` × the encoder's output: the noise only stops
         mattering once logits differ by ≫ 10, and with the gain Adam gets there in hundreds rather
-        than many thousands of steps (measured: with gain 1 the manager stayed at maximum entropy
-        through 50 epochs on the MNIST subset).
+        than many thousands of steps (with gain 1 the manager stayed at maximum entropy;
+        docs/models/capsule.md).
         """
         logits = logits * self.hparams["logit_gain"]
         if noisy and self.hparams["noise"] > 0:
@@ -528,8 +529,8 @@ class CapsuleAE(ReferenceModel):
         (inferred) The hidden layers of both GPNNs train at ``hidden_lr`` × ``lr``: the equalised
         dense layers (:class:`ScaledLinear`) turn Adam's step on a 666-input layer into lr/26 on
         the weights in use, which the output layers need (larger early steps killed the capsules)
-        but which left the hidden layers learning slowly; 4× reconstructed and clustered better
-        within 50 epochs on the MNIST subset (1× and 10× worse; docs/models/capsule.md).
+        but which left the hidden layers learning slowly; 4× reconstructed and clustered best of
+        the rates tried (docs/models/capsule.md).
         With ``encoder_decay`` the encoder's hidden-layer weights get a group of their own that
         shrinks before every step (:func:`decoupled_decay`).
         """
@@ -552,8 +553,8 @@ class CapsuleAE(ReferenceModel):
         if hp["optimizer"] == "rmsprop":
             opt: torch.optim.Optimizer = torch.optim.RMSprop(groups, lr=lr, foreach=True)
         else:
-            # fused: one pass over the ~4.4 million numbers per update instead of ~8 (measured 1.3x
-            # faster per epoch at batch 25 on the CPU than foreach, which beats the default loop)
+            # fused: one pass over the ~4.4 million numbers per update instead of ~8, cheaper than
+            # foreach, which beats the default per-tensor loop (benchmarks/README.md, capsule_step.py)
             opt = torch.optim.Adam(groups, lr=lr, betas=(0.9, beta2), fused=True)
         if decayed:
             opt.register_step_pre_hook(decoupled_decay)
@@ -564,7 +565,7 @@ class CapsuleAE(ReferenceModel):
 
         (inferred) Cosine decay to ``lr_final`` of the peak by the last step, after an optional
         linear warm-up. Constant Adam at 3e-3 leaves the reconstruction noisy at the end of a short
-        run; decaying it lets the last epochs settle (measured: docs/models/capsule.md). The thesis
+        run; decaying it lets the last epochs settle (docs/models/capsule.md). The thesis
         does not state its schedule; its optimiser's steps shrink as the gradient estimates settle.
         """
         hp = self.hparams

@@ -1,10 +1,11 @@
 """Poses of capsules: the "nice" parametrisation, its matrix, composition, and the output model.
 
-Frames (Tieleman 2014, §2.3, the choices CAPSULES.md marks as inferred): both the template and the
-world (output image) are unit squares with their middle at (0.5, 0.5); points are homogeneous
-column vectors ``(x, y, 1)`` with ``x`` along columns and ``y`` along rows (downwards). A pose's
-matrix maps **world → template** coordinates, so rendering asks, for each output pixel, where to
-look in the template, and nothing is ever inverted (inverses gave the thesis unstable gradients).
+Frames (Tieleman 2014, §2.3, which leaves them open; the "coordinate frames" row of
+docs/models/capsule.md): both the template and the world (output image) are unit squares with their
+middle at (0.5, 0.5); points are homogeneous column vectors ``(x, y, 1)`` with ``x`` along columns
+and ``y`` along rows (downwards). A pose's matrix maps **world → template** coordinates, so
+rendering asks, for each output pixel, where to look in the template, and nothing is ever inverted
+(inverses gave the thesis unstable gradients).
 
 The "nice" form is six learner-friendly numbers ``(t0, t1, s0, s1, z, θ)``: translation, two
 scales stored as raw multipliers (not logs: log-scales overflowed in the thesis), shear, and

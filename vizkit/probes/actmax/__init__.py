@@ -33,6 +33,14 @@ from vizkit.optim import (
 )
 from vizkit.sphere import data_radius
 
+from .captions import (
+    activations_caption,
+    method_text,
+    restarts_caption,
+    sensitivity_caption,
+    spread_text,
+    stimuli_caption,
+)
 from .figures import activation_spread, restarts_panel, sensitivity_matrix
 
 
@@ -189,12 +197,9 @@ class ActMax(Probe):
         opts, s = ctx.options, meta["summary"]
         units = arrays["units"].tolist()
         n_units, n_restarts = arrays["activations"].shape
-        method = (f"maximised: {meta.get('target', TARGET_TEXT['activation'])}; "
-                  f"rho = {meta['rho']:.4g} ({meta['rho_source']}); {opts['optimizer']}, lr {opts['lr']:g}"
-                  f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
-                  + _regularisers_text(opts))
-        spread = (f"Spread across the {n_restarts} restarts (max − min activation, median over units): "
-                  f"{s['spread_median']:.3g}; mean cosine of a restart with the kept one: {s['cosine_mean']:.3f}.")
+        target = meta.get("target", TARGET_TEXT["activation"])
+        method = method_text(target, meta["rho"], meta["rho_source"], opts)
+        spread = spread_text(n_restarts, s["spread_median"], s["cosine_mean"])
         best_images = as_images(arrays["stimuli"], shape)
         figures = {
             "stimuli": image_grid(
@@ -203,13 +208,7 @@ class ActMax(Probe):
                 tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55,  # large inputs: larger tiles
             ),
         }
-        captions = {
-            "stimuli": (f"Input on the sphere |x| = rho that maximises each unit of {ctx.layer}, the best of "
-                        f"{n_restarts} random starts. {method}. Steps taken: median {s['steps_median']:g}, "
-                        f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
-                        f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
-                        f"average at the start). {spread}"),
-        }
+        captions = {"stimuli": stimuli_caption(ctx.layer, n_restarts, method, s, spread)}
         panel = min(opts["panel"], n_units)
         if panel:
             images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
@@ -222,28 +221,20 @@ class ActMax(Probe):
                       f"(the first {panel} of {n_units})",
                 agree=agree, cosine_min=arrays["restart_cosine_min"][:panel], spread=arrays["restart_spread"][:panel],
             )
-            captions["restarts"] = (f"Each row: one unit of {ctx.layer} ({shown_units}, the first {panel} of "
-                                    f"{n_units}); each column: the optimum reached from one random start, with the "
-                                    f"activation under it (red: kept, the highest). Rows whose restarts all agree "
-                                    f"(cosine >= {AGREE_COSINE} with the kept one, activation spread <= "
-                                    f"{AGREE_SPREAD:g} of the best) show the optimum once with the measured agreement: "
-                                    f"{int(agree.sum())} of {panel} rows here. {method}. {spread}")
+            captions["restarts"] = restarts_caption(ctx.layer, shown_units, panel, n_units, int(agree.sum()),
+                                                    AGREE_COSINE, AGREE_SPREAD, method, spread)
         figures["activations"] = activation_spread(
             arrays["activations"], arrays["initial_activations"], units,
             title=f"actmax {ctx.layer}: activation reached per restart",
         )
-        captions["activations"] = f"Activation at the start and after ascent, every restart of every unit. {spread}"
+        captions["activations"] = activations_caption(spread)
         figures["sensitivity"], scale_text = sensitivity_matrix(
             arrays["sensitivity"], units,
             title=f"actmax {ctx.layer}: sensitivity (diagonal {s['sensitivity_diagonal']:.2f}, "
                   f"off-diagonal {s['sensitivity_off_diagonal']:.2f} on average)",
         )
-        captions["sensitivity"] = (f"Row i: the optimal input of unit i; column j: the activation of unit j for "
-                                   f"it, divided by the largest |activation| of unit j over all rows (so units "
-                                   f"that respond to everything do not dominate). A strong diagonal means each "
-                                   f"optimum is specific to its unit. Mean diagonal {s['sensitivity_diagonal']:.3f}, "
-                                   f"mean off-diagonal {s['sensitivity_off_diagonal']:.3f}. Colour scale: "
-                                   f"{scale_text}. Values: {meta.get('target', TARGET_TEXT['activation'])}.")
+        captions["sensitivity"] = sensitivity_caption(s["sensitivity_diagonal"], s["sensitivity_off_diagonal"],
+                                                      scale_text, target)
         return figures, captions
 
 
@@ -282,12 +273,6 @@ def restart_agreement(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nda
     scale = np.maximum(np.abs(act).max(axis=1), 1e-30)
     agree = (cos_min >= AGREE_COSINE) & (spread <= AGREE_SPREAD * scale)
     return agree, cos_min.astype(np.float32), spread.astype(np.float32)
-
-
-def _regularisers_text(opts: dict[str, Any]) -> str:
-    parts = [f"jitter {opts['jitter']} px"] * bool(opts["jitter"]) + [f"blur sigma {opts['blur']:g}"] * bool(opts["blur"])
-    parts += [f"TV weight {opts['tv']:g}"] * bool(opts["tv"]) + ["FFT parametrisation"] * (opts["param"] == "fft")
-    return "; regularisers: " + ", ".join(parts) if parts else "; no regularisers"
 
 
 def summarise(arrays: dict[str, np.ndarray]) -> dict[str, float]:

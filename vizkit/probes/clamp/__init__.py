@@ -19,6 +19,8 @@ from vizkit import Option, Probe, ProbeContext, Result, Video
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid, normalise
 
+from .captions import chain_caption, clamp_caption
+
 
 def half_agreement(samples: np.ndarray, chains: int) -> np.ndarray:
     """Per unit: cosine between what sets its mean apart from the other units' (its mean minus the
@@ -100,18 +102,9 @@ class Clamp(Probe):
             row_labels=[str(u) for u in units],
             col_labels=["mean"] + [str(i + 1) for i in range(shown)],
         )
-        result.captions["clamp"] = (
-            f"Each row: one unit of {ctx.layer} clamped to 1; first column the mean of "
-            f"{samples.shape[1]} samples ({opts['chains']} chains × {opts['samples']}, one every "
-            f"{opts['every']} Gibbs steps after {opts['burn_in']} burn-in), then samples from different chains. "
-            f"{'Pixel probabilities E[x | h1]' if opts['probabilities'] else 'Samples'}; one grey scale for all "
-            f"tiles, lowest value black, highest white."
-        )
-        if finite.size:
-            result.captions["clamp"] += (
-                f" Agreement: for each unit, the cosine between its mean minus the mean over all units, "
-                f"estimated from the first and from the second half of its chains; median {median:.2f} "
-                f"(near 1: the units' differences are reproducible; near 0: sampling noise).")
+        result.captions["clamp"] = clamp_caption(ctx.layer, samples.shape[1], opts["chains"], opts["samples"],
+                                                 opts["every"], opts["burn_in"], opts["probabilities"],
+                                                 median if finite.size else None)
         if opts["gif"]:
             frames = as_images(samples[0, : opts["samples"]].astype(np.float64), shape)
             frames = np.clip(normalise(frames, "minmax", shared=True) * 255, 0, 255).astype(np.uint8)
@@ -119,7 +112,7 @@ class Clamp(Probe):
             if frames.ndim == 3:
                 frames = np.repeat(frames[..., None], 3, axis=3)
             result.videos["chain"] = Video(frames, fps=4)
-            result.captions["chain"] = f"Unit {units[0]}: one chain, a frame every {opts['every']} Gibbs steps"
+            result.captions["chain"] = chain_caption(units[0], opts["every"])
         return result
 
 

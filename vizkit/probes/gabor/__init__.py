@@ -4,8 +4,8 @@ Every model that learns something sensible from natural-image patches (sparse co
 denoising autoencoders, topographic ICA) grows localized, oriented, band-pass filters that a 2-D
 Gabor describes well. This probe fits a Gabor (centre, two envelope widths, orientation, spatial
 frequency, phase, amplitude, offset) to every filter by least squares (all filters and all starts in
-one batched Levenberg–Marquardt, see :mod:`vizkit.probes.gabor.fit`) and applies the measure of METHODS.md:
-a filter is **Gabor-like** when the fit explains at least half its variance (R² ≥ 0.5), its
+one batched Levenberg–Marquardt, see :mod:`vizkit.probes.gabor.fit`) and applies the measure of
+docs/methods.md §gabor: a filter is **Gabor-like** when the fit explains at least half its variance (R² ≥ 0.5), its
 carrier is a grating (f ≥ 0.06 cycles/px) with at least a third of a cycle across the envelope
 (2σ·f ≥ 0.3 along the carrier) and the envelope is localized along the carrier (2σ ≤ half the
 patch side). References on scikit-learn's two photographs, 12×12 patches: FastICA's 64 unmixing
@@ -28,6 +28,7 @@ import vizkit
 from vizkit import Option, Probe, ProbeContext, Result
 from vizkit import capabilities as caps
 
+from .captions import HISTOGRAMS_CAPTION, TILING_CAPTION, fits_caption, headline
 from .figures import fit_rows, histograms, tiling
 from .fit import MAX_EXTENT, MIN_CYCLES, MIN_FREQUENCY, MIN_R2, fit_gabors
 
@@ -117,27 +118,15 @@ class Gabor(Probe):
         result.meta["gabor_like_fraction"] = frac
         result.meta["gabor_like_count"] = int(like.sum())
         result.meta["median_r2"] = float(np.median(a["r2"])) if n else 0.0
-        pct = f"{100 * frac:.1f}" if 0 < frac < 0.1 else f"{100 * frac:.0f}"
-        head = f"{ctx.layer}: {like.sum()}/{n} filters Gabor-like ({pct}%)"
+        head = headline(ctx.layer, int(like.sum()), n, frac)
         show = min(ctx.options["show"], n)
         result.figures["fits"] = fit_rows(a["filters"][:show], a["fitted"][:show], a["r2"][:show], like[:show],
                                           a["units"][:show], title=f"gabor fits, {head}")
-        result.captions["fits"] = (
-            f"Each block of three rows: the filter, the fitted 2-D Gabor and the residual (filter − fit), all on "
-            f"the filter's own colour scale (grey = 0), for the first {show} of {n} units; R² under each filter, "
-            f"a green frame marks a Gabor-like filter ({CRITERIA}). {head}; median R² "
-            f"{result.meta['median_r2']:.2f}. Reference on 12×12 natural patches: FastICA ≈ 58%, white noise 0%.")
+        result.captions["fits"] = fits_caption(show, n, CRITERIA, head, result.meta["median_r2"])
         result.figures["histograms"] = histograms(a, like, side, title=f"gabor parameters, {head}")
-        result.captions["histograms"] = (
-            "Orientation of the carrier (0° = vertical stripes, the carrier varies along x), spatial frequency "
-            "(cycles/pixel) and R² of every filter; Gabor-like filters in colour, the others grey. Dashed lines: "
-            "the thresholds of the measure.")
+        result.captions["histograms"] = HISTOGRAMS_CAPTION
         result.figures["tiling"] = tiling(a, like, result.meta["field_shape"], title=f"gabor tiling, {head}")
-        result.captions["tiling"] = (
-            "The fitted envelopes of the Gabor-like filters as ellipses (1σ along the carrier and along the "
-            "edge) at their centres on the filter's field, each with a stroke across it along the carrier "
-            "direction; colour = spatial frequency. A good model of natural images tiles the patch with "
-            "centres, orientations and frequencies.")
+        result.captions["tiling"] = TILING_CAPTION
         return result
 
 

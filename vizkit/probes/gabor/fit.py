@@ -12,14 +12,14 @@ its best amplitude, phase and offset in closed form before the non-linear search
 
 Why Levenberg–Marquardt over one batch: all filters × all starts are one tensor [B, 9]; the
 Jacobian [B, pixels, 9] is written out in closed form and each step solves B
-9×9 systems with one ``torch.linalg.solve``. Forty such steps fit 100 filters × 12 starts in about a
-second on one CPU core (benchmarks/gabor_fit.py compares a Python loop of scipy fits).
+9×9 systems with one ``torch.linalg.solve``, so a step costs a few large tensor operations instead
+of a Python loop over filters and starts (benchmarks/gabor_fit.py compares a loop of scipy fits).
 
 Starts: the strongest peaks of the zero-padded amplitude spectrum give frequency and orientation
 (the classical initialisation), the energy centroid gives the centre, and each peak is tried with
 a narrow and a wide envelope. The fit with the largest R² wins.
 
-The measure (METHODS.md "gabor"; issue 10): a filter is Gabor-like when
+The measure (docs/methods.md §gabor): a filter is Gabor-like when
 R² ≥ 0.5, f ≥ 0.06 cycles/px, 2σu·f ≥ 0.3 and 2σu ≤ side/2 (side = the smaller patch side).
 """
 
@@ -212,7 +212,7 @@ def _levenberg_marquardt(p: torch.Tensor, target: torch.Tensor, xs: torch.Tensor
 
 
 def gabor_like(r2: np.ndarray, frequency: np.ndarray, sigma_u: np.ndarray, side: int) -> np.ndarray:
-    """The measure of issue 10 / METHODS.md, elementwise (bool array)."""
+    """The measure of docs/methods.md §gabor, elementwise (bool array)."""
     extent = 2.0 * np.asarray(sigma_u)
     freq = np.asarray(frequency)
     return ((np.asarray(r2) >= MIN_R2) & (freq >= MIN_FREQUENCY) & (extent * freq >= MIN_CYCLES)

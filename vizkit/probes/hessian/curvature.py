@@ -37,8 +37,8 @@ from torch.func import grad, vjp, vmap
 from vizkit import paired_unit_activations
 from vizkit.sphere import project_to_sphere, tangent_project
 
-#: Inputs up to this many dimensions get the exact full-matrix eigendecomposition under ``auto``
-#: (one float64 ``eigh`` of 2047×2047 takes about a second on two cores; 4095×4095 about 20 s).
+#: Inputs up to this many dimensions get the exact full-matrix eigendecomposition under ``auto``;
+#: ``eigh`` is O(D³), so above this Lanczos on products is the cheaper choice (docs/plugins/hessian.md).
 FULL_MAX_DIMS = 2048
 #: Probe vectors × input dimensions per batched product pass (bounds the memory of vmap chunks).
 PRODUCT_BUDGET = 1 << 23
@@ -248,7 +248,8 @@ def lanczos_spectrum(
     A block of b vectors resolves eigenvalues of multiplicity up to b (e.g. the horizontal and
     vertical translation of a round receptive field); larger blocks batch more products per pass
     but reach a lower Krylov degree for the same number of products, which matters because the
-    invariances sit in a crowded end of the spectrum (b = 2 was the best trade-off we measured).
+    invariances sit in a crowded end of the spectrum (hence the default b = 2: pairs resolved, the
+    degree kept high; docs/plugins/hessian.md).
     """
     u, d = curv.n_units, curv.dims
     b = max(1, min(block, top + 1, d - 1))

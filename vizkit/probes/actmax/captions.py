@@ -1,0 +1,62 @@
+"""The actmax captions: what each figure shows, with the run's numbers filled in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def regularisers_text(opts: Mapping[str, Any]) -> str:
+    """The image regularisers in use (``jitter``, ``blur``, ``tv``, ``param``), or that there are none."""
+    parts = [f"jitter {opts['jitter']} px"] * bool(opts["jitter"]) + [f"blur sigma {opts['blur']:g}"] * bool(opts["blur"])
+    parts += [f"TV weight {opts['tv']:g}"] * bool(opts["tv"]) + ["FFT parametrisation"] * (opts["param"] == "fft")
+    return "; regularisers: " + ", ".join(parts) if parts else "; no regularisers"
+
+
+def method_text(target: str, rho: float, rho_source: str, opts: Mapping[str, Any]) -> str:
+    """How the optima were found: what was maximised, on which sphere, with which optimiser."""
+    return (f"maximised: {target}; rho = {rho:.4g} ({rho_source}); {opts['optimizer']}, lr {opts['lr']:g}"
+            f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
+            + regularisers_text(opts))
+
+
+def spread_text(n_restarts: int, spread_median: float, cosine_mean: float) -> str:
+    """How much the restarts of a unit disagree."""
+    return (f"Spread across the {n_restarts} restarts (max − min activation, median over units): "
+            f"{spread_median:.3g}; mean cosine of a restart with the kept one: {cosine_mean:.3f}.")
+
+
+def stimuli_caption(layer: str, n_restarts: int, method: str, summary: Mapping[str, float], spread: str) -> str:
+    """The grid of optimal inputs; ``summary`` is :func:`vizkit.probes.actmax.summarise`'s."""
+    s = summary
+    return (f"Input on the sphere |x| = rho that maximises each unit of {layer}, the best of "
+            f"{n_restarts} random starts. {method}. Steps taken: median {s['steps_median']:g}, "
+            f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
+            f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
+            f"average at the start). {spread}")
+
+
+def restarts_caption(layer: str, shown_units: str, panel: int, n_units: int, agreeing: int,
+                     agree_cosine: float, agree_spread: float, method: str, spread: str) -> str:
+    """The restarts panel: one row per unit, one column per random start."""
+    return (f"Each row: one unit of {layer} ({shown_units}, the first {panel} of "
+            f"{n_units}); each column: the optimum reached from one random start, with the "
+            f"activation under it (red: kept, the highest). Rows whose restarts all agree "
+            f"(cosine >= {agree_cosine} with the kept one, activation spread <= "
+            f"{agree_spread:g} of the best) show the optimum once with the measured agreement: "
+            f"{agreeing} of {panel} rows here. {method}. {spread}")
+
+
+def activations_caption(spread: str) -> str:
+    """The activation at the start and after ascent."""
+    return f"Activation at the start and after ascent, every restart of every unit. {spread}"
+
+
+def sensitivity_caption(diagonal: float, off_diagonal: float, scale_text: str, target: str) -> str:
+    """The sensitivity matrix: how specific each unit's optimum is to that unit."""
+    return (f"Row i: the optimal input of unit i; column j: the activation of unit j for "
+            f"it, divided by the largest |activation| of unit j over all rows (so units "
+            f"that respond to everything do not dominate). A strong diagonal means each "
+            f"optimum is specific to its unit. Mean diagonal {diagonal:.3f}, "
+            f"mean off-diagonal {off_diagonal:.3f}. Colour scale: "
+            f"{scale_text}. Values: {target}.")

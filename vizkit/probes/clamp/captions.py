@@ -1,0 +1,26 @@
+"""The clamp captions: what each figure shows, with the run's numbers filled in."""
+
+from __future__ import annotations
+
+
+def clamp_caption(layer: str, n_samples: int, chains: int, per_chain: int, every: int, burn_in: int,
+                  probabilities: bool, agreement: float | None) -> str:
+    """The mean | samples grid; ``agreement`` is the median half agreement, ``None`` when undefined."""
+    text = (
+        f"Each row: one unit of {layer} clamped to 1; first column the mean of "
+        f"{n_samples} samples ({chains} chains × {per_chain}, one every "
+        f"{every} Gibbs steps after {burn_in} burn-in), then samples from different chains. "
+        f"{'Pixel probabilities E[x | h1]' if probabilities else 'Samples'}; one grey scale for all "
+        f"tiles, lowest value black, highest white."
+    )
+    if agreement is not None:
+        text += (
+            f" Agreement: for each unit, the cosine between its mean minus the mean over all units, "
+            f"estimated from the first and from the second half of its chains; median {agreement:.2f} "
+            f"(near 1: the units' differences are reproducible; near 0: sampling noise).")
+    return text
+
+
+def chain_caption(unit: int, every: int) -> str:
+    """The video of one unit's first chain."""
+    return f"Unit {unit}: one chain, a frame every {every} Gibbs steps"
