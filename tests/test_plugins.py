@@ -5,6 +5,7 @@ import sys
 import types
 import typing
 
+import numpy as np
 import pytest
 import torch
 
@@ -362,3 +363,41 @@ def test_register_datasets_and_register_commands_hooks(fresh_host, cli):
     assert group.commands["train"].callback.__name__ == "train" and "clash" in fresh_host.broken
     group.commands.pop("hello-vizkit-test", None)
     group._plugins_added = False
+
+
+def test_a_probe_written_with_render_still_draws():
+    """``Probe.render`` was renamed ``draw``; a third-party probe that defines ``render`` keeps working."""
+    class Old(vizkit.Probe):
+        name = "old"
+        unit_arrays = frozenset({"x"})
+
+        def compute(self, ctx):
+            return vizkit.Result(arrays={"x": np.zeros(len(ctx.units))})
+
+        def render(self, ctx, result):
+            result.captions["x"] = "drawn"
+            return result
+
+    host = PluginHost(entry_points=[], strict=True).load()
+    host.add_plugin(probes_module(Old), "old")
+    model = vizkit.wrap(torch.nn.Sequential(torch.nn.Linear(3, 2)), input_shape=(3,))
+    from vizkit.registry import reset_host
+
+    reset_host(host)
+    try:
+        result = vizkit.run_probe("old", model, "0", show_progress=False)
+    finally:
+        reset_host(None)
+    assert result.captions == {"x": "drawn"} and Old.splits_units()
+
+
+def probes_module(*probes) -> types.ModuleType:
+    mod = types.ModuleType("probes")
+
+    @vizkit.hookimpl
+    def register_probes(register):
+        for probe in probes:
+            register(probe)
+
+    mod.register_probes = register_probes
+    return mod
