@@ -16,13 +16,13 @@ options = { layers = "8,4" }
 
 [[probe]]
 model = "tiny-sdae"
-plugin = "filters"
+probe = "filters"
 layers = ["h1", "h2"]
 units = "0:4"
 
 [[probe]]
 model = "tiny-sdae"
-plugin = "lincomb"
+probe = "lincomb"
 layers = ["h2"]
 units = "0:4"
 title = "Top filters"
@@ -61,8 +61,8 @@ def test_gallery_build_trains_once_and_links_every_probe(fresh_host, tmp_path, c
     [
         ("title = 1", "needs at least one [[model]]"),
         ("[[model]\n", "not valid TOML"),
-        (RECIPE.replace('plugin = "lincomb"', 'plugin = "lincomb"\ncolour = 1'), "unknown key 'colour' in [[probe]]"),
-        (RECIPE.replace('model = "tiny-sdae"\nplugin', 'model = "other"\nplugin'), "refers to model 'other'"),
+        (RECIPE.replace('probe = "lincomb"', 'probe = "lincomb"\ncolour = 1'), "unknown key 'colour' in [[probe]]"),
+        (RECIPE.replace('model = "tiny-sdae"\nprobe', 'model = "other"\nprobe'), "refers to model 'other'"),
     ],
 )
 def test_bad_recipes(tmp_path, text, message):
@@ -78,7 +78,7 @@ def test_missing_recipe(tmp_path, cli):
 
 
 def test_every_probe_means_every_probe_that_runs(tmp_path, cli, monkeypatch):
-    """``plugin = "*"`` runs the probes that run on the model and skips, without aborting, those
+    """``probe = "*"`` runs the probes that run on the model and skips, without aborting, those
     that refuse it (an sdae: no module for the deconvnet to follow, no kept epochs)."""
     from vizkit.registry import PluginHost, reset_host
 
@@ -86,7 +86,7 @@ def test_every_probe_means_every_probe_that_runs(tmp_path, cli, monkeypatch):
     reset_host(PluginHost())
     try:
         recipe = tmp_path / "every.toml"
-        recipe.write_text(RECIPE.split("[[probe]]")[0] + '[[probe]]\nmodel = "tiny-sdae"\nplugin = "*"\nunits = "0:2"\n')
+        recipe.write_text(RECIPE.split("[[probe]]")[0] + '[[probe]]\nmodel = "tiny-sdae"\nprobe = "*"\nunits = "0:2"\n')
         res = cli("gallery", "build", recipe, "--out", tmp_path / "site", "-q")
     finally:
         reset_host(None)
@@ -94,3 +94,12 @@ def test_every_probe_means_every_probe_that_runs(tmp_path, cli, monkeypatch):
     page = (tmp_path / "site" / "index.html").read_text()
     assert "tiny-sdae/filters-h1/index.html" in page and "tiny-sdae/topk-h2/index.html" in page
     assert "deconv-" not in page and "evolution-" not in page
+
+
+def test_probe_key_and_its_older_name(tmp_path):
+    recipe = tmp_path / "old.toml"
+    recipe.write_text(RECIPE.replace('probe = "filters"', 'plugin = "filters"'))
+    assert [p["probe"] for p in read_recipe(recipe)["probe"]] == ["filters", "lincomb"]
+    recipe.write_text(RECIPE.replace('probe = "filters"', 'probe = "filters"\nplugin = "filters"'))
+    with pytest.raises(UsageError, match="names both 'probe' and 'plugin'"):
+        read_recipe(recipe)

@@ -45,7 +45,7 @@ options = {{ layers = "8,4" }}
 
 [[probe]]
 model = "{name}"
-plugin = "filters"
+probe = "filters"
 """
 
 

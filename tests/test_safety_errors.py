@@ -116,7 +116,7 @@ options = {{ layers = "8,4" }}
 
 [[probe]]
 model = "m"
-plugin = "filters"
+probe = "filters"
 layers = [{layers}]
 """
 

@@ -33,7 +33,7 @@ from .output import (
 )
 
 _MODEL_KEYS = {"name", "kind", "data", "epochs", "batch_size", "lr", "seed", "options", "data_options"}
-_PROBE_KEYS = {"model", "plugin", "layers", "units", "options", "seed", "title"}
+_PROBE_KEYS = {"model", "probe", "plugin", "layers", "units", "options", "seed", "title"}
 _INT_KEYS = {"epochs": 1, "batch_size": 1, "seed": 0}  # key -> minimum
 
 
@@ -82,9 +82,13 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         _check_entry(entry, _PROBE_KEYS, "[[probe]]", path)
         if entry.get("model") not in names:
             raise UsageError(f"{path}: [[probe]] refers to model {entry.get('model')!r}; models: {', '.join(sorted(names))}")
-        if "plugin" not in entry:
-            raise UsageError(f"{path}: a [[probe]] lacks 'plugin' (a probe name or \"*\" for all compatible)")
-        _check_type(entry, "plugin", str, "a string", "[[probe]]", path)
+        if "plugin" in entry:  # the older name of the key
+            if "probe" in entry:
+                raise UsageError(f"{path}: a [[probe]] names both 'probe' and 'plugin' (the older name of 'probe')")
+            entry["probe"] = entry.pop("plugin")
+        if "probe" not in entry:
+            raise UsageError(f"{path}: a [[probe]] lacks 'probe' (a probe name or \"*\" for all that run)")
+        _check_type(entry, "probe", str, "a string", "[[probe]]", path)
         _check_type(entry, "title", str, "a string", "[[probe]]", path)
         _check_type(entry, "options", dict, "a table such as { steps = 100 }", "[[probe]]", path)
         if "layers" in entry and not (isinstance(entry["layers"], list)
@@ -164,8 +168,8 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
     recipe = read_recipe(recipe_path)
     host = get_host()
     for entry in recipe["probe"]:
-        if entry["plugin"] != "*":
-            host.probe(entry["plugin"])
+        if entry["probe"] != "*":
+            host.probe(entry["probe"])
     out = ensure_writable(out)
     _check_gallery_dir(out, force)
     out = ensure_writable(out, create=True)
@@ -196,8 +200,8 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                 if layer not in have:
                     raise UsageError(f"{recipe_path}: [[probe]] on {entry['model']!r} names layer {layer!r}, which "
                                      f"the model does not have; its layers: {', '.join(have)}")
-            every = entry["plugin"] == "*"
-            names = api.compatible_probes(model) if every else [entry["plugin"]]
+            every = entry["probe"] == "*"
+            names = api.compatible_probes(model) if every else [entry["probe"]]
             for name in names:
                 probe_cls = host.probe(name)
                 valid = probe_cls.valid_layers(model)
