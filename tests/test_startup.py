@@ -38,6 +38,22 @@ def test_listings_and_inspect_do_not_import_lightning(tmp_path, command):
         assert out.split("probes")[-1].split()[:2] == ["occlusion,", "topk"]
 
 
+def test_inspect_asks_the_model_once_per_file_and_code(tmp_path):
+    """Which probes run on a checkpoint is computed from the built model (Lightning) once, then
+    reused while the file's bytes and the probes' and model's code are unchanged."""
+    model = make_sdae()
+    save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
+    env = {"VIZKIT_CACHE_DIR": str(tmp_path / "cache")}
+    first = imports("inspect", "listed.pt", cwd=tmp_path, env=env)
+    second = imports("inspect", "listed.pt", cwd=tmp_path, env=env)
+    assert first[0] == second[0] == 0 and first[1] == second[1] and "filters" in first[1]
+    assert "pytorch_lightning" in first[2].split() and "pytorch_lightning" not in second[2].split()
+    other = make_sdae(seed=1)  # other weights, other bytes: asked again
+    save_checkpoint(other.to_checkpoint(), tmp_path / "listed.pt", model=other)
+    third = imports("inspect", "listed.pt", cwd=tmp_path, env=env)
+    assert third[0] == 0 and "pytorch_lightning" in third[2].split()
+
+
 def test_inspect_lists_exactly_the_probes_that_run(fresh_host, tmp_path, cli):
     """An sdae has no convolutions for the deconvnet and kept no epochs: neither is offered."""
     model = make_sdae()

@@ -25,7 +25,7 @@ from .model import ProbeModel, layer_info
 from .options import resolve_options
 from .output import RESULT_FIXED, check_overwrite, ensure_writable, sha256_file
 from .probe import Result
-from .registry import get_host
+from .registry import cached, get_host
 from .runner import (
     PreparedRun,
     digest,
@@ -216,7 +216,9 @@ def load_dataset(name_or_path: str, split: str = "test", seed: int = 0, limit: i
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """What ``vizkit inspect`` shows: kind, data, hyperparameters, layers, capabilities, compatible
     probes and metrics. Read from the checkpoint's stored listing when it is there and matches the
-    file's hyperparameters (no model class, no Lightning import); otherwise the model is built."""
+    file's hyperparameters (no model class, no Lightning import); otherwise the model is built.
+    Which probes run is asked of the model itself when a probe's own check needs it; that answer is
+    cached under the file's SHA-256 and the source of the model kind and of those probes."""
     from .checkpoint import hparams_digest
     from .model import LayerInfo
 
@@ -237,17 +239,19 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
                 "capabilities": sorted(model.capabilities), "probes": compatible_probes(model),
                 "metrics": getattr(model, "metrics", None) or {}}
     candidates = [reg.obj for reg in host.probes.values() if set(reg.obj.requires) <= capabilities]
+    sha = sha256_file(path)
     if any(_asks_the_model(cls) for cls in candidates):
         # a probe's own check (its layers, its refusal) needs the model itself: build it, so that
-        # what is listed is exactly what runs
-        model = load(path)
-        probes = compatible_probes(model)
+        # what is listed is exactly what runs; the answer is kept for these bytes and this code
+        code = host.code_key(host.models[ckpt["kind"]].obj, *candidates)
+        key = None if code is None else digest([sha, code, sorted(cls.name for cls in candidates)])
+        probes = cached("inspect", sha, key, lambda: compatible_probes(load(path)))
     else:
         probes = sorted(cls.name for cls in candidates if layers)
     data = {k: v for k, v in (ckpt.get("data") or {}).items() if k != "buffers"}
     return {"kind": ckpt["kind"], "checkpoint": {"path": str(path)}, "hparams": dict(ckpt["hparams"]),
             "input_shape": list(ckpt["hparams"].get("input_shape") or data.get("input_shape") or []),
-            "data": data, "sha256": sha256_file(path), "layers": layers, "capabilities": sorted(capabilities),
+            "data": data, "sha256": sha, "layers": layers, "capabilities": sorted(capabilities),
             "probes": probes, "metrics": ckpt.get("metrics") or {}}
 
 

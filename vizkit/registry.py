@@ -10,12 +10,13 @@ checkpoint always finds its class.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -255,26 +256,22 @@ class PluginHost:
         obj = _lookup(self.load().models, kind, "model kind")
         if not isinstance(obj, LazyModel):
             return _describe_model(obj)
-        key = _source_key(obj.target)
-        cache_file = _cache_dir() / "models.json"
-        try:
-            cache = json.loads(cache_file.read_text())
-        except (OSError, ValueError):
-            cache = {}
-        entry = cache.get(kind) if isinstance(cache, dict) else None
-        if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("info"), dict):
-            return entry["info"]
-        info = _describe_model(self.model_class(kind))
-        if key:
-            cache = cache if isinstance(cache, dict) else {}
-            cache[kind] = {"key": key, "info": info}
-            try:
-                from .output import atomic_write_bytes
+        return cached("models", kind, source_key(obj.target), lambda: _describe_model(self.model_class(kind)))
 
-                atomic_write_bytes(cache_file, json.dumps(cache, sort_keys=True).encode())
-            except Exception:  # a read-only home only costs speed  # noqa: BLE001
-                pass
-        return info
+    def code_key(self, *targets: Any) -> str | None:
+        """A digest of the source of every package behind ``targets`` (probe or model classes,
+        ``LazyModel``s, ``"pkg.mod:Name"`` strings): equal only while none of their files changed."""
+        keys = []
+        for target in targets:
+            if isinstance(target, LazyModel):
+                target = target.target
+            elif isinstance(target, type):
+                target = f"{target.__module__}:{target.__name__}"
+            key = source_key(str(target))
+            if key is None:
+                return None
+            keys.append(key)
+        return hashlib.sha256(json.dumps(sorted(keys)).encode()).hexdigest()
 
     def dataset(self, name: str) -> Any:
         return _lookup(self.load().datasets, name, "dataset")
@@ -379,9 +376,33 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("VIZKIT_CACHE_DIR") or Path.home() / ".cache" / "vizkit")
 
 
-def _source_key(target: str) -> str | None:
+def cached(table: str, name: str, key: str | None, build: Callable[[], Any]) -> Any:
+    """``build()``'s JSON value for ``name``, kept in ``$VIZKIT_CACHE_DIR/<table>.json`` (default
+    ``~/.cache/vizkit``) and reused only while ``key`` is unchanged: for listings that would
+    otherwise import Lightning (seconds) on every call. ``key=None`` never reuses nor stores."""
+    cache_file = _cache_dir() / f"{table}.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    entry = cache.get(name)
+    if key is not None and isinstance(entry, dict) and entry.get("key") == key and "value" in entry:
+        return entry["value"]
+    value = build()
+    if key is not None:
+        cache[name] = {"key": key, "value": value}
+        try:
+            from .output import atomic_write_bytes
+
+            atomic_write_bytes(cache_file, json.dumps(cache, sort_keys=True).encode())
+        except Exception:  # a read-only home only costs speed  # noqa: BLE001
+            pass
+    return value
+
+
+def source_key(target: str) -> str | None:
     """A digest of the size and mtime of every source file of ``target``'s top-level package."""
-    import hashlib
     import importlib.util
 
     top = target.partition(":")[0].split(".")[0]
