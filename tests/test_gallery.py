@@ -87,10 +87,12 @@ def test_every_probe_means_every_probe_that_runs(tmp_path, cli, monkeypatch):
     try:
         recipe = tmp_path / "every.toml"
         recipe.write_text(RECIPE.split("[[probe]]")[0] + '[[probe]]\nmodel = "tiny-sdae"\nprobe = "*"\nunits = "0:2"\n')
-        res = cli("gallery", "build", recipe, "--out", tmp_path / "site", "-q")
+        res = cli("gallery", "build", recipe, "--out", tmp_path / "site")
     finally:
         reset_host(None)
     assert res.code == 0, res.err
+    assert "[gallery] deconv does not run on tiny-sdae: -o rule deconv follows networks" in res.err
+    assert "[gallery] evolution does not run on tiny-sdae: the model keeps no training epochs" in res.err
     page = (tmp_path / "site" / "index.html").read_text()
     assert "tiny-sdae/filters-h1/index.html" in page and "tiny-sdae/topk-h2/index.html" in page
     assert "deconv-" not in page and "evolution-" not in page

@@ -202,6 +202,10 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                                      f"the model does not have; its layers: {', '.join(have)}")
             every = entry["probe"] == "*"
             names = api.compatible_probes(model) if every else [entry["probe"]]
+            if every and progress:
+                for name in sorted(set(host.probes) - set(names)):
+                    print(f"[gallery] {name} does not run on {entry['model']}: {_why_not(host.probe(name), model)}; "
+                          f"skipped", file=sys.stderr, flush=True)
             for name in names:
                 probe_cls = host.probe(name)
                 valid = probe_cls.valid_layers(model)
@@ -231,6 +235,17 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
         page = _index(recipe, sections)
         atomic_write_bytes(out / "index.html", page.encode())
     return out / "index.html"
+
+
+def _why_not(probe_cls: Any, model: Any) -> str:
+    """One line on why ``plugin = "*"`` leaves a probe out: a capability, no layer, or its refusal."""
+    missing = set(probe_cls.requires) - set(model.capabilities)
+    if missing:
+        return f"it needs {', '.join(sorted(missing))}"
+    layers = probe_cls.valid_layers(model)
+    if not layers:
+        return "no layer of the model suits it"
+    return probe_cls.refusal(model, layers[0], probe_cls.default_options()) or "it refuses every layer"
 
 
 def _check_gallery_dir(out: Path, force: bool) -> None:
