@@ -62,6 +62,7 @@ _EXPORTS = {
     "probe_inputs": "vizkit.probe_inputs",
     "deconvnet": "vizkit.deconvnet",
     "image_transforms": "vizkit.image_transforms",
+    "papers": "vizkit.papers",
     "transformation_sets": "vizkit.image_transforms",
     "transform_images": "vizkit.image_transforms",
     # errors
@@ -83,7 +84,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 #: Modules exported as modules (``from vizkit import figure``), not as an attribute of one.
-_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "deconvnet", "image_transforms"}
+_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "deconvnet", "image_transforms", "papers"}
 
 #: Earlier names of public modules, kept so third-party plugins written against them still import.
 _RENAMED = {"render": "figure", "datasource": "probe_inputs", "transforms": "image_transforms"}
