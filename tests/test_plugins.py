@@ -401,3 +401,35 @@ def probes_module(*probes) -> types.ModuleType:
 
     mod.register_probes = register_probes
     return mod
+
+
+def test_a_probe_whose_own_check_fails_is_left_out_of_listings_by_name(capsys):
+    class Fragile(vizkit.Probe):
+        name = "fragile"
+
+        @classmethod
+        def refusal(cls, model, layer, options):
+            raise RuntimeError("bug in the plugin")
+
+        def run(self, ctx):
+            return vizkit.Result()
+
+    class Sturdy(vizkit.Probe):
+        name = "sturdy"
+
+        def run(self, ctx):
+            return vizkit.Result()
+
+    host = PluginHost(entry_points=[], strict=True).load()
+    host.add_plugin(probes_module(Fragile, Sturdy), "fragile-plugin")
+    from vizkit.registry import reset_host
+
+    reset_host(host)
+    try:
+        model = vizkit.wrap(torch.nn.Sequential(torch.nn.Linear(3, 2)), input_shape=(3,))
+        listed = vizkit.compatible_probes(model)
+    finally:
+        reset_host(None)
+    assert listed == ["sturdy"]  # the failing check costs its own probe, not the listing
+    assert "probe 'fragile' (plugin 'fragile-plugin') failed to check this model: RuntimeError: bug" in \
+        capsys.readouterr().err

@@ -297,3 +297,25 @@ def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli):
     share = ((mean - mean.mean(0)) ** 2).sum() / (mean ** 2).sum()
     assert share > 0.2
     assert result.meta["half_agreement_median"] > 0.2
+
+
+def test_sample_probe_known_answer_zero_weights_give_the_visible_bias(fresh_host, tmp_path):
+    """With W = 0 the visible units ignore the hidden ones: every kept sample's pixel probabilities
+    are exactly sigmoid(visible bias), whatever the chains did; binary samples are 0/1 with those
+    frequencies. The probe runs through the runner, so an identical rerun is reused."""
+    model = RBM(input_shape=[1, 3, 3], hidden=4, visible="binary")
+    bias = torch.linspace(-2.0, 2.0, 9)
+    with torch.no_grad():
+        model.weight[0].zero_()
+        model.visible_bias[0].copy_(bias)
+    result = vizkit.run_probe("sample", model, "h1", out=tmp_path / "s", chains=5, samples=2, every=3,
+                              show_progress=False)
+    samples = torch.as_tensor(result.arrays["samples"])
+    assert samples.shape == (5, 2, 1, 3, 3)
+    assert torch.allclose(samples.reshape(10, 9), torch.sigmoid(bias).expand(10, 9), atol=1e-6)
+    assert vizkit.run_probe("sample", model, "h1", out=tmp_path / "s", chains=5, samples=2, every=3,
+                            show_progress=False).meta.get("reused")
+    binary = vizkit.run_probe("sample", model, "h1", chains=2000, samples=1, every=1, binary=True,
+                              show_progress=False).arrays["samples"].reshape(2000, 9)
+    assert set(np.unique(binary)) <= {0.0, 1.0}
+    assert np.allclose(binary.mean(0), torch.sigmoid(bias).numpy(), atol=0.05)

@@ -7,6 +7,7 @@ Measured with ``python -X importtime``; the assertion is on *what* is imported, 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,13 +30,13 @@ def imports(*args: str, cwd, env: dict[str, str] | None = None) -> tuple[int, st
 def test_listings_and_inspect_do_not_import_lightning(tmp_path, command):
     model = make_sdae()
     save_checkpoint(model.to_checkpoint(), tmp_path / "listed.pt", model=model)
-    env = {"VIZKIT_LOAD_PLUGINS": "topk,occlusion"} if command[0] == "inspect" else {}
+    env = {"VIZKIT_LOAD_PLUGINS": "actmax,hessian"} if command[0] == "inspect" else {}
     code, out, modules = imports(*command, cwd=tmp_path, env=env)
     assert code == 0, out
     assert "pytorch_lightning" not in modules.split() and "lightning_fabric" not in modules.split()
     if command[0] == "inspect":  # probes that need no more than capabilities and layer names: the listing
         assert "h1" in out and "activations" in out
-        assert out.split("probes")[-1].split()[:2] == ["occlusion,", "topk"]
+        assert out.split("probes")[-1].split()[:2] == ["actmax,", "hessian"]
 
 
 def test_inspect_asks_the_model_once_per_file_and_code(tmp_path):
@@ -48,6 +49,13 @@ def test_inspect_asks_the_model_once_per_file_and_code(tmp_path):
     second = imports("inspect", "listed.pt", cwd=tmp_path, env=env)
     assert first[0] == second[0] == 0 and first[1] == second[1] and "filters" in first[1]
     assert "pytorch_lightning" in first[2].split() and "pytorch_lightning" not in second[2].split()
+    cache = tmp_path / "cache" / "inspect.json"
+    entries = json.loads(cache.read_text())
+    for entry in entries.values():
+        entry["value"] = ["filters", "no-such-probe"]  # hand-edited: never shown, asked again
+    cache.write_text(json.dumps(entries))
+    edited = imports("inspect", "listed.pt", cwd=tmp_path, env=env)
+    assert edited[1] == first[1] and "pytorch_lightning" in edited[2].split()
     other = make_sdae(seed=1)  # other weights, other bytes: asked again
     save_checkpoint(other.to_checkpoint(), tmp_path / "listed.pt", model=other)
     third = imports("inspect", "listed.pt", cwd=tmp_path, env=env)

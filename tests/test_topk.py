@@ -96,8 +96,8 @@ def test_bad_input(cli, fresh_host, tmp_path):
     res = cli("probe", "--probe", "topk", ckpt, "--layer", "conv1", "-o", "data", "mnist", "--out", tmp_path / "o")
     assert res.code == 2 and "(1, 28, 28)" in res.err and "(1, 8, 8)" in res.err
     model = vizkit.wrap(nn.Sequential(nn.Linear(4, 2)), input_shape=(4,), layers=["0"])
-    with pytest.raises(vizkit.DataError, match="-o data NAME"):
-        vizkit.run_probe("topk", model, "0")
+    with pytest.raises(vizkit.UsageError, match="no training data on record; choose images with -o data NAME"):
+        vizkit.run_probe("topk", model, "0")  # refused before any compute (exit 2), as inspect leaves it out
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())  # nothing half-written
 
 

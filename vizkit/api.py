@@ -7,6 +7,7 @@ The CLI is a thin layer over these functions, so everything the command line can
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +246,8 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         # what is listed is exactly what runs; the answer is kept for these bytes and this code
         code = host.code_key(host.models[ckpt["kind"]].obj, *candidates)
         key = None if code is None else digest([sha, code, sorted(cls.name for cls in candidates)])
-        probes = cached("inspect", sha, key, lambda: compatible_probes(load(path)))
+        probes = cached("inspect", sha, key, lambda: compatible_probes(load(path)),
+                        check=lambda value: isinstance(value, list) and set(value) <= set(host.probes))
     else:
         probes = sorted(cls.name for cls in candidates if layers)
     data = {k: v for k, v in (ckpt.get("data") or {}).items() if k != "buffers"}
@@ -270,7 +272,18 @@ def list_datasets() -> list[str]:
 def compatible_probes(model: ProbeModel, layer: str | None = None) -> list[str]:
     """Probes that run on ``model`` (on ``layer``, or on some layer) with their default options:
     required capabilities, valid layers and each probe's own refusal (:meth:`vizkit.Probe.can_run`)."""
-    return sorted(name for name, reg in get_host().probes.items() if reg.obj.can_run(model, layer))
+    host = get_host()
+    names = []
+    for name, reg in sorted(host.probes.items()):
+        try:
+            runs = reg.obj.can_run(model, layer)
+        except Exception as exc:  # a plugin's own check that fails names the plugin; the listing goes on
+            print(f"vizkit: probe {name!r} (plugin {reg.plugin!r}) failed to check this model: "
+                  f"{type(exc).__name__}: {exc}; not listed", file=sys.stderr)
+            continue
+        if runs:
+            names.append(name)
+    return names
 
 
 def _asks_the_model(probe_cls: type) -> bool:

@@ -351,10 +351,13 @@ def set_source(
     out = (shape[1], shape[2])
     if n_sets < 2:
         raise OptionError(f"need at least 2 transformation sets, got {n_sets}")
-    info = dict(getattr(model, "data_info", None) or {})
+    from .probe_inputs import data_refusal
+
+    reason = data_refusal(model, data)
+    if reason is not None:
+        raise DataError(reason)
+    info = dict(model.data_info or {})
     name = (data or "").strip() or info.get("name")
-    if not name:
-        raise DataError("the model has no training data on record; choose images with -o data NAME|PATH")
     own = name == info.get("name")
     if name == "patches":
         return _patch_source(info if own else {}, shape, kinds, n_sets, step, seed)

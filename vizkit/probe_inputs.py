@@ -38,6 +38,24 @@ class Examples:
             yield start, self.images[start:start + size]
 
 
+def data_refusal(model: ProbeModel, data: str | None) -> str | None:
+    """Why a probe that reads examples has none to read (one line), or None: no ``-o data`` and no
+    training data on record (a wrapped module). Probes return it from ``refusal``, so listings do
+    not offer them where they cannot run with their defaults."""
+    if (data or "").strip() or (model.data_info or {}).get("name"):
+        return None
+    return "the model has no training data on record; choose images with -o data NAME|PATH"
+
+
+class NeedsExamples:
+    """Mixin for a probe with a ``data`` option that reads examples: it is offered (and runs) only
+    where there are examples to read. Put it before :class:`vizkit.Probe` in the bases."""
+
+    @classmethod
+    def refusal(cls, model: ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        return data_refusal(model, options.get("data"))
+
+
 def load_examples(model: ProbeModel, data: str | None = None, split: str = "test", limit: int = 0) -> Examples:
     """The images a probe runs on, checked against the model's input shape.
 
@@ -50,11 +68,11 @@ def load_examples(model: ProbeModel, data: str | None = None, split: str = "test
 
     if split not in SPLITS:
         raise OptionError(f"option 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
-    info = dict(getattr(model, "data_info", None) or {})
+    reason = data_refusal(model, data)
+    if reason is not None:
+        raise DataError(f"{reason} (datasets: {', '.join(sorted(get_host().datasets))}, or a .npy/.npz/image folder)")
+    info = dict(model.data_info or {})
     name = (data or "").strip() or info.get("name")
-    if not name:
-        raise DataError("the model has no training data on record; choose images with -o data NAME|PATH "
-                        f"(datasets: {', '.join(sorted(get_host().datasets))}, or a .npy/.npz/image folder)")
     own = name == info.get("name")
     options = dict(info.get("options") or {}) if own else {}
     options = {k: v for k, v in options.items() if v is not None}

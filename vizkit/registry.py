@@ -256,13 +256,15 @@ class PluginHost:
         obj = _lookup(self.load().models, kind, "model kind")
         if not isinstance(obj, LazyModel):
             return _describe_model(obj)
-        return cached("models", kind, source_key(obj.target), lambda: _describe_model(self.model_class(kind)))
+        return cached("models", kind, source_key(obj.target), lambda: _describe_model(self.model_class(kind)),
+                      check=lambda value: isinstance(value, dict) and {"summary", "capabilities", "options"} <= set(value))
 
     def code_key(self, *targets: Any) -> str | None:
         """A digest of the source of every package behind ``targets`` (probe or model classes,
-        ``LazyModel``s, ``"pkg.mod:Name"`` strings): equal only while none of their files changed."""
+        ``LazyModel``s, ``"pkg.mod:Name"`` strings) and of vizkit itself, which they call into:
+        equal only while none of those files changed."""
         keys = []
-        for target in targets:
+        for target in (*targets, "vizkit.registry:PluginHost"):
             if isinstance(target, LazyModel):
                 target = target.target
             elif isinstance(target, type):
@@ -376,10 +378,12 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("VIZKIT_CACHE_DIR") or Path.home() / ".cache" / "vizkit")
 
 
-def cached(table: str, name: str, key: str | None, build: Callable[[], Any]) -> Any:
+def cached(table: str, name: str, key: str | None, build: Callable[[], Any],
+           check: Callable[[Any], bool] = lambda value: True) -> Any:
     """``build()``'s JSON value for ``name``, kept in ``$VIZKIT_CACHE_DIR/<table>.json`` (default
-    ``~/.cache/vizkit``) and reused only while ``key`` is unchanged: for listings that would
-    otherwise import Lightning (seconds) on every call. ``key=None`` never reuses nor stores."""
+    ``~/.cache/vizkit``) and reused only while ``key`` is unchanged and ``check`` accepts the stored
+    value (a hand-edited cache is rebuilt, never shown): for listings that would otherwise import
+    Lightning (seconds) on every call. ``key=None`` never reuses nor stores."""
     cache_file = _cache_dir() / f"{table}.json"
     try:
         cache = json.loads(cache_file.read_text())
@@ -387,7 +391,8 @@ def cached(table: str, name: str, key: str | None, build: Callable[[], Any]) -> 
         cache = {}
     cache = cache if isinstance(cache, dict) else {}
     entry = cache.get(name)
-    if key is not None and isinstance(entry, dict) and entry.get("key") == key and "value" in entry:
+    if key is not None and isinstance(entry, dict) and entry.get("key") == key and "value" in entry \
+            and check(entry["value"]):
         return entry["value"]
     value = build()
     if key is not None:

@@ -65,8 +65,10 @@ class Deconv(Probe):
 
     @classmethod
     def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
-        """The deconvnet follows only convolutions, rectifiers and max pooling down to the input."""
-        return deconvnet.followable_refusal(model, layer, options["rule"])
+        """Examples to search, and a network the deconvnet can follow (convolutions, rectifiers, max
+        pooling) down to the input."""
+        return probe_inputs.data_refusal(model, options["data"]) or deconvnet.followable_refusal(
+            model, layer, options["rule"])
 
     def compute(self, ctx: ProbeContext) -> Result:
         opts, model, info = ctx.options, ctx.model, ctx.layer_info

@@ -80,7 +80,8 @@ class Evolution(Probe):
         if not str(options.get("checkpoints") or "").strip() and not (
                 EPOCH_SNAPSHOTS in model.capabilities and model.epoch_models()):
             return _NO_EPOCHS
-        return deconvnet.followable_refusal(model, layer, options["rule"])
+        return probe_inputs.data_refusal(model, options["data"]) or deconvnet.followable_refusal(
+            model, layer, options["rule"])
 
     def run(self, ctx: ProbeContext) -> Result:
         opts, info = ctx.options, ctx.layer_info

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 import vizkit
 from vizkit import Option, Probe, ProbeContext, Result
@@ -61,6 +62,18 @@ def crop_to_fields(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return filters[np.arange(len(filters))[:, None, None], r, c], np.stack([top, left], axis=1)
 
 
+def filter_images(model: vizkit.ProbeModel, layer: str, units: torch.Tensor) -> np.ndarray:
+    """The chosen units' input-space filters as [N, C, H, W] (dense filters take the input's shape;
+    flat channels become one-pixel-high images)."""
+    matrix = model.weights(layer).matrix
+    picked = matrix.index_select(0, units.to(matrix.device)).detach().cpu().double().numpy()
+    if picked.ndim != 4:
+        picked = picked.reshape(len(picked), *tuple(int(s) for s in model.input_shape))
+    if picked.ndim == 3:  # [N, C, D] flat channels
+        picked = picked[:, :, None, :]
+    return picked
+
+
 class Gabor(Probe):
     name = "gabor"
     summary = "fit a 2-D Gabor to every filter into a layer; Gabor-like fraction, orientation/frequency, tiling"
@@ -81,20 +94,16 @@ class Gabor(Probe):
     def valid_layers(cls, model: vizkit.ProbeModel) -> list[str]:
         return vizkit.input_weight_layers(model)
 
+    @classmethod
+    def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        """A Gabor has too few pixels to be told from anything else below 4x4."""
+        shape = filter_images(model, layer, torch.zeros(1, dtype=torch.long)).shape
+        if len(shape) != 4 or shape[2] < 4 or shape[3] < 4:
+            return f"gabor fits 2-D filters of at least 4x4 pixels; {layer}'s filters have shape {list(shape[1:])}"
+        return None
+
     def compute(self, ctx: ProbeContext) -> Result:
-        weights = ctx.model.weights(ctx.layer)
-        if weights.source != "input":
-            raise vizkit.UsageError(f"gabor needs filters in input space; the weights into {ctx.layer} come from "
-                                    f"{weights.source} (valid layers: {', '.join(self.valid_layers(ctx.model))})")
-        matrix = weights.matrix
-        picked = matrix.index_select(0, ctx.units.to(matrix.device)).detach().cpu().double().numpy()
-        if picked.ndim != 4:
-            picked = picked.reshape(len(picked), *tuple(int(s) for s in ctx.model.input_shape))
-        if picked.ndim == 3:  # [N, C, D] flat channels
-            picked = picked[:, :, None, :]
-        if picked.ndim != 4 or picked.shape[2] < 4 or picked.shape[3] < 4:
-            raise vizkit.UsageError(f"gabor fits 2-D filters of at least 4x4 pixels; {ctx.layer}'s filters have "
-                                    f"shape {list(picked.shape[1:])}")
+        picked = filter_images(ctx.model, ctx.layer, ctx.units)
         grey = picked.sum(axis=1)  # channel sum: the response to a grey grating
         origin = np.zeros((len(grey), 2), dtype=np.int64)
         if ctx.options["crop"] == "auto":

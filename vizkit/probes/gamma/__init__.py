@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, image_transforms, papers
+from vizkit import Option, Probe, ProbeContext, Result, image_transforms, papers, probe_inputs
 from vizkit import capabilities as caps
 
 from .figures import depth_figure, pooling_figure, scatter_figure
@@ -50,7 +50,7 @@ def _paper_caption() -> str:
             f"O&F Mod {gammas(papers.rasmus2015_row('O&F', 'Mod'))}.")
 
 
-class Gamma(Probe):
+class Gamma(probe_inputs.NeedsExamples, Probe):
     name = "gamma"
     summary = "invariance gamma = var(set means)/var(all) over sets of 16 translated/rotated/zoomed copies (Rasmus et al. 2015)"
     requires = frozenset({caps.ACTIVATIONS})

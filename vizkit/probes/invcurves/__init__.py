@@ -52,7 +52,7 @@ def curve_layers(model: Any, text: str, main: str) -> list[str]:
     return [n for n in infos if n in wanted]
 
 
-class InvCurves(Probe):
+class InvCurves(probe_inputs.NeedsExamples, Probe):
     name = "invcurves"
     summary = "feature distance to shifted / rotated / zoomed copies per layer, and the true-class probability"
     requires = frozenset({vizkit.capabilities.ACTIVATIONS})

@@ -7,6 +7,7 @@ non-linearities, which is exactly what the comparison with actmax and clamp is m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -68,12 +69,14 @@ class LinComb(Probe):
     @classmethod
     def valid_layers(cls, model: vizkit.ProbeModel) -> list[str]:
         valid = []
+        pixels = math.prod(model.input_shape)
         for name in model.layer_infos():
             try:
-                chain_to_input(model, name)
+                chain = chain_to_input(model, name)
             except vizkit.UsageError:
                 continue
-            valid.append(name)
+            if chain[0].shape[1] == pixels:  # filters drawn as images the input's size (not conv kernels)
+                valid.append(name)
         return valid
 
     unit_arrays = frozenset({"filters", "units"})

@@ -40,7 +40,7 @@ def window_masks(height: int, width: int, window: int, stride: int) -> tuple[tor
     return masks.to(torch.float32), rows, cols
 
 
-class Occlusion(Probe):
+class Occlusion(probe_inputs.NeedsExamples, Probe):
     name = "occlusion"
     summary = "grey square slid over images: unit's summed activation, true-class probability, top label"
     requires = frozenset({caps.ACTIVATIONS})

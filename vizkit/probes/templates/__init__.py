@@ -36,7 +36,7 @@ from . import figures
 TEMPLATES = "templates"
 
 
-class Templates(Probe):
+class Templates(probe_inputs.NeedsExamples, Probe):
     name = "templates"
     summary = "reconstruction rows (original | reconstruction | mismatch) and, for capsule models, template galleries"
     requires = frozenset({caps.ACTIVATIONS, caps.RECONSTRUCT})

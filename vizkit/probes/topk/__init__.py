@@ -26,7 +26,7 @@ def strongest_positions(model: Any, x: torch.Tensor, layer: str, units: torch.Te
     return deconvnet.unit_signal(out, units)[1]
 
 
-class TopK(Probe):
+class TopK(probe_inputs.NeedsExamples, Probe):
     name = "topk"
     summary = "the k dataset examples that activate each unit most (receptive-field crops for conv units)"
     requires = frozenset({caps.ACTIVATIONS})
