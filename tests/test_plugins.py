@@ -1,5 +1,7 @@
 """The plugin host: isolation, strictness, duplicates, misspelled hooks, lazy loading."""
 
+from __future__ import annotations
+
 import subprocess
 import sys
 import types
@@ -159,16 +161,8 @@ class Shiny(vizkit.ProbeModel, typing.Protocol):
     def shine(self, layer: str) -> torch.Tensor: ...
 
 
-def capability_plugin(*capabilities) -> types.ModuleType:
-    mod = types.ModuleType("capability_plugin")
-
-    @vizkit.hookimpl
-    def register_capabilities(register):
-        for capability in capabilities:
-            register(capability)
-
-    mod.register_capabilities = register_capabilities
-    return mod
+def capability_plugin(*capabilities) -> Registers:
+    return Registers(capabilities=capabilities)
 
 
 def shiny_model(with_method: bool = True) -> type:
@@ -256,16 +250,30 @@ def test_import_vizkit_loads_no_plugin():
     assert out.split() == ["True", "False"]
 
 
-def model_plugin(*refs) -> types.ModuleType:
-    mod = types.ModuleType("lazy_models")
+class Registers:
+    """A plugin object whose hooks register the given capabilities, models and probes."""
+
+    def __init__(self, capabilities=(), models=(), probes=()):
+        self.items = {"capabilities": capabilities, "models": models, "probes": probes}
 
     @vizkit.hookimpl
-    def register_models(register):
-        for ref in refs:
-            register(ref)
+    def register_capabilities(self, register):
+        for capability in self.items["capabilities"]:
+            register(capability)
 
-    mod.register_models = register_models
-    return mod
+    @vizkit.hookimpl
+    def register_models(self, register):
+        for model in self.items["models"]:
+            register(model)
+
+    @vizkit.hookimpl
+    def register_probes(self, register):
+        for probe in self.items["probes"]:
+            register(probe)
+
+
+def model_plugin(*refs) -> Registers:
+    return Registers(models=refs)
 
 
 def test_lazy_model_is_imported_on_first_use():
@@ -391,16 +399,8 @@ def test_a_probe_written_with_render_still_draws():
     assert result.captions == {"x": "drawn"} and Old.splits_units()
 
 
-def probes_module(*probes) -> types.ModuleType:
-    mod = types.ModuleType("probes")
-
-    @vizkit.hookimpl
-    def register_probes(register):
-        for probe in probes:
-            register(probe)
-
-    mod.register_probes = register_probes
-    return mod
+def probes_module(*probes) -> Registers:
+    return Registers(probes=probes)
 
 
 def test_a_probe_whose_own_check_fails_is_left_out_of_listings_by_name(capsys):

@@ -235,15 +235,14 @@ def probe(probe_name: str, checkpoint: str | None, module: str | None, weights: 
     from . import api
     from .registry import get_host
 
-    plugin = probe_name
-    probe_cls = get_host().probe(plugin)  # a misspelt probe fails before a model is loaded
+    probe_cls = get_host().probe(probe_name)  # a misspelt probe fails before a model is loaded
     options = {key.replace("-", "_"): value for key, value in option}
     model = _load_model(checkpoint, module, weights, input_shape)
     if layer is None:
         api.check_capabilities(probe_cls, model)
         valid = probe_cls.valid_layers(model)
         if len(valid) != 1 or not probe_cls.layer_optional:
-            raise UsageError(f"--layer is required; valid layers for {plugin!r}: {', '.join(valid) or '(none)'}")
+            raise UsageError(f"--layer is required; valid layers for {probe_name!r}: {', '.join(valid) or '(none)'}")
         layer = valid[0]
     if devices != "1" or num_nodes != 1:
         if device is not None and accelerator is not None:
@@ -251,16 +250,16 @@ def probe(probe_name: str, checkpoint: str | None, module: str | None, weights: 
         from .shard import run_probe_on_ranks
 
         # every check before Lightning starts any process, so a mistake is one line, said once
-        api.prepare_run(plugin, model, layer, units=units, out=out, seed=seed, force=force, **options)
+        api.prepare_run(probe_name, model, layer, units=units, out=out, seed=seed, force=force, **options)
         kind = device.split(":")[0] if device is not None else None
-        result = run_probe_on_ranks(plugin, model, layer, units=units, out=out, seed=seed,
+        result = run_probe_on_ranks(probe_name, model, layer, units=units, out=out, seed=seed,
                                     accelerator=accelerator or {"cuda": "gpu"}.get(kind, kind) or "auto",
                                     devices=parse_devices(devices), num_nodes=num_nodes,
                                     strategy=strategy, show_progress=True, options=options, force=force)
         if result is None:  # not rank 0: rank 0 reports
             return
     else:
-        result = api.run_probe(plugin, model, layer, units=units, out=out, seed=seed, device=device,
+        result = api.run_probe(probe_name, model, layer, units=units, out=out, seed=seed, device=device,
                                show_progress=True, force=force, **options)
     if result.meta.get("reused"):  # nothing was written: say so instead of listing files
         click.echo(f"{out}: an identical finished run is already there (files verified); nothing recomputed")

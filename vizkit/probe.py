@@ -118,8 +118,9 @@ class Probe:
             raise PluginError(f"probe {cls.name!r} requires {exc}") from None
         if not all(isinstance(o, Option) for o in cls.options):
             raise PluginError(f"probe {cls.name!r} has options that are not vizkit.Option")
-        if cls.__dict__.get("render") is not None and "draw" not in cls.__dict__:
-            cls.draw = cls.__dict__["render"]  # written before draw() was named draw
+        legacy = getattr(cls, "render", None)  # a probe written before draw() was named draw
+        if legacy is not None and cls.draw is Probe.draw:
+            cls.draw = legacy
         if cls.run is Probe.run and cls.compute is Probe.compute:
             raise PluginError(f"probe {cls.name!r} implements neither run() nor compute()")
         if cls.compute is not Probe.compute and not cls.unit_arrays:
