@@ -313,9 +313,14 @@ def test_sample_probe_known_answer_zero_weights_give_the_visible_bias(fresh_host
     samples = torch.as_tensor(result.arrays["samples"])
     assert samples.shape == (5, 2, 1, 3, 3)
     assert torch.allclose(samples.reshape(10, 9), torch.sigmoid(bias).expand(10, 9), atol=1e-6)
+    # ten copies of one image are said to be one image, not presented as ten samples
+    assert result.meta["all_alike"] and float(result.arrays["sample_share"]) < 1e-6
+    assert "this shows one image, not 10 samples" in result.captions["samples"]
     assert vizkit.run_probe("sample", model, "h1", out=tmp_path / "s", chains=5, samples=2, every=3,
                             show_progress=False).meta.get("reused")
-    binary = vizkit.run_probe("sample", model, "h1", chains=2000, samples=1, every=1, binary=True,
-                              show_progress=False).arrays["samples"].reshape(2000, 9)
+    drawn = vizkit.run_probe("sample", model, "h1", chains=2000, samples=1, every=1, binary=True,
+                             show_progress=False)
+    assert not drawn.meta["all_alike"]  # binary draws differ from chain to chain
+    binary = drawn.arrays["samples"].reshape(2000, 9)
     assert set(np.unique(binary)) <= {0.0, 1.0}
     assert np.allclose(binary.mean(0), torch.sigmoid(bias).numpy(), atol=0.05)

@@ -16,6 +16,7 @@ import vizkit
 from vizkit import Option, Probe, ProbeContext, Result
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
+from vizkit.probes.compare import SAME_FOR_ALL, unit_share
 
 #: The capability of models that generate (registered by the rbm/dbn kinds).
 SAMPLE = "sample"
@@ -42,17 +43,26 @@ class Sample(Probe):
         shape = tuple(ctx.model.input_shape)
         images = as_images(x.reshape(chains * samples, *shape).numpy(), shape)
         per_chain = samples > 1
+        # a sampler stuck in one mode draws one image chains times: say so instead of showing it as samples
+        share = unit_share(x.reshape(chains * samples, -1).numpy())
+        stuck = share < SAME_FOR_ALL
         fig = image_grid(images, mode="minmax", shared_scale=True, ncols=samples if per_chain else None,
                          row_labels=[str(c) for c in range(chains)] if per_chain else None,
                          col_labels=[str(burn_in + (s + 1) * every) for s in range(samples)] if per_chain else None,
                          title=f"Gibbs samples, {_trainer(ctx.model)}, RBM under {ctx.layer}: {chains} chains"
-                               + (f", {every} steps apart" if per_chain else f" after {burn_in + every} steps"))
+                               + (f", {every} steps apart" if per_chain else f" after {burn_in + every} steps")
+                               + (f"\nALL SAMPLES ALIKE ({share:.1%} of the energy differs): one mode, not "
+                                  f"{chains * samples} samples" if stuck else ""))
         fig.axes[0].set_ylabel("chain" + (" (Gibbs step above)" if per_chain else ""), fontsize=8)
         fig.axes[0].set_xlabel("one grey scale for all tiles: lowest value black, highest white", fontsize=8)
         caption = (f"{chains} independent chains from random states, a sample every {every} Gibbs steps after "
                    f"{burn_in} burn-in ({samples} per chain" + (", one row per chain" if per_chain else "")
-                   + f"); {'pixel probabilities E[x | h1]' if probabilities else 'binary samples'}, black 0, white 1.")
-        return Result(arrays={"samples": x.numpy().astype(np.float32)}, meta={"chains": chains, "samples": samples},
+                   + f"); {'pixel probabilities E[x | h1]' if probabilities else 'binary samples'}, black 0, white 1. "
+                   + (f"The samples are all alike (only {share:.1%} of their energy differs between them): the "
+                      f"chains sit in one mode of the model, so this shows one image, not {chains * samples} samples."
+                      if stuck else f"{share:.0%} of the samples' energy differs between them."))
+        return Result(arrays={"samples": x.numpy().astype(np.float32), "sample_share": np.asarray(share)},
+                      meta={"chains": chains, "samples": samples, "all_alike": stuck},
                       figures={"samples": fig}, captions={"samples": caption})
 
 
