@@ -33,7 +33,8 @@ def test_columns_are_each_checkpoints_top_example_and_projection(fresh_host, tmp
         np.testing.assert_allclose(result.arrays["values"][:, col], top.arrays["values"][:, 0], rtol=1e-6)
         np.testing.assert_allclose(result.arrays["projections"][:, col], top.arrays["projections"][:, 0],
                                    rtol=1e-5, atol=1e-7)
-    assert result.arrays["projection_crops"].shape == (4, 3, 1, 16, 16)
+    assert result.arrays["projection_crops"].shape == (4, 3, 1, 8, 8)  # pool2 sees the whole 8x8 image
+    assert result.meta["receptive_field"] == {"note": "every position of pool2 sees the whole 8x8 image"}
     assert (tmp_path / "o" / "evolution.png").stat().st_size > 10000
 
 

@@ -11,6 +11,7 @@ from torch import nn
 import vizkit
 from vizkit import image_transforms
 from vizkit.checkpoint import save_checkpoint
+from vizkit.probes.gamma import paper_setting
 
 
 def _crop_average(w: np.ndarray, step: int = 1) -> np.ndarray:
@@ -225,11 +226,98 @@ def test_the_paper_column_is_read_from_the_one_data_file(fresh_host, noise_file)
     assert papers.rasmus2015_row("CIFAR-10", "Mod").gamma_translation == (0.20, 0.31, 0.84)
     assert papers.tieleman2014_capsule_mnist().test_mse == raw["tieleman2014"]["capsule_mnist"]["test_mse"]
 
-    result = vizkit.run_probe("gamma", _linear_units(np.eye(36)[:2].reshape(2, 6, 6)), "1",
-                              data=str(noise_file), sets=20)
+    # the paper's setting (the reference ladder on its own 16x16 natural-image patches): the caption
+    # quotes Table 1, and result.json holds exactly the file's rows
+    from vizkit.datasets import patches
+    from vizkit.models.ladder import Ladder
+
+    dm = patches.build(size=16, whiten="pca", n_train=500, n_test=10)
+    torch.manual_seed(0)
+    ladder = Ladder(input_shape=[1, 16, 16], decoder="mod", layers="12,4", data_std=float(dm.stats["pixel_std"]))
+    ladder.data_info = dm.describe()
+    assert paper_setting(ladder, None) and not paper_setting(ladder, str(noise_file))
+    result = vizkit.run_probe("gamma", ladder, "h2", sets=10, pool_starts=0)
+    assert result.meta["paper_setting"] is True
     want = {f"{r['data']} {r['model']} {r['sizes']}": r["gamma_translation"] for r in rows if "gamma_translation" in r}
     assert result.meta["paper_table1_translation"] == want
     caption = result.captions["depth"]
     for r in rows:
         if r["data"] == "CIFAR-10" and "gamma_translation" in r:
             assert f"{r['model']} " + "/".join(f"{g:.2f}" for g in r["gamma_translation"]) in caption
+
+
+def test_the_paper_is_quoted_only_in_its_setting(fresh_host, noise_file, ladder_file):
+    """A user's module, or the ladder on other patches, is not the paper's experiment: the caption
+    says what was measured and quotes no Table 1 numbers."""
+    result = vizkit.run_probe("gamma", _linear_units(np.eye(36)[:2].reshape(2, 6, 6)), "1",
+                              data=str(noise_file), sets=20)
+    assert result.meta["paper_setting"] is False and "paper_table1_translation" not in result.meta
+    caption = result.captions["depth"]
+    assert "CIFAR" not in caption and "Table 1" not in caption and "20 sets of 16 copies" in caption
+    ladder = vizkit.load(ladder_file)  # the ladder on 8x8 patches: not the paper's 16x16
+    assert not paper_setting(ladder, None)
+    assert "CIFAR" not in vizkit.run_probe("gamma", ladder, "h2", sets=10, pool_starts=0).captions["depth"]
+
+
+def _folder(path, n: int, side: int = 9):
+    """``n`` grey PNG images of noise in ``path``."""
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        Image.fromarray((rng.random((side, side)) * 255).astype(np.uint8)).save(path / f"photo_{i:02d}.png")
+    return path
+
+
+def test_a_small_folder_uses_every_image_and_says_so(fresh_host, tmp_path, cli):
+    """15 photographs: all 15 become sets (not a 10% test split), the shortfall against the default
+    1,000 sets is one line on stderr and in result.json."""
+    folder = _folder(tmp_path / "photos", 15)
+    model = _linear_units(np.random.default_rng(0).standard_normal((3, 6, 6)))
+    result = vizkit.run_probe("gamma", model, "1", data=str(folder))
+    assert result.meta["sets"] == 15 and result.meta["sets_asked"] == 1000
+    assert result.meta["notes"] == ["used 15 of 1000 transformation sets: the data holds 15 images"]
+    assert "15 sets of 16 copies" in result.captions["depth"]
+    source = image_transforms.set_source(model, "translation", data=str(folder), n_sets=1000)
+    from vizkit.datasets.user import load_image_folder
+
+    np.testing.assert_array_equal(source.sources.numpy(), load_image_folder(folder))  # file order, all of it
+
+
+def test_too_few_images_are_refused_in_one_line(fresh_host, tmp_path, cli):
+    import torch.nn as tnn
+
+    from vizkit.probes.gamma import MIN_SETS
+
+    folder = _folder(tmp_path / "few", MIN_SETS - 1)
+    net = tnn.Sequential(tnn.Flatten(), tnn.Linear(36, 2))
+    model = vizkit.wrap(net, input_shape=(1, 6, 6), layers=["1"])
+    with pytest.raises(vizkit.DataError, match=f"at least {MIN_SETS} transformation sets.*only {MIN_SETS - 1}"):
+        vizkit.run_probe("gamma", model, "1", data=str(folder))
+    with pytest.raises(vizkit.OptionError):
+        vizkit.run_probe("gamma", model, "1", data=str(folder), sets=MIN_SETS - 1)
+
+
+def test_a_deep_networks_depth_figure_stays_narrow(fresh_host, noise_file):
+    """60 layers (a ResNet's worth of wrapped modules): the depth figure caps its width instead of
+    growing ~1.2 inches a layer, and the caption abbreviates the values."""
+    from PIL import Image
+
+    from vizkit.output import figure_png
+
+    torch.manual_seed(0)
+    blocks = [nn.Flatten()] + [m for _ in range(30) for m in (nn.Linear(36, 36), nn.Tanh())]
+    net = nn.Sequential(*blocks)
+    for m in blocks[1::2]:  # norm-preserving, so 30 layers deep the units still vary
+        nn.init.orthogonal_(m.weight, gain=1.5)
+        nn.init.zeros_(m.bias)
+    names = [str(i) for i in range(1, 61)]
+    model = vizkit.wrap(net, input_shape=(1, 6, 6), layers=names)
+    result = vizkit.run_probe("gamma", model, "60", data=str(noise_file), sets=10)
+    assert len(result.meta["layer_names"]) == 61
+    import io
+
+    width, height = Image.open(io.BytesIO(figure_png(result.figures["depth"]))).size
+    assert width <= 2500 and height <= 1500
+    assert "more in arrays.npz" in result.captions["depth"]

@@ -35,8 +35,9 @@ Conventions (the same for both entry points):
 Everything is one batched call per chunk of sources (no Python loop over images or copies);
 callers chunk the sources to their memory budget (:func:`bytes_per_source` helps).
 
-:func:`set_source` picks the held-out images of a model's own data (or named data) and knows how
-transformed copies become model inputs (for ``patches``: cut from the photographs and
+:func:`set_source` picks the images of a model's own data (or named data: a registered dataset's
+held-out test split, all of a user's file in file order) and knows how transformed copies become
+model inputs (for ``patches``: cut from the photographs and
 transformed *before* the dataset's whitening).
 """
 
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -308,6 +309,8 @@ class SetSource:
     prepare: Callable[[torch.Tensor], torch.Tensor]
     description: str
     step: int = 1
+    #: one-line remarks for the probe's ``meta["notes"]`` (fewer sets than asked for)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.sources.shape[0])
@@ -329,18 +332,21 @@ def set_source(
     step: int = 1,
     seed: int = 0,
 ) -> SetSource:
-    """The held-out images a model's transformation sets are made of (Rasmus et al. §2.4).
+    """The images a model's transformation sets are made of (Rasmus et al. §2.4).
 
     ``data``: a dataset name or a user data path; empty/None means the model's own data (rebuilt
     from its checkpoint description, same options and seed, so the test split is held out).
+    A registered dataset gives its held-out test split; a user's file or folder is used whole, in
+    file order (it is the user's data: there is no held-out part to prefer).
 
     - ``patches``: ``n_sets`` windows drawn from the held-out (right) region of the photographs,
       large enough for every transformation in ``kind`` (:func:`source_size`); copies are
       transformed before the dataset's own preprocessing (DC removal, scaling, whitening), with
       the model's stored preprocessing when the model was trained on patches of that size.
-    - any other data: the first ``n_sets`` test images. Images larger than the model input are
+    - any other data: the first ``n_sets`` of those images. Images larger than the model input are
       the sources (cropped about their centre); images the size of the input are shifted /
-      resampled with zero fill; smaller ones are refused.
+      resampled with zero fill; smaller ones are refused. When the data holds fewer than
+      ``n_sets`` images, all are used and :attr:`SetSource.notes` says so.
     """
     kinds = [kind] if isinstance(kind, str) else list(kind)
     for k in kinds:
@@ -351,7 +357,7 @@ def set_source(
     out = (shape[1], shape[2])
     if n_sets < 2:
         raise OptionError(f"need at least 2 transformation sets, got {n_sets}")
-    from .probe_inputs import data_refusal
+    from .probe_inputs import data_refusal, model_data, split_examples
 
     reason = data_refusal(model, data)
     if reason is not None:
@@ -361,11 +367,9 @@ def set_source(
     own = name == info.get("name")
     if name == "patches":
         return _patch_source(info if own else {}, shape, kinds, n_sets, step, seed)
-    from .training import build_data
-
-    options = {k: v for k, v in (info.get("options") or {}).items() if v is not None} if own else {}
-    dm = build_data(name, options, 100, int(info.get("seed", 0)) if own else 0)
-    images = dm.test_tensor()
+    name, dm, _ = model_data(model, data)
+    examples = split_examples(dm, "auto")
+    images = examples.images
     if images.dim() != 4:
         raise DataError(f"data {name!r} holds inputs of shape {tuple(images.shape[1:])}, not images; "
                         "transformation sets need [channels, height, width]")
@@ -375,11 +379,16 @@ def set_source(
         raise DataError(f"data {name!r} holds {images.shape[2]}x{images.shape[3]} images, too small to crop "
                         f"the model's {out[0]}x{out[1]} input from")
     if images.shape[0] < 2:
-        raise DataError(f"data {name!r} has only {images.shape[0]} test image(s); need at least 2 sets")
+        raise DataError(f"data {name!r} has only {images.shape[0]} image(s): {examples.source}; need at least "
+                        "2 sets")
     images = images[:n_sets]
     fill = "zero fill" if tuple(images.shape[2:]) == out else "cropped about the centre"
-    return SetSource(images, out, shape, lambda x: x, f"{dm.name} test split, first {images.shape[0]} images "
-                     f"({images.shape[2]}x{images.shape[3]}, {fill})", step)
+    source = SetSource(images, out, shape, lambda x: x, f"the first {images.shape[0]} images of the "
+                       f"{examples.source}, {images.shape[2]}x{images.shape[3]} ({fill})", step)
+    if images.shape[0] < n_sets:
+        why = f"the data holds {len(examples)} images" if len(examples) == examples.held else examples.source
+        source.notes.append(f"used {images.shape[0]} of {n_sets} transformation sets: {why}")
+    return source
 
 
 def _patch_source(info: dict[str, Any], shape: tuple[int, ...], kinds: list[str], n_sets: int, step: int,

@@ -265,6 +265,9 @@ class VizDataModule(pl.LightningDataModule):
         buffers: Mapping[str, torch.Tensor] | None = None,
         resample: Callable[[int], torch.Tensor] | None = None,
         extra_stats: Mapping[str, Primitive] | None = None,
+        file_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
+        file_names: Sequence[str] | None = None,
+        file_size: int | None = None,
     ) -> None:
         super().__init__()
         if train.ndim < 2 or test.ndim != train.ndim or train.shape[1:] != test.shape[1:]:
@@ -293,6 +296,19 @@ class VizDataModule(pl.LightningDataModule):
         self.with_labels: bool = False
         for key, value in (extra_stats or {}).items():
             self.stats[str(key)] = _primitive(key, value)
+        #: user data read from a file or folder: the file row of every (train, test) example, so
+        #: probes report rows of the user's file rather than positions in a permuted split
+        self.file_rows: tuple[torch.Tensor, torch.Tensor] | None = None
+        if file_rows is not None:
+            train_rows, test_rows = (torch.as_tensor(r, dtype=torch.long) for r in file_rows)
+            if len(train_rows) != len(self._train) or len(test_rows) != len(self._test):
+                raise DataError(f"dataset {name}: file_rows must give one row per training and test example")
+            self.file_rows = (train_rows, test_rows)
+        #: rows in the user's file (more than train + test when a ``limit`` option dropped some)
+        self.file_size: int | None = None if file_rows is None else int(
+            file_size if file_size is not None else len(self._train) + len(self._test))
+        #: an image folder's file names in row order (row i is file_names[i]); None otherwise
+        self.file_names: list[str] | None = None if file_names is None else [str(n) for n in file_names]
 
     # ---- data access ---------------------------------------------------------------------
 

@@ -7,8 +7,14 @@ Layouts understood (N examples first):
   in {1, 3, 4} is taken as channel-last and transposed (what image libraries write);
 * ``[N, D]`` -> ``(1, s, s)`` when D = s*s (flattened square images), else flat ``(D,)``.
 
+An ``.npz`` may carry per-example integer class labels beside the data (``y``, ``labels`` or
+``targets``), which class-based probes (occlusion) follow as the true class.
+
 ``uint8`` arrays and 8-bit images are divided by 255 (grey levels); other numbers are used as they
-are. The split is a seeded 90/10 permutation. Every problem with the input is a DataError with
+are. The split is a seeded 90/10 permutation (for training); the module also records which file
+row every example came from (and a folder's file names), because probes use *all* of a user's
+data in file order by default and report rows of the file, never positions in the permuted
+split. Every problem with the input is a DataError with
 one line saying what is wrong with which file, because this is the first thing a new user tries.
 """
 
@@ -24,8 +30,8 @@ import torch
 from vizkit.datasets.base import VizDataModule, coerce_int, coerce_optional_int, split_indices
 from vizkit.errors import DataError
 
-__all__ = ["ARRAY_SUFFIXES", "IMAGE_SUFFIXES", "NPZ_KEYS", "TEST_FRACTION", "from_path",
-           "load_array", "load_image_folder"]
+__all__ = ["ARRAY_SUFFIXES", "IMAGE_SUFFIXES", "LABEL_KEYS", "NPZ_KEYS", "TEST_FRACTION", "from_path",
+           "image_files", "load_array", "load_image_folder", "load_labels"]
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
@@ -53,6 +59,27 @@ def load_array(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
+#: Keys of an ``.npz`` archive read as one integer class label per example.
+LABEL_KEYS = ("y", "labels", "targets")
+
+
+def load_labels(path: Path, n: int) -> np.ndarray | None:
+    """Per-example integer class labels stored beside the data in an ``.npz`` (``y``, ``labels`` or
+    ``targets``: a whole-number array of length N), or None. A string ``labels`` array is class
+    names (:mod:`vizkit.class_names`), not labels; a label array of the wrong length is an error."""
+    if path.suffix.lower() != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as archive:
+        key = next((k for k in LABEL_KEYS if k in archive.files and archive[k].dtype.kind in "iu"), None)
+        if key is None:
+            return None
+        labels = archive[key]
+    if labels.shape != (n,) or (labels < 0).any():
+        raise DataError(f"{path}: {key!r} must hold one class number >= 0 per example ({n}), got shape "
+                        f"{labels.shape}")
+    return labels.astype(np.int64)
+
+
 def _read_image(path: Path) -> tuple[np.ndarray, bool]:
     """One image as float64 ``[H, W, 3]`` or ``[H, W]`` in its natural scale, and whether grey."""
     from PIL import Image, UnidentifiedImageError
@@ -76,14 +103,20 @@ def _read_image(path: Path) -> tuple[np.ndarray, bool]:
     return rgb, False
 
 
-def load_image_folder(folder: Path) -> np.ndarray:
-    """All images directly in ``folder`` (sorted by name) as ``[N, C, H, W]`` float32.
+def image_files(folder: Path) -> list[Path]:
+    """The images directly in ``folder``, sorted by name: row i of the data is file i.
 
-    Grey (C = 1) if every image is grey, else RGB (C = 3, grey ones replicated). Other files and
-    subfolders are ignored so a README next to the images does no harm.
+    Other files and subfolders are ignored so a README next to the images does no harm.
     """
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image_folder(folder: Path) -> np.ndarray:
+    """All images directly in ``folder`` (:func:`image_files` order) as ``[N, C, H, W]`` float32.
+
+    Grey (C = 1) if every image is grey, else RGB (C = 3, grey ones replicated).
+    """
+    files = image_files(folder)
     if not files:
         raise DataError(f"folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
     images: list[np.ndarray] = []
@@ -139,7 +172,8 @@ def from_path(
 ) -> VizDataModule:
     """A dataset from an ``.npy``/``.npz`` file or a folder of images, split 90/10 by ``seed``.
 
-    ``limit`` keeps only the first N training examples. The module's ``name`` is the resolved
+    ``limit`` keeps only the first N training examples. ``file_rows`` / ``file_names`` on the
+    module map every example back to its row of the file (its file in the folder). The module's ``name`` is the resolved
     path, so ``build_dataset(describe()["name"], ...)`` finds the same data again.
     """
     p = Path(path).expanduser()
@@ -148,13 +182,16 @@ def from_path(
     p = p.resolve()
     lim = coerce_optional_int(limit, "limit", minimum=1)
     seed_i = coerce_int(seed, "seed", minimum=0)
+    names, labels = None, None
     if p.is_dir():
         data = load_image_folder(p)
+        names = [f.name for f in image_files(p)]
         if data.shape[0] < 2:
             raise DataError(f"folder {p} holds {data.shape[0]} image; need at least 2 "
                             f"(one for training, one for test)")
     elif p.suffix.lower() in ARRAY_SUFFIXES:
         data = _to_examples(load_array(p), p)
+        labels = load_labels(p, data.shape[0])
     else:
         raise DataError(f"unsupported data file {p}: expected .npy, .npz or a folder of images")
     bad = int(np.count_nonzero(~np.isfinite(data)))
@@ -171,4 +208,9 @@ def from_path(
         options={"limit": lim},
         batch_size=batch_size,
         seed=seed_i,
+        train_labels=None if labels is None else torch.from_numpy(labels[train_idx]),
+        test_labels=None if labels is None else torch.from_numpy(labels[test_idx]),
+        file_rows=(torch.from_numpy(train_idx), torch.from_numpy(test_idx)),
+        file_names=names,
+        file_size=int(data.shape[0]),
     )

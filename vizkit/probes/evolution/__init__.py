@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 import vizkit
-from vizkit import Option, OptionError, Probe, ProbeContext, Result, deconvnet, probe_inputs
+from vizkit import Option, OptionError, Probe, ProbeContext, Result, deconvnet, probe_inputs, receptive_fields
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 
@@ -66,8 +66,8 @@ class Evolution(Probe):
                "the model kept with --keep-epochs, then the final model)"),
         Option("rule", str, "deconv", "backward rule for the projections", choices=deconvnet.RULES),
         Option("data", str, "", "images to search: a dataset name or a path (empty: the model's own data)"),
-        Option("split", str, "train", "which part of the data (Zeiler-Fergus: the training examples)",
-               choices=probe_inputs.SPLITS),
+        Option("split", str, "auto", "which part of the data: auto (a registered dataset's training examples, "
+               "as Zeiler-Fergus; all of a user's file, in file order), test, train or all", choices=probe_inputs.SPLITS),
         Option("limit", int, 0, "use only the first N examples (0: all)", min=0),
         *probe_inputs.UNIT_OPTIONS,
         Option("batch", int, 256, "examples per forward pass", min=1),
@@ -89,7 +89,7 @@ class Evolution(Probe):
         for m in models:
             deconvnet.check_followable(m, ctx.layer, opts["rule"])
         position = vizkit.parse_position(opts["position"], info)
-        examples = probe_inputs.load_examples(ctx.model, opts["data"], opts["split"], opts["limit"])
+        examples = probe_inputs.load_examples(ctx.model, opts["data"], opts["split"], opts["limit"], auto="train")
         values, indices, projections, positions = [], [], [], []
         for model in ctx.progress(models, "checkpoints"):
             if isinstance(model, torch.nn.Module):
@@ -117,28 +117,30 @@ class Evolution(Probe):
         idx = torch.stack(indices, 1)
         arrays: dict[str, np.ndarray] = {
             "values": torch.stack(values, 1).numpy().astype(np.float32),
-            "indices": idx.numpy().astype(np.int64),
+            "indices": examples.rows_of(idx),  # rows of the source (the user's file), not positions
             "projections": proj.numpy().astype(np.float32),
             "images": examples.images[idx.reshape(-1)].reshape(*idx.shape, *examples.images.shape[1:]).numpy()
             .astype(np.float32),
             "positions": pos.numpy().astype(np.int64),
         }
-        field = deconvnet.receptive_field(ctx.model, ctx.layer) if info.is_map and len(ctx.model.input_shape) == 3 \
-            else None
-        if field is not None:
+        view = (receptive_fields.layer_field(ctx.model, ctx.layer) if info.is_map and len(ctx.model.input_shape) == 3
+                else None)
+        if view is not None and view.crops:
             flat_pos = pos.reshape(-1, 2)
             for key, full in (("crops", torch.from_numpy(arrays["images"])), ("projection_crops", proj)):
-                crops = deconvnet.field_crops(full.reshape(-1, *full.shape[2:]).float(), flat_pos, field)
+                crops = view.crop(full.reshape(-1, *full.shape[2:]).float(), flat_pos)
                 arrays[key] = crops.reshape(*idx.shape, *crops.shape[1:]).numpy().astype(np.float32)
         else:
             arrays["crops"], arrays["projection_crops"] = arrays["images"], arrays["projections"]
-        meta = {"checkpoints": labels, "data_source": examples.source}
+        meta = {"checkpoints": labels, **examples.meta(),
+                "receptive_field": None if view is None else view.meta()}
         result = Result(arrays=arrays, meta=meta)
         result.figures["evolution"] = _figure(ctx, result)
         rule = {"deconv": "deconvnet", "guided": "guided-backprop", "gradient": "gradient"}[opts["rule"]]
         result.captions["evolution"] = (
             f"Columns: {', '.join(labels)}. Left: for each unit of {ctx.layer} (rows), the example of the "
-            f"{examples.source} that activates it most at that point of training; middle: its {rule} projection to "
+            f"{examples.source} that activates it most at that point of training "
+            f"({receptive_fields.describe(meta['receptive_field'])}); middle: its {rule} projection to "
             f"pixels (each tile on its own scale); right: that strongest activation across the checkpoints."
         )
         return result

@@ -15,6 +15,11 @@ variance the unit's decoder weights account for; models without decoder weights:
 activation variance, and the axis says so), coloured by the mean sign of the unit's encoder
 weights (Fig. 3 / Fig. 7); γ⁽ˡ⁾ against depth, one line per transformation; and, for a layer fed
 by a layer whose weights live in input space, the pooling groups of Fig. 4.
+
+A run on fewer images than ``-o sets`` asks for uses them all and says so (``meta["notes"]``, one
+line on stderr); below :data:`MIN_SETS` it refuses. The paper's Table 1 is quoted in the caption
+only when the run is the paper's setting (:func:`paper_setting`); elsewhere its numbers would
+invite a comparison that does not hold.
 """
 
 from __future__ import annotations
@@ -27,11 +32,16 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, image_transforms, papers, probe_inputs
+from vizkit import Option, Probe, ProbeContext, Result, UnitView, image_transforms, papers, probe_inputs
 from vizkit import capabilities as caps
 
 from .figures import depth_figure, pooling_figure, scatter_figure
 from .stats import SetStats, pooling_groups, significance, unit_significance
+
+#: Fewest sets γ is computed from. γ's numerator is a variance over sets, whose relative standard
+#: error is about sqrt(2 / (n - 1)): 47% at 10 sets, and more than half the value below that, so a
+#: smaller run measures its sample rather than the units' invariance. (1,000 sets: 4.5%.)
+MIN_SETS = 10
 
 #: Table 1 of the paper (γ⁽⁰⁾, γ⁽¹⁾, γ⁽²⁾ for translation), printed beside ours.
 PAPER_TABLE1 = {row.label: row.gamma_translation for row in papers.rasmus2015_table1()
@@ -50,6 +60,16 @@ def _paper_caption() -> str:
             f"O&F Mod {gammas(papers.rasmus2015_row('O&F', 'Mod'))}.")
 
 
+def paper_setting(model: Any, data: str | None) -> bool:
+    """Whether a run reproduces the paper's setting, the only one whose Table 1 numbers a caption
+    may quote: vizkit's reference ``ladder`` model measured on its own 16x16 natural-image
+    patches (the paper's 16x16 natural-image / CIFAR-10 patches)."""
+    info = dict(getattr(model, "data_info", None) or {})
+    name = (data or "").strip() or info.get("name")
+    return (getattr(model, "kind", None) == "ladder" and name == "patches" and info.get("name") == "patches"
+            and (info.get("options") or {}).get("size") == 16)
+
+
 class Gamma(probe_inputs.NeedsExamples, Probe):
     name = "gamma"
     summary = "invariance gamma = var(set means)/var(all) over sets of 16 translated/rotated/zoomed copies (Rasmus et al. 2015)"
@@ -57,10 +77,11 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
     options = (
         Option("transform", str, "translation", "transformation of the sets (all: the three)",
                choices=(*image_transforms.KINDS, "all")),
-        Option("sets", int, 1000, "number of sets of 16 copies (held-out images)", min=2, max=1_000_000),
+        Option("sets", int, 1000, "number of sets of 16 copies, one per image (fewer when the data holds fewer; "
+               f"at least {MIN_SETS})", min=MIN_SETS, max=1_000_000),
         Option("step", int, 1, "translation: pixels between neighbouring crops of the 4x4 grid", min=1, max=64),
-        Option("data", str, "", "images: a dataset name or a .npy/.npz/image-folder path (empty: the model's "
-               "own data, its held-out part)"),
+        Option("data", str, "", "images: a dataset name (its held-out test split) or a .npy/.npz/image-folder "
+               "path (all of it, in file order); empty: the model's own data"),
         Option("position", str, "", "conv maps: 'row,col' reads the unit at that position instead of the channel mean"),
         Option("significance", str, "auto", "x axis of the scatter: decoder (tied autoencoders: the share of the "
                "layer below's variance the unit accounts for), variance (the unit's activation variance), or "
@@ -82,6 +103,10 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
                                      "and weights); use -o significance variance")
         source = image_transforms.set_source(model, kinds, data=opts["data"] or None, n_sets=opts["sets"],
                                        step=opts["step"], seed=ctx.seed)
+        if len(source) < MIN_SETS:
+            raise vizkit.DataError(f"gamma needs at least {MIN_SETS} transformation sets (one per image) for its "
+                                   f"variances to mean anything, but there are only {len(source)}: "
+                                   f"{source.description}; give more images with -o data PATH")
         infos = model.layer_infos()
         names = list(infos)
         dtype = vizkit.model_dtype(model)
@@ -107,7 +132,10 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
         units = ctx.units.cpu()
         arrays: dict[str, np.ndarray] = {"units": units.numpy().astype(np.int64)}
         meta: dict[str, Any] = {"layer_names": ["input", *names], "transforms": kinds, "sets": len(source),
-                                "source": source.description, "chunk_sets": chunk}
+                                "sets_asked": opts["sets"], "source": source.description, "chunk_sets": chunk,
+                                "paper_setting": paper_setting(model, opts["data"])}
+        if source.notes:
+            meta["notes"] = list(source.notes)
         undefined_layers: dict[str, list[str]] = {}
         for kind in kinds:
             layer_gamma = []
@@ -146,12 +174,26 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
         arrays["significance"] = sig[units].numpy().astype(np.float64)
         sign, sign_note = self._weight_sign(model, ctx.layer)
         arrays["weight_sign"] = (sign[units].numpy() if sign is not None else np.zeros(len(units))).astype(np.float32)
-        meta.update({"significance": sig_kind, "weight_sign": sign_note,
-                     "paper_table1_translation": {k: list(v) for k, v in PAPER_TABLE1.items()}})
+        meta.update({"significance": sig_kind, "weight_sign": sign_note})
+        if meta["paper_setting"]:
+            meta["paper_table1_translation"] = {k: list(v) for k, v in PAPER_TABLE1.items()}
 
         result = Result(arrays=arrays, meta=meta)
         self._figures(ctx, result, kinds, names, connections, below, sig_kind)
         return result
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        """The unit's γ for each transformation measured, beside its layer's mean."""
+        parts = []
+        for kind in result.meta.get("transforms", []):
+            if f"gamma_{kind}" not in result.arrays:
+                continue
+            value = (f"{float(result.arrays[f'gamma_{kind}'][index]):.2f}" if result.arrays[f"defined_{kind}"][index]
+                     else "undefined (constant)")
+            parts.append(f"{kind} {value}")
+        sets = result.meta.get("sets")
+        return UnitView(text="γ (share of its variance that survives averaging over transformed copies; 1: fully "
+                             f"invariant): {', '.join(parts)}" + (f" — over {sets} sets" if sets else ""))
 
     # -- pieces -----------------------------------------------------------------------------------
     @staticmethod
@@ -216,9 +258,10 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
             + (f" {n_undef} constant units (γ undefined) are left out." if n_undef else ""))
         result.figures["depth"] = depth_figure(
             {k: arrays[f"layer_gamma_{k}"] for k in kinds}, ["input", *names], meta["undefined_layers"], title)
-        rows = ", ".join(f"{k}: " + " / ".join(f"{v:.2f}" for v in arrays[f"layer_gamma_{k}"]) for k in kinds)
+        rows = "; ".join(f"{k}: {_values(arrays[f'layer_gamma_{k}'])}" for k in kinds)
         result.captions["depth"] = (
-            f"Layer average γ⁽ˡ⁾ for the input and every layer ({rows}). {_paper_caption()}")
+            f"Layer average γ⁽ˡ⁾ for the input and every layer ({rows}), from {meta['sets']} sets of 16 copies: "
+            f"{meta['source']}." + (f" {_paper_caption()}" if meta["paper_setting"] else ""))
         if connections is None or below is None or below == "input" or ctx.options["pool_starts"] == 0:
             return
         try:
@@ -241,6 +284,15 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
             f"column); each row is one of the {ctx.options['pool_links']} {ctx.layer} units they feed most, "
             f"shown by the {ctx.options['pool_members']} {below} filters it draws most of its significance "
             "from (strongest first).")
+
+
+def _values(values: np.ndarray) -> str:
+    """A layer's γ values for a caption: all of them, or for a deep network the first and last
+    few (every value is in arrays.npz)."""
+    text = [f"{v:.2f}" for v in values]
+    if len(text) <= 12:
+        return " / ".join(text)
+    return " / ".join(text[:4]) + f" / … ({len(text) - 8} more in arrays.npz) … / " + " / ".join(text[-4:])
 
 
 @vizkit.hookimpl

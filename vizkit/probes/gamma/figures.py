@@ -43,23 +43,45 @@ def scatter_figure(gammas: dict[str, np.ndarray], defined: dict[str, np.ndarray]
     return fig
 
 
+#: widest figure in inches (1,600 px at the saved 100 dpi): a deep wrapped network (a ResNet has
+#: ~60 layers) squeezes its ticks instead of growing the figure thousands of pixels wide
+MAX_WIDTH = 16.0
+#: up to this many depths the legend and every tick carry the values / names; beyond, thinned
+FULL_LABELS = 12
+
+
 def depth_figure(layer_gamma: dict[str, np.ndarray], names: list[str], undefined: dict[str, list[str]],
                  title: str) -> Figure:
-    """γ⁽ˡ⁾ for the input and each layer, one line per transformation."""
-    fig = Figure(figsize=(max(4.5, 1.2 * len(names) + 2.5), 3.6), layout="constrained")
+    """γ⁽ˡ⁾ for the input and each layer, one line per transformation; at most :data:`MAX_WIDTH`
+    inches wide, with thinned, rotated ticks when there are many layers."""
+    many = len(names) > FULL_LABELS
+    longest = max(len(n) for n in names)
+    height = 4.2 + 0.07 * min(longest, 40) if many else 3.6
+    fig = Figure(figsize=(min(max(4.5, (0.22 if many else 1.2) * len(names) + 2.5), MAX_WIDTH), height),
+                 layout="constrained")
     ax = fig.add_subplot()
     depth = np.arange(len(names))
     for kind, values in layer_gamma.items():
         ok = np.array([n not in undefined.get(kind, []) for n in names])
         # the values go in the legend: annotations beside the points collide when lines meet
-        ax.plot(depth[ok], values[ok], marker="o", label=f"{kind}: " + " / ".join(f"{v:.2f}" for v in values[ok]))
-    ax.set_xticks(depth)
-    ax.set_xticklabels([f"{n}\n(γ⁽{d}⁾)" for d, n in enumerate(names)], fontsize=8)
+        label = kind if many else f"{kind}: " + " / ".join(f"{v:.2f}" for v in values[ok])
+        ax.plot(depth[ok], values[ok], marker="o", ms=3 if many else 6, label=label)
+    if many:  # every k-th layer named, vertical: ~60 names side by side would overlap
+        every = -(-len(names) // 40)
+        shown = depth[::every]
+        ax.set_xticks(shown)
+        ax.set_xticklabels([names[d] if names[d] == str(d) else f"{names[d]} ({d})" for d in shown], fontsize=6,
+                           rotation=90)
+    else:
+        ax.set_xticks(depth)
+        ax.set_xticklabels([f"{n}\n(γ⁽{d}⁾)" for d, n in enumerate(names)], fontsize=8)
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("layer", fontsize=8)
+    ax.set_xlabel("layer" + (" (depth)" if many else ""), fontsize=8)
     ax.set_ylabel("layer average invariance γ⁽ˡ⁾", fontsize=8)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, title="transformation: γ⁽⁰⁾ / γ⁽¹⁾ / …", title_fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, title="transformation" if many else "transformation: γ⁽⁰⁾ / γ⁽¹⁾ / …",
+              title_fontsize=8, loc="upper left")
     ax.set_title(f"{title}: invariance against depth", fontsize=10)
     return fig
 
@@ -72,7 +94,8 @@ def pooling_figure(groups: list[dict[str, list]], filters: np.ndarray, input_sha
     n_rows = sum(len(g["upper"]) for g in groups)
     images = as_images(filters, input_shape)
     h, w = images.shape[1:3]
-    fig = Figure(figsize=(0.42 * (members + 2) + 1.6, 0.46 * n_rows + 0.3 * len(groups) + 0.9), layout="constrained")
+    fig = Figure(figsize=(min(0.42 * (members + 2) + 1.6, MAX_WIDTH), 0.46 * n_rows + 0.3 * len(groups) + 0.9),
+                 layout="constrained")
     axes = fig.subplots(n_rows, members + 2, squeeze=False, gridspec_kw={"wspace": 0.05, "hspace": 0.1})
     row = 0
     for g in groups:

@@ -90,10 +90,10 @@ class InvCurves(probe_inputs.NeedsExamples, Probe):
         out_layer = (None if opts["output"].strip().lower() == "none"
                      else probe_inputs.classifier_layer(model, opts["output"], "invcurves"))
         examples = probe_inputs.load_examples(model, opts["data"], opts["split"], opts["limit"])
-        picked = probe_inputs.pick(opts["images"], examples.images.shape[0], 5)
+        picked = examples.pick(opts["images"], 5)
         images = examples.images[picked].to(ctx.device)
         truth = None
-        arrays: dict[str, np.ndarray] = {"indices": np.asarray(picked, np.int64),
+        arrays: dict[str, np.ndarray] = {"indices": examples.rows_of(picked),  # rows of the source
                                          "images": images.cpu().numpy().astype(np.float32)}
         with torch.no_grad():
             base = {name: model.activations(images, name).reshape(len(picked), -1) for name in layers}
@@ -126,7 +126,7 @@ class InvCurves(probe_inputs.NeedsExamples, Probe):
                     arrays[f"{kind}_probability"] = torch.cat(probs).reshape(len(picked), k).cpu().numpy() \
                         .astype(np.float32)
                     arrays[f"{kind}_label"] = torch.cat(labels).reshape(len(picked), k).cpu().numpy().astype(np.int64)
-        meta = {"data_source": examples.source, "layers": layers, "kinds": kinds, "output_layer": out_layer,
+        meta = {**examples.meta(), "layers": layers, "kinds": kinds, "output_layer": out_layer,
                 "labels": None if truth is None else ("data" if examples.labels is not None else "predicted")}
         result = Result(arrays=arrays, meta=meta)
         result.figures["invcurves"] = _figure(result, opts)
@@ -140,43 +140,54 @@ class InvCurves(probe_inputs.NeedsExamples, Probe):
         return result
 
 
+#: panels per figure row: more layers wrap onto further rows, so the figure never grows wider
+#: than about 17 inches (1,740 px at the saved 100 dpi) however many layers are asked for
+MAX_COLUMNS = 6
+
+
 def _figure(result: Result, opts: dict[str, Any]) -> Figure:
     a, meta = result.arrays, result.meta
     kinds, layers = meta["kinds"], meta["layers"]
     with_prob = meta["output_layer"] is not None
-    ncols = 1 + len(layers) + int(with_prob)
-    fig = Figure(figsize=(2.9 * ncols, 2.5 * len(kinds) + 0.6), layout="constrained")
-    axes = np.asarray(fig.subplots(len(kinds), ncols, squeeze=False))
+    panels = 1 + len(layers) + int(with_prob)  # per kind: the strip, one per layer, the probability
+    ncols = min(panels, MAX_COLUMNS)
+    per_kind = -(-panels // ncols)
+    fig = Figure(figsize=(2.9 * ncols, 2.5 * len(kinds) * per_kind + 0.6), layout="constrained")
+    grid = np.asarray(fig.subplots(len(kinds) * per_kind, ncols, squeeze=False))
     n_img = a["images"].shape[0]
     colours = [f"C{i}" for i in range(n_img)]
     for row, kind in enumerate(kinds):
+        axes = [grid[row * per_kind + j // ncols, j % ncols] for j in range(panels)]
+        for ax in grid[row * per_kind:(row + 1) * per_kind].flat[panels:]:
+            ax.set_visible(False)
         values = a[f"{kind}_values"]
         x = values[:, 0] + values[:, 1] if kind == "translation" else values
+        xlabel = (KIND_LABELS[kind] if kind != "translation" or opts["direction"] == "vertical"
+                  else "horizontal shift (px)")
         strip_at = np.linspace(0, len(x) - 1, min(5, len(x))).round().astype(int)
         strip = np.concatenate([np.pad(a[f"{kind}_copies"][0, i, 0], 1, constant_values=1.0) for i in strip_at], 1)
-        ax = axes[row, 0]
+        ax = axes[0]
         ax.imshow(strip, cmap="gray", vmin=min(0.0, float(strip.min())), vmax=max(1.0, float(strip.max())))
         ax.set_xticks([(i + 0.5) * strip.shape[1] / len(strip_at) for i in range(len(strip_at))])
         ax.set_xticklabels([f"{x[i]:.3g}" for i in strip_at], fontsize=7)
         ax.set_yticks([])
         ax.set_title(f"{kind}: example {a['indices'][0]}", fontsize=9)
         for col, name in enumerate(layers, start=1):
-            ax = axes[row, col]
+            ax = axes[col]
             for i in range(n_img):
                 ax.plot(x, a[f"{kind}_distance"][col - 1, i], color=colours[i], lw=1.2, label=str(a["indices"][i]))
             ax.set_title(f"{name}: feature distance", fontsize=9)
-            ax.set_xlabel(KIND_LABELS[kind] if kind != "translation" or opts["direction"] == "vertical"
-                          else "horizontal shift (px)", fontsize=8)
+            ax.set_xlabel(xlabel, fontsize=8)
             ax.tick_params(labelsize=7)
             ax.set_ylim(bottom=0)
         if with_prob:
-            ax = axes[row, -1]
+            ax = axes[-1]
             for i in range(n_img):
                 ax.plot(x, a[f"{kind}_probability"][i], color=colours[i], lw=1.2,
                         label=f"ex. {a['indices'][i]} (label {a['true_labels'][i]})")
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"p({meta['labels']} label)", fontsize=9)
-            ax.set_xlabel(axes[row, 1].get_xlabel(), fontsize=8)
+            ax.set_xlabel(xlabel, fontsize=8)
             ax.tick_params(labelsize=7)
             if row == 0:
                 ax.legend(fontsize=6, loc="lower left")

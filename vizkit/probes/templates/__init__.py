@@ -98,21 +98,22 @@ class Templates(probe_inputs.NeedsExamples, Probe):
         recon_all = everything["reconstructions"].reshape(n, -1)
         variance = float(flat.var(axis=0).mean())
         mse = float(np.mean((recon_all - flat) ** 2))
-        rows = probe_inputs.pick(opts["images"], n, opts["rows"])
+        rows = examples.pick(opts["images"], opts["rows"], "rows")
         x_rows = images[rows]
         originals = x_rows.double().numpy()
         arrays: dict[str, np.ndarray] = {
             "originals": originals.astype(np.float32),
-            "row_indices": np.asarray(rows, dtype=np.int64),
+            "row_indices": examples.rows_of(rows),  # rows of the source (the user's file)
             "mse": np.asarray(mse),
             "data_variance": np.asarray(variance),
             "example_mse": ((recon_all - flat) ** 2).mean(1).astype(np.float32),
         }
-        meta: dict[str, Any] = {"data_source": examples.source, "n_images": n, "mse": mse,
+        meta: dict[str, Any] = {**examples.meta(), "n_images": n, "mse": mse,
                                 "pct_variance": 100.0 * mse / variance if variance > 0 else None}
         result = Result(arrays=arrays, meta=meta)
         if capsule:
             self._capsule(ctx, result, images, rows, everything, run_batches, shape)
+            arrays["cog_indices"] = examples.rows_of(arrays["cog_indices"])  # rows of the source
         else:
             arrays["reconstructions"] = everything["reconstructions"][rows].astype(np.float32)
             arrays["mismatch"] = (originals - everything["reconstructions"][rows]).astype(np.float32)
