@@ -133,7 +133,9 @@ def test_reference_convnet_crops_and_figure(fresh_host, tmp_path):
     ckpt = save_checkpoint(make_convnet().to_checkpoint(), tmp_path / "c.pt")
     result = vizkit.run_probe("deconv", vizkit.load(ckpt), "pool2", units="0:3", k=4, out=tmp_path / "o")
     assert result.arrays["projections"].shape == (3, 4, 1, 8, 8)
-    assert result.arrays["projection_crops"].shape == (3, 4, 1, 16, 16)  # pool2's receptive field
+    # pool2's 16-pixel field covers the whole 8x8 image from every position: whole images, and said
+    assert result.arrays["projection_crops"].shape == (3, 4, 1, 8, 8)
+    assert result.meta["receptive_field"] == {"note": "every position of pool2 sees the whole 8x8 image"}
     assert np.abs(result.arrays["projections"]).sum(axis=(2, 3, 4)).min() > 0
     assert (tmp_path / "o" / "deconv.png").stat().st_size > 10000
 

@@ -73,14 +73,15 @@ def test_wrapped_module_on_user_data(fresh_host, tmp_path):
     data = np.random.default_rng(0).random((30, 1, 12, 12)).astype(np.float32)
     np.save(tmp_path / "x.npy", data)
     model = vizkit.wrap(net, input_shape=(1, 12, 12), layers=["1", "4"])
-    result = vizkit.run_probe("topk", model, "4", data=str(tmp_path / "x.npy"), split="all", k=3)
-    from vizkit.datasets.user import from_path
-
-    dm = from_path(tmp_path / "x.npy")
-    everything = torch.cat([dm.train_tensor(), dm.test_tensor()])
-    values, indices = brute_force(net(everything).detach().double().numpy(), 3)
+    result = vizkit.run_probe("topk", model, "4", data=str(tmp_path / "x.npy"), k=3)
+    # by default all of the user's file, and the indices are rows of it
+    values, indices = brute_force(net(torch.from_numpy(data)).detach().double().numpy(), 3)
     np.testing.assert_array_equal(result.arrays["indices"], indices)
+    np.testing.assert_allclose(result.arrays["values"], values, rtol=1e-5)
     assert result.meta["receptive_field"] is None  # a linear layer: whole images are shown
+    assert "all 30 rows" in result.meta["data_source"]
+    every = vizkit.run_probe("topk", model, "4", data=str(tmp_path / "x.npy"), split="all", k=3)
+    np.testing.assert_array_equal(every.arrays["indices"], indices)
 
 
 def test_figure_is_written(fresh_host, tmp_path):

@@ -15,16 +15,21 @@ of one call, removed in ``finally``), so it follows the reference convnet and a 
 non-linear modules on the way to the layer) is refused by :func:`check_followable` with the
 reason, before any compute.
 
-:func:`receptive_field` reads the input window of a conv-map position off the same modules
-(kernel, stride, padding and dilation of every ``Conv2d`` / pooling step), for the receptive-field
-crops of ``topk`` and ``deconv``.
+Receptive fields live in :mod:`vizkit.receptive_fields` (re-exported here: :class:`Field`,
+:func:`receptive_field`, :func:`field_crops`). They are not read off the modules' kernel sizes in
+the order the modules ran, which is wrong for any network with branches (a ResNet's stride-2 skip
+convs are not in series with its main path): the field of a map position is the support of the
+input gradient of a positive linearisation of the network (all-positive kernels, identity
+activations and normalisation, max pooling as average pooling, on an all-ones image), so every
+path from a pixel to the unit counts, modules and functional calls alike. When every position of a
+layer sees the whole image (a 211-pixel field on a 64-pixel input), or after a global pooling,
+``topk``, ``deconv`` and ``evolution`` show whole images and say why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +37,9 @@ from torch import nn
 
 from .errors import UsageError
 from .model import ProbeModel, torch_module
+from .receptive_fields import Field as Field
+from .receptive_fields import field_crops as field_crops
+from .receptive_fields import receptive_field as receptive_field
 
 RULES = ("deconv", "guided", "gradient")
 
@@ -40,7 +48,6 @@ RULES = ("deconv", "guided", "gradient")
 FOLLOWABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
               nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout,
               nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d, nn.ZeroPad2d)
-_ELEMENTWISE = (nn.ReLU, nn.Identity, nn.Dropout, nn.Dropout2d, nn.BatchNorm2d)
 
 
 def executed_modules(model: ProbeModel, layer: str) -> list[nn.Module]:
@@ -176,64 +183,9 @@ def unit_signal(
     return signal, torch.zeros(out.shape[0], 0, dtype=torch.long, device=out.device)
 
 
-@dataclass(frozen=True)
-class Field:
-    """Input window of conv-map positions: position (r, c) sees rows ``start[0] + r·jump[0]`` …
-    ``+ size[0] − 1`` (same for columns), before clipping to the image."""
-
-    jump: tuple[int, int]
-    size: tuple[int, int]
-    start: tuple[int, int]
-
-    def box(self, row: int, col: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """``(r0, r1, c0, c1)``: the window of position (row, col), clipped to the image (end exclusive)."""
-        r0, c0 = self.start[0] + row * self.jump[0], self.start[1] + col * self.jump[1]
-        return max(r0, 0), min(r0 + self.size[0], height), max(c0, 0), min(c0 + self.size[1], width)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def receptive_field(model: ProbeModel, layer: str) -> Field | None:
-    """The input window of ``layer``'s map positions, or None when it is not a local conv map
-    (a linear layer on the way, or modules whose geometry vizkit cannot read)."""
-    ran = executed_modules(model, layer)
-    if not ran:
-        return None
-    jump, size, start = [1, 1], [1, 1], [0, 0]
-    for m in ran:
-        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-            k, s, p = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
-            d = _pair(getattr(m, "dilation", 1))
-            for i in range(2):
-                start[i] -= p[i] * jump[i]
-                size[i] += (k[i] - 1) * d[i] * jump[i]
-                jump[i] *= s[i]
-        elif not isinstance(m, _ELEMENTWISE):
-            return None
-    return Field((jump[0], jump[1]), (size[0], size[1]), (start[0], start[1]))
-
-
 def _dtype(module: nn.Module) -> torch.dtype:
     return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _device(module: nn.Module) -> torch.device:
     return next((p.device for p in module.parameters()), torch.device("cpu"))
-
-
-def field_crops(images: torch.Tensor, positions: torch.Tensor, field: Field) -> torch.Tensor:
-    """[M, C, size_h, size_w]: the receptive-field window of map position ``positions[m]`` cut out
-    of ``images[m]`` ([M, C, H, W]); parts of the window outside the image are zero, so a crop at
-    the border keeps its alignment."""
-    pad = max(field.size) + max(abs(field.start[0]), abs(field.start[1]))
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    m, c = images.shape[:2]
-    r0 = field.start[0] + positions[:, 0].long() * field.jump[0] + pad
-    c0 = field.start[1] + positions[:, 1].long() * field.jump[1] + pad
-    rows = r0[:, None] + torch.arange(field.size[0], device=images.device)  # [M, size_h]
-    cols = c0[:, None] + torch.arange(field.size[1], device=images.device)  # [M, size_w]
-    return padded[torch.arange(m, device=images.device)[:, None, None, None],
-                  torch.arange(c, device=images.device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
