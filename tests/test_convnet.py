@@ -36,6 +36,18 @@ def test_layers_shapes_and_forward():
     assert model.weights("conv1").source == "input" and model.weights("pool2").source == "pool1"
 
 
+def test_activations_all_is_one_pass_with_the_same_values():
+    model = make_convnet()
+    x = torch.rand(3, 1, 8, 8)
+    for layers in (["pool2", "logits"], ["logits", "conv1", "pool2"], ["conv2"], ["conv1", "conv1"]):
+        out = model.activations_all(x, layers)
+        assert list(out) == list(dict.fromkeys(layers))
+        for name in layers:
+            torch.testing.assert_close(out[name], model.activations(x, name), rtol=0, atol=0)
+    with pytest.raises(vizkit.UnknownNameError, match="valid layers"):
+        model.activations_all(x, ["pool2", "nope"])
+
+
 def test_training_uses_labels_and_keeps_epochs(tmp_path, fresh_host):
     from vizkit.training import train
 

@@ -108,6 +108,23 @@ class ConvNet(ReferenceModel):
             return self(x)
         return self.features[: self.layer_slices[layer]](x)
 
+    def activations_all(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Several layers from one pass that stops at the deepest of them (occlusion reads a unit
+        layer and the logits of every occluded copy); the values :meth:`activations` gives."""
+        for name in layers:
+            layer_info(self, name)
+        at = {self.layer_slices[name]: name for name in layers if name != "logits"}
+        depth = len(self.features) if "logits" in layers else max(at, default=0)
+        h = x.reshape(x.shape[0], *self.input_shape)
+        out: dict[str, torch.Tensor] = {}
+        for i, module in enumerate(self.features[:depth], start=1):
+            h = module(h)
+            if i in at:
+                out[at[i]] = h
+        if "logits" in layers:
+            out["logits"] = self.classifier(h.flatten(1))
+        return {name: out[name] for name in layers}
+
     def weights(self, layer: str) -> Weights:
         """The convolution filters feeding ``conv<i>``/``pool<i>`` ([out, in, k, k]; ``input`` for block 1)
         or the classifier matrix feeding ``logits``."""
