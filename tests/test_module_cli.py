@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +99,53 @@ def test_a_plain_state_dict_given_as_checkpoint_says_what_to_do(fresh_host, user
     tmp_path, _ = user_model
     res = cli("probe", "--probe", "filters", tmp_path / "net.pt", "--layer", "conv1", "--out", tmp_path / "o")
     one_line(res, 1, "plain state dict", "--module yourpkg.module:Factory --weights")
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "resnet-gallery"
+
+
+@pytest.fixture
+def example_resnet(tmp_path, monkeypatch):
+    """The example's torchvision-style ResNet-18 (width 16), named as a user names it, with 12 images."""
+    monkeypatch.chdir(EXAMPLE)
+    sys.modules.pop("mynets", None)
+    images = np.random.default_rng(0).random((12, 3, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "mine.npy", images)
+    yield tmp_path
+    sys.modules.pop("mynets", None)
+
+
+def test_inspect_lists_blocks_and_each_call_of_a_shared_relu(fresh_host, example_resnet, cli):
+    res = cli("inspect", "--module", "mynets:resnet18", "--input-shape", "3,64,64")
+    assert res.code == 0, res.err
+    lines = {line.split()[0]: line for line in res.out.splitlines() if line.startswith("  ")}
+    assert "shape (64, 4, 4)" in lines["layer3"] and "shape (64, 4, 4)" in lines["layer3.1"]
+    assert "layer1.0.relu#1" in lines and "layer1.0.relu#2" in lines and "layer1.0.relu" not in lines
+    assert "shape (128,)" not in lines["fc"] and "shape (7,)" in lines["fc"]
+    assert "actmax" in res.out and "topk" not in res.out  # what runs without data of the user's
+
+
+def test_probe_a_block_layer_from_the_cli(fresh_host, example_resnet, cli):
+    out = example_resnet / "o"
+    res = cli("probe", "--probe", "topk", "--module", "mynets:resnet18", "--input-shape", "3,64,64",
+              "--layer", "layer2", "--units", "0:3", "-o", "data", example_resnet / "mine.npy", "-o", "k", "4",
+              "--out", out)
+    assert res.code == 0, res.err
+    meta = json.loads((out / "result.json").read_text())
+    assert meta["layer"] == "layer2" and meta["layer_shape"] == [32, 8, 8]
+    res = cli("probe", "--probe", "topk", "--module", "mynets:resnet18", "--input-shape", "3,64,64",
+              "--layer", "layer1.0.relu#2", "--units", "0:2", "-o", "data", example_resnet / "mine.npy",
+              "-o", "k", "2", "--out", example_resnet / "o2")
+    assert res.code == 0, res.err
+
+
+@pytest.mark.parametrize("layer, fragment", [
+    ("layer9", "unknown layer 'layer9'"),
+    ("layer1.0.relu", "runs 2 times in one forward pass; name one call: layer1.0.relu#1, layer1.0.relu#2"),
+    ("layer1.0.relu#3", "unknown layer 'layer1.0.relu#3'"),
+])
+def test_bad_layers_of_a_module_are_one_line(fresh_host, example_resnet, cli, layer, fragment):
+    res = cli("probe", "--probe", "topk", "--module", "mynets:resnet18", "--input-shape", "3,64,64",
+              "--layer", layer, "-o", "data", example_resnet / "mine.npy", "--out", example_resnet / "o")
+    one_line(res, 2, fragment)
+    assert not (example_resnet / "o").exists()

@@ -24,9 +24,63 @@ def test_layers_shapes_and_units():
     assert infos["5"].shape == (7,) and infos["5"].n_units == 7
 
 
-def test_default_layers_are_the_leaves():
+def test_default_layers_are_every_module_in_the_order_they_return():
     model = vizkit.wrap(convnet(), input_shape=(3, 8, 8))
-    assert list(model.layer_infos()) == ["0", "1", "2", "3.0", "3.1", "4", "5"]
+    # the container "3" returns after its children; its output is theirs
+    assert list(model.layer_infos()) == ["0", "1", "2", "3.0", "3.1", "3", "4", "5"]
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(model.activations(x, "3"), model.activations(x, "3.1"))
+
+
+class SharedRelu(nn.Module):
+    """A residual block that calls one ``relu`` twice (as torchvision's BasicBlock does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.conv1(x))
+        return self.relu(self.conv2(h) + x)
+
+
+def test_a_module_called_twice_is_offered_per_call_and_its_bare_name_refused():
+    torch.manual_seed(0)
+    net = SharedRelu()
+    model = vizkit.wrap(net, input_shape=(2, 6, 6))
+    assert "relu#1" in model.layer_infos() and "relu#2" in model.layer_infos()
+    assert "relu" not in model.layer_infos()
+    x = torch.randn(3, 2, 6, 6)
+    with torch.no_grad():
+        first = torch.relu(net.conv1(x))
+        second = torch.relu(net.conv2(first) + x)
+        got = model.activations_all(x, ["relu#1", "relu#2", "conv2"])
+    assert torch.allclose(got["relu#1"], first) and torch.allclose(got["relu#2"], second)
+    assert torch.allclose(got["conv2"], net.conv2(first))  # read before the in-place relu ran on it
+    with pytest.raises(UnknownNameError, match=r"runs 2 times.*relu#1, relu#2"):
+        model.activations(x, "relu")
+    with pytest.raises(UnknownNameError, match=r"runs 2 times"):
+        vizkit.wrap(net, input_shape=(2, 6, 6), layers=["relu"])
+    with pytest.raises(UnknownNameError, match="no call 3"):
+        vizkit.wrap(net, input_shape=(2, 6, 6), layers=["relu#3"])
+    only = vizkit.wrap(net, input_shape=(2, 6, 6), layers=["relu#2"])
+    assert torch.allclose(only.activations(x, "relu#2"), second)
+
+
+def test_activations_all_is_one_forward_pass_stopped_at_the_deepest_layer():
+    calls = []
+    net = convnet()
+    for name, sub in net.named_modules():
+        if name:
+            sub.register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    model = vizkit.wrap(net, input_shape=(3, 8, 8))
+    calls.clear()
+    x = torch.rand(2, 3, 8, 8)
+    got = model.activations_all(x, ["0", "3.0"])
+    assert calls == ["0", "1", "2", "3.0"]  # once each, nothing after the deepest wanted layer
+    assert torch.equal(got["0"], model.activations(x, "0"))
 
 
 def test_hooks_removed_and_modes_restored():

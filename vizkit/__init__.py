@@ -32,6 +32,7 @@ _EXPORTS = {
     "ProbeContext": "vizkit.probe",
     "Result": "vizkit.probe",
     "Video": "vizkit.probe",
+    "UnitView": "vizkit.probe",
     "Option": "vizkit.options",
     "LayerInfo": "vizkit.model",
     "Weights": "vizkit.model",
@@ -60,7 +61,9 @@ _EXPORTS = {
     "optim": "vizkit.optim",
     "sphere": "vizkit.sphere",
     "probe_inputs": "vizkit.probe_inputs",
+    "class_names": "vizkit.class_names",
     "deconvnet": "vizkit.deconvnet",
+    "receptive_fields": "vizkit.receptive_fields",
     "image_transforms": "vizkit.image_transforms",
     "papers": "vizkit.papers",
     "transformation_sets": "vizkit.image_transforms",
@@ -84,7 +87,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 #: Modules exported as modules (``from vizkit import figure``), not as an attribute of one.
-_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "deconvnet", "image_transforms", "papers"}
+_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "class_names", "deconvnet", "receptive_fields",
+            "image_transforms", "papers"}
 
 #: Earlier names of public modules, kept so third-party plugins written against them still import.
 _RENAMED = {"render": "figure", "datasource": "probe_inputs", "transforms": "image_transforms"}

@@ -187,31 +187,24 @@ def _parse_shape(value: Any) -> tuple[int, ...]:
     return shape
 
 
-def load_dataset(name_or_path: str, split: str = "test", seed: int = 0, limit: int = 0, **options: Any) -> Any:
+def load_dataset(name_or_path: str, split: str = "auto", seed: int = 0, limit: int = 0, **options: Any) -> Any:
     """Examples of a registered dataset (``vizkit datasets``) or of your own ``.npy``/``.npz``/image
     folder, as a :class:`vizkit.probe_inputs.Examples` (``images`` ``[N, *input_shape]``, ``labels``
-    or None, ``source``).
+    or None, ``source``, ``rows``: each example's row of the source).
 
-    ``split`` is ``test`` (default), ``train`` or ``all``; ``options`` are the dataset's own (the
+    ``split`` is ``auto`` (default: a registered dataset's ``test`` split, all of your own file in
+    file order), ``test``, ``train`` or ``all``; ``options`` are the dataset's own (the
     ``-D KEY=VALUE`` of ``vizkit train``), e.g. ``load_dataset("patches", size=16, whiten="zca")``.
     A probe that wants the model's *own* data calls ``vizkit.probe_inputs.load_examples(ctx.model)``.
     """
     from .errors import OptionError
-    from .probe_inputs import SPLITS, Examples
+    from .probe_inputs import SPLITS, split_examples
     from .training import build_data
 
     if split not in SPLITS:
         raise OptionError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     check_seed(seed)
-    dm = build_data(str(name_or_path), options, 100, seed)
-    tensors = {"test": [dm.test_tensor()], "train": [dm.train_tensor()], "all": [dm.train_tensor(), dm.test_tensor()]}
-    labels = {"test": [dm.test_labels()], "train": [dm.train_labels()], "all": [dm.train_labels(), dm.test_labels()]}
-    images = torch.cat(tensors[split])
-    found = labels[split]
-    label = None if any(x is None for x in found) else torch.cat([x.long() for x in found])
-    if limit > 0:
-        images, label = images[:limit], (label[:limit] if label is not None else None)
-    return Examples(images, label, f"{dm.name} {split} split ({images.shape[0]} examples)")
+    return split_examples(build_data(str(name_or_path), options, 100, seed), split, limit)
 
 
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -234,11 +227,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     except (AttributeError, KeyError, TypeError, ValueError):
         fast = False
     if not fast:
-        model = load(path)
-        info = model_description(model)
-        return {**info, "sha256": model.source["sha256"], "layers": model.layer_infos(),
-                "capabilities": sorted(model.capabilities), "probes": compatible_probes(model),
-                "metrics": getattr(model, "metrics", None) or {}}
+        return describe_model(load(path))
     candidates = [reg.obj for reg in host.probes.values() if set(reg.obj.requires) <= capabilities]
     sha = sha256_file(path)
     if any(_asks_the_model(cls) for cls in candidates):
@@ -255,6 +244,15 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
             "input_shape": list(ckpt["hparams"].get("input_shape") or data.get("input_shape") or []),
             "data": data, "sha256": sha, "layers": layers, "capabilities": sorted(capabilities),
             "probes": probes, "metrics": ckpt.get("metrics") or {}}
+
+
+def describe_model(model: ProbeModel) -> dict[str, Any]:
+    """:func:`describe_checkpoint`'s answer for a model in hand (a loaded checkpoint, or a user's
+    module from :func:`load_module`, whose layers include its blocks and per-call names)."""
+    info = model_description(model)
+    return {**info, "sha256": (getattr(model, "source", None) or {}).get("sha256"), "layers": model.layer_infos(),
+            "capabilities": sorted(model.capabilities), "probes": compatible_probes(model),
+            "metrics": getattr(model, "metrics", None) or {}}
 
 
 def list_probes() -> list[str]:

@@ -154,17 +154,33 @@ def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_o
 
 # -- inspect ---------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-def inspect(checkpoint: str) -> None:
-    """Show a checkpoint's kind, data, layers, capabilities and compatible probes."""
+@click.argument("checkpoint", type=click.Path(dir_okay=False), required=False)
+@click.option("--module", "module", default=None, metavar="PKG.MOD:FACTORY",
+              help="Your own model instead of CHECKPOINT (as for `vizkit probe`).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="With --module: its state dict.")
+@click.option("--input-shape", default=None, metavar="C,H,W", help="With --module: one example's shape.")
+def inspect(checkpoint: str | None, module: str | None, weights: str | None, input_shape: str | None) -> None:
+    """Show a checkpoint's (or your --module's) kind, data, layers, capabilities and compatible probes.
+
+    A module's layers are all its named_modules() names, blocks included, with #k for the k-th
+    call of a module that runs more than once (e.g. layer1.0.relu#2).
+    """
     import json
 
     from . import api
 
-    info = api.describe_checkpoint(checkpoint)  # no Lightning import when the file lists its layers
+    if module is not None or checkpoint is None:
+        info = api.describe_model(_load_model(checkpoint, module, weights, input_shape))
+        source = f"--module {module}" + (f" --weights {weights}" if weights else "")
+    else:
+        if weights is not None or input_shape is not None:
+            raise UsageError("--weights and --input-shape go with --module pkg.mod:Factory")
+        info = api.describe_checkpoint(checkpoint)  # no Lightning import when the file lists its layers
+        source = checkpoint
     data = info["data"]
-    click.echo(f"checkpoint   {checkpoint}")
-    click.echo(f"sha256       {info['sha256']}")
+    click.echo(f"checkpoint   {source}")
+    if info["sha256"]:
+        click.echo(f"sha256       {info['sha256']}")
     click.echo(f"kind         {info['kind']}")
     click.echo(f"input shape  {tuple(info['input_shape'])}")
     if data:
@@ -176,9 +192,10 @@ def inspect(checkpoint: str) -> None:
     if info["hparams"]:
         click.echo("hparams      " + ", ".join(f"{k}={v}" for k, v in info["hparams"].items() if k != "input_shape"))
     click.echo("layers")
+    width = max([10, *map(len, info["layers"])])
     for name, layer in info["layers"].items():
         kind = "maps" if layer.is_map else "units"
-        click.echo(f"  {name:<10} {layer.n_units:>6} {kind}  shape {tuple(layer.shape)}")
+        click.echo(f"  {name:<{width}} {layer.n_units:>6} {kind}  shape {tuple(layer.shape)}")
     click.echo("capabilities " + ", ".join(info["capabilities"]))
     click.echo("probes       " + (", ".join(info["probes"]) or "(none installed)"))
     if info["metrics"]:
@@ -227,7 +244,9 @@ def probe(probe_name: str, checkpoint: str | None, module: str | None, weights: 
     """Run probe --probe NAME on CHECKPOINT and write arrays, figures and index.html to --out.
 
     Your own model instead of a vizkit checkpoint: --module pkg.mod:Factory --weights w.pt
-    --input-shape 1,28,28 (layers are the module's dotted names, e.g. conv2).
+    --input-shape 1,28,28. Layers are the module's dotted names, blocks included (layer3,
+    layer3.1.conv2), with #k for the k-th call of a module that runs several times (relu#2);
+    `vizkit inspect --module ...` lists them.
 
     With --devices N (and --num-nodes), Lightning starts one process per device and the units are
     split between them; the result is the same as one process's.
@@ -261,6 +280,8 @@ def probe(probe_name: str, checkpoint: str | None, module: str | None, weights: 
     else:
         result = api.run_probe(probe_name, model, layer, units=units, out=out, seed=seed, device=device,
                                show_progress=True, force=force, **options)
+    for note in result.meta.get("notes") or ():  # e.g. fewer examples used than asked for
+        click.echo(f"note: {probe_name}: {note}", err=True)
     if result.meta.get("reused"):  # nothing was written: say so instead of listing files
         click.echo(f"{out}: an identical finished run is already there (files verified); nothing recomputed")
     else:

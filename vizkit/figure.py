@@ -93,6 +93,7 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
     ax: Any = None,
+    row_title: str = "unit",
 ) -> Figure:
     """A grid of images with unit indices on the axes and a title saying what is shown.
 
@@ -133,7 +134,7 @@ def image_grid(
     ax.set_xticklabels([col_labels[c] if col_labels else f"+{c}" for c in cols], fontsize=7)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
-    ax.set_ylabel("unit", fontsize=8)
+    ax.set_ylabel(row_title, fontsize=8)
     if col_labels:
         ax.tick_params(axis="x", labelrotation=0)
     for spine in ax.spines.values():

@@ -31,8 +31,13 @@ from .output import (
     safe_href,
     sha256_file,
 )
+from .unit_pages import DEFAULT_PER_LAYER, LayerResults, layer_slug, write_unit_pages
 
-_MODEL_KEYS = {"name", "kind", "data", "epochs", "batch_size", "lr", "seed", "options", "data_options"}
+_TRAIN_KEYS = {"kind", "epochs", "batch_size", "lr", "seed", "options", "data_options"}
+_MODEL_KEYS = {"name", "data", "path", "module", "weights", "input_shape", "layers", *_TRAIN_KEYS}
+#: how a [[model]] gets its model: trained from ``kind``, read from a checkpoint ``path``, or built
+#: by a ``module`` factory (with ``weights``); exactly one of them
+_SOURCES = ("kind", "path", "module")
 _PROBE_KEYS = {"model", "probe", "plugin", "layers", "units", "options", "seed", "title"}
 _INT_KEYS = {"epochs": 1, "batch_size": 1, "seed": 0}  # key -> minimum
 
@@ -55,12 +60,15 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     for key in ("title", "description"):
         if key in recipe and not isinstance(recipe[key], str):
             raise UsageError(f"{path}: {key!r} must be a string, got {recipe[key]!r}")
+    pages = recipe.get("unit_pages", DEFAULT_PER_LAYER)
+    if isinstance(pages, bool) or not isinstance(pages, int) or not 0 <= pages <= 1000:
+        raise UsageError(f"{path}: 'unit_pages' must be a number of unit pages per layer from 0 to 1000, got {pages!r}")
     names = set()
     for entry in models:
         _check_entry(entry, _MODEL_KEYS, "[[model]]", path)
-        for key in ("name", "kind", "data"):
-            if key not in entry:
-                raise UsageError(f"{path}: a [[model]] lacks {key!r}")
+        if "name" not in entry:
+            raise UsageError(f"{path}: a [[model]] lacks 'name'")
+        for key in ("name", "kind", "data", "path", "module", "weights"):
             _check_type(entry, key, str, "a string", "[[model]]", path)
         try:
             check_slug(entry["name"], "[[model]] name")
@@ -69,6 +77,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         if entry["name"] in names:
             raise UsageError(f"{path}: two [[model]] tables are named {entry['name']!r}")
         names.add(entry["name"])
+        _check_source(entry, path)
         for key, minimum in _INT_KEYS.items():
             if key in entry:
                 _check_int(entry, key, minimum, "[[model]]", path)
@@ -100,6 +109,41 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         if "seed" in entry:
             _check_int(entry, "seed", 0, "[[probe]]", path)
     return recipe
+
+
+def _check_source(entry: dict[str, Any], path: Path) -> None:
+    """One way to get the model, and only the keys that go with it."""
+    given = [key for key in _SOURCES if key in entry]
+    where = f"{path}: [[model]] {entry['name']!r}"
+    if len(given) != 1:
+        raise UsageError(f"{where} needs exactly one of kind = ... (train it), path = ... (a checkpoint) or "
+                         f"module = \"pkg.mod:Factory\" (your module){'; it has ' + ', '.join(given) if given else ''}")
+    source = given[0]
+    if source == "kind" and "data" not in entry:
+        raise UsageError(f"{where} lacks 'data' (what to train the {entry['kind']} on)")
+    extra = sorted(set(entry) & ({"weights", "input_shape", "layers"} if source != "module" else set()))
+    extra += sorted(set(entry) & (_TRAIN_KEYS - {"kind"}) if source != "kind" else set())
+    if source == "path" and "data" in entry:
+        extra.append("data")
+    if extra:
+        raise UsageError(f"{where}: {extra[0]!r} does not go with {source} = ... (a {_SOURCE_WORDS[source]})")
+    for key, what in (("path", "checkpoint"), ("weights", "weights")):
+        if key in entry:  # before anything is written, like every other mistake in a recipe
+            _recipe_file(path.parent, entry[key], entry["name"], what)
+    if source == "module":
+        if "input_shape" not in entry:
+            raise UsageError(f"{where} lacks input_shape (one example's shape, e.g. [3, 64, 64])")
+        shape = entry["input_shape"]
+        if not (isinstance(shape, list) and shape and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                                          for d in shape)):
+            raise UsageError(f"{where}: input_shape must be a list of positive sizes such as [3, 64, 64], got {shape!r}")
+        layers = entry.get("layers", [])
+        if not (isinstance(layers, list) and all(isinstance(x, str) for x in layers)):
+            raise UsageError(f"{where}: layers must be a list of layer names, got {layers!r}")
+
+
+_SOURCE_WORDS = {"kind": "model trained by the recipe", "path": "checkpoint, which records its own data",
+                 "module": "module factory"}
 
 
 def _check_entry(entry: Any, allowed: set[str], table: str, path: Path) -> None:
@@ -163,7 +207,6 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
     """
     from . import api
     from .registry import get_host
-    from .training import train
 
     recipe = read_recipe(recipe_path)
     host = get_host()
@@ -174,25 +217,10 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
     _check_gallery_dir(out, force)
     out = ensure_writable(out, create=True)
     with out_lock(out):
-        models: dict[str, Any] = {}
-        for entry in recipe["model"]:
-            ckpt = inside(out, out / "models" / f"{entry['name']}.pt")
-            stamp = ckpt.with_suffix(".recipe")
-            digest = _digest(entry)
-            if not _trained(ckpt, stamp, digest):
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                if progress:
-                    print(f"[gallery] training {entry['name']}: {entry['kind']} on {entry['data']}", flush=True)
-                train(
-                    entry["kind"], entry["data"], out=ckpt, epochs=entry.get("epochs", 1),
-                    batch_size=entry.get("batch_size", 100), lr=entry.get("lr"), seed=entry.get("seed", 0),
-                    model_options=entry.get("options", {}), data_options=entry.get("data_options", {}),
-                    log_dir=inside(out, out / "logs"), progress=progress,
-                )
-                atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt)}).encode())
-            models[entry["name"]] = api.load(ckpt)
+        models = {entry["name"]: _model(entry, Path(recipe_path).parent, out, progress) for entry in recipe["model"]}
 
         sections: list[dict[str, Any]] = []
+        by_layer: dict[tuple[str, str], LayerResults] = {}
         for entry in recipe["probe"]:
             model = models[entry["model"]]
             have = list(model.layer_infos())
@@ -220,21 +248,99 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                     print(f"[gallery] {name} does not run on {', '.join(skipped)} of {entry['model']}; skipped",
                           file=sys.stderr, flush=True)
                 for layer in [layer for layer in wanted if layer in valid]:
-                    folder = check_slug(f"{name}-{layer}", "probe directory", allow_dots=True)
+                    folder = check_slug(f"{name}-{layer_slug(layer)}", "probe directory", allow_dots=True)
                     target = inside(out, out / entry["model"] / folder)
                     if progress:
                         print(f"[gallery] {name} on {entry['model']} {layer}", flush=True)
                     result = api.run_probe(
                         name, model, layer, units=entry.get("units"), out=target, seed=entry.get("seed", 0),
                         show_progress=progress, force=force, link_back="../../index.html",
-                        **entry.get("options", {}),
+                        **_read_from(Path(recipe_path).parent, entry.get("options", {})),
                     )
+                    if progress and result.meta.get("reused"):
+                        print("[gallery]   reused: an identical finished run (files verified)", flush=True)
+                    for note in result.meta.get("notes") or ():  # e.g. fewer examples than asked for
+                        print(f"[gallery]   note: {note}", file=sys.stderr, flush=True)
+                    by_layer.setdefault((entry["model"], layer), LayerResults(entry["model"], layer)).runs.append(
+                        (probe_cls(), result, f"{entry['model']}/{folder}"))
                     sections.append({"model": entry["model"], "probe": name, "layer": layer,
                                      "title": entry.get("title", ""), "dir": f"{entry['model']}/{folder}",
                                      "thumbnail": _thumbnail(result)})
+        limit = recipe.get("unit_pages", DEFAULT_PER_LAYER)
+        unit_links = {key: write_unit_pages(out, results, limit, recipe.get("title", "vizkit gallery"))
+                      for key, results in by_layer.items()}
+        for section in sections:
+            section["units"] = unit_links.get((section["model"], section["layer"]), {})
         page = _index(recipe, sections)
         atomic_write_bytes(out / "index.html", page.encode())
     return out / "index.html"
+
+
+def _model(entry: dict[str, Any], home: Path, out: Path, progress: bool) -> Any:
+    """The model a [[model]] table names: trained (and reused while its table and checkpoint are
+    unchanged), a checkpoint, or the user's module; relative paths are read from the recipe's
+    folder. Probe results on a checkpoint or module are reused by the files' hashes (the probe
+    fingerprint holds them)."""
+    from . import api
+
+    if "path" in entry:
+        ckpt = _recipe_file(home, entry["path"], entry["name"], "checkpoint")
+        return api.load(ckpt)
+    if "module" in entry:
+        weights = _recipe_file(home, entry["weights"], entry["name"], "weights") if "weights" in entry else None
+        if str(home.resolve()) not in sys.path:
+            sys.path.insert(0, str(home.resolve()))  # the module sits next to the recipe, as it would next to you
+        model = api.load_module(entry["module"], weights, entry["input_shape"], entry.get("layers") or None)
+        if "data" in entry:
+            data = entry["data"]
+            local = home / data
+            model.data_info = {"name": str(local.resolve()) if local.exists() else data}
+        return model
+    return _train(entry, out, progress)
+
+
+#: probe options whose value may name a file or folder; in a recipe they are read from its folder
+_PATH_OPTIONS = ("data", "labels", "from_dir")
+
+
+def _read_from(home: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """Probe options with relative paths that exist next to the recipe made absolute, so a recipe
+    and its data travel together (``data = "photos"`` beside the recipe is that folder)."""
+    resolved = dict(options)
+    for key in _PATH_OPTIONS:
+        value = options.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute() and (home / value).exists():
+            resolved[key] = str((home / value).resolve())
+    return resolved
+
+
+def _recipe_file(home: Path, name: str, model: str, what: str) -> Path:
+    path = Path(name) if Path(name).is_absolute() else home / name
+    if not path.is_file():
+        raise UsageError(f"[[model]] {model!r} names {what} {name!r}, which does not exist (relative paths are read "
+                         f"from the recipe's folder {home})")
+    return path
+
+
+def _train(entry: dict[str, Any], out: Path, progress: bool) -> Any:
+    from . import api
+    from .training import train
+
+    ckpt = inside(out, out / "models" / f"{entry['name']}.pt")
+    stamp = ckpt.with_suffix(".recipe")
+    digest = _digest(entry)
+    if not _trained(ckpt, stamp, digest):
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        if progress:
+            print(f"[gallery] training {entry['name']}: {entry['kind']} on {entry['data']}", flush=True)
+        train(
+            entry["kind"], entry["data"], out=ckpt, epochs=entry.get("epochs", 1),
+            batch_size=entry.get("batch_size", 100), lr=entry.get("lr"), seed=entry.get("seed", 0),
+            model_options=entry.get("options", {}), data_options=entry.get("data_options", {}),
+            log_dir=inside(out, out / "logs"), progress=progress,
+        )
+        atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt)}).encode())
+    return api.load(ckpt)
 
 
 def _why_not(probe_cls: Any, model: Any) -> str:
@@ -279,17 +385,29 @@ def _index(recipe: dict[str, Any], sections: list[dict[str, Any]]) -> str:
     models = []
     for model_name, items in by_model.items():
         spec = next(m for m in recipe["model"] if m["name"] == model_name)
-        opts = ", ".join(f"{k}={v}" for k, v in spec.get("options", {}).items())
-        if "batch_size" in spec:
-            opts += (", " if opts else "") + f"batch size {spec['batch_size']}"
-        detail = f"{spec['kind']} on {spec['data']}{', ' + opts if opts else ''}, {spec.get('epochs', 1)} epoch(s)"
+        detail = _model_detail(spec)
         cards = []
         for item in items:
             link = safe_href(f"{item['dir']}/index.html")
             # a recipe title covers all the entry's layers; the layer tells the cards apart
             heading = f"{item['title']} — {item['layer']}" if item["title"] else f"{item['probe']} — {item['layer']}"
             cards.append({"link": link, "heading": heading, "alt": f"{item['probe']} on {model_name} {item['layer']}",
-                          "thumbnail": safe_href(f"{item['dir']}/{item['thumbnail']}") if item["thumbnail"] else None})
+                          "thumbnail": safe_href(f"{item['dir']}/{item['thumbnail']}") if item["thumbnail"] else None,
+                          "units": [{"unit": u, "href": href} for u, href in item.get("units", {}).items()]})
         models.append({"name": model_name, "detail": detail, "cards": cards})
     return render_page("gallery.html", title=recipe.get("title", "vizkit gallery"),
                        description=recipe.get("description", ""), models=models)
+
+
+def _model_detail(spec: dict[str, Any]) -> str:
+    """One line on where a [[model]] comes from, for its heading."""
+    if "path" in spec:
+        return f"checkpoint {spec['path']}"
+    if "module" in spec:
+        shape = "x".join(map(str, spec["input_shape"]))
+        weights = f" with weights {spec['weights']}" if "weights" in spec else " (its initial weights)"
+        return f"module {spec['module']}{weights}, input {shape}" + (f", data {spec['data']}" if "data" in spec else "")
+    opts = ", ".join(f"{k}={v}" for k, v in spec.get("options", {}).items())
+    if "batch_size" in spec:
+        opts += (", " if opts else "") + f"batch size {spec['batch_size']}"
+    return f"{spec['kind']} on {spec['data']}{', ' + opts if opts else ''}, {spec.get('epochs', 1)} epoch(s)"

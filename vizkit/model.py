@@ -128,9 +128,17 @@ def layer_info(model: ProbeModel, layer: str) -> LayerInfo:
     """Look a layer up, failing with the list of valid names."""
     infos = model.layer_infos()
     if layer not in infos:
+        calls = [name for name in infos if name.startswith(f"{layer}#")]
+        if calls:  # a module that runs several times: its bare name would be ambiguous
+            raise UnknownNameError(ambiguous_layer(layer, calls))
         valid = ", ".join(infos) or "(none)"
         raise UnknownNameError(f"unknown layer {layer!r}; valid layers: {valid}")
     return infos[layer]
+
+
+def ambiguous_layer(layer: str, calls: list[str]) -> str:
+    """The one-line refusal of a module name that runs several times in a forward pass."""
+    return f"layer {layer!r} runs {len(calls)} times in one forward pass; name one call: {', '.join(calls)}"
 
 
 def input_weight_layers(model: ProbeModel) -> list[str]:

@@ -41,12 +41,28 @@ class Result:
     captions: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
+    def file_names(self) -> list[str]:
+        """Names of the files the result has in its directory (written now, or found when reused)."""
+        return sorted({p.name for p in self.files} | set(self.meta.get("files", [])))
+
     def save(self, out: str | Path) -> list[Path]:
         """Write every part atomically into ``out`` and return the paths written."""
         from .output import write_result
 
         self.files = write_result(self, Path(out))
         return self.files
+
+
+@dataclass
+class UnitView:
+    """One unit as one probe's result shows it, for the gallery's unit pages (the Microscope view:
+    every method's picture of a unit side by side). ``figure`` is a small matplotlib Figure of
+    this unit only, ``files`` names files of the result that are about this unit (its video), and
+    ``text`` is one line of its numbers."""
+
+    figure: Any = None
+    files: tuple[str, ...] = ()
+    text: str = ""
 
 
 @dataclass
@@ -175,3 +191,9 @@ class Probe:
         """Figures, captions and videos for all units (``ctx.units`` is then every unit of the run);
         may also add arrays that compare units with each other."""
         return result
+
+    def unit_view(self, result: Result, index: int) -> UnitView | None:
+        """Unit ``result.meta["units"][index]`` alone, for a gallery's unit page; None (the
+        default) when this probe has no per-unit picture. Works on a finished result read back
+        from disk (arrays and meta only), so a reused run still gets its unit pages."""
+        return None

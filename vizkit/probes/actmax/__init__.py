@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, OptionError, Probe, ProbeContext, Result
+from vizkit import Option, OptionError, Probe, ProbeContext, Result, UnitView
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 from vizkit.optim import (
@@ -182,6 +182,20 @@ class ActMax(Probe):
             raise OptionError(f"{', '.join(wanted)} need an image-shaped input; this model's input has shape {shape}")
         if view is not None and opts["jitter"] >= min(view[1:]):
             raise OptionError(f"option 'jitter' must be smaller than the image ({view[1]}x{view[2]}), got {opts['jitter']}")
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        """The unit's restarts, best first, each with the activation it reached."""
+        restarts, act = result.arrays["restarts"][index], result.arrays["activations"][index].astype(np.float64)
+        order = np.argsort(-act, kind="stable")
+        shape = restarts.shape[1:]
+        ncols = min(len(order), 5)
+        figure = image_grid(as_images(restarts[order].astype(np.float64), shape), ncols=ncols, mode="minmax",
+                            tile_inches=1.3, title="optimal inputs from each restart, best first",
+                            col_labels=[f"{act[i]:.3g}" for i in order[:ncols]], row_labels=[""] * len(order),
+                            row_title="")
+        cos = float(result.arrays["restart_cosine"][index].min()) if "restart_cosine" in result.arrays else float("nan")
+        return UnitView(figure=figure, text=f"activation reached {act.max():.4g} (restarts {act.min():.4g}-"
+                                            f"{act.max():.4g}; lowest cosine to the best {cos:.2f})")
 
     @staticmethod
     def _radius(model: Any, opts: dict[str, Any], shape: tuple[int, ...]) -> tuple[float, str]:

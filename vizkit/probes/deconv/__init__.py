@@ -18,7 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, deconvnet, probe_inputs
+from vizkit import Option, Probe, ProbeContext, Result, UnitView, deconvnet, probe_inputs, receptive_fields
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 
@@ -89,22 +89,22 @@ class Deconv(Probe):
                                   opts["batch"], ctx.device)
         shape = (n_units, k)
         arrays = {
-            "indices": indices.cpu().numpy().astype(np.int64),
+            "indices": examples.rows_of(indices),  # rows of the source (the user's file), not positions
             "values": values.cpu().numpy().astype(np.float32),
             "images": images.reshape(*shape, *images.shape[1:]).numpy().astype(np.float32),
             "projections": proj.reshape(*shape, *proj.shape[1:]).numpy().astype(np.float32),
             "positions": pos.reshape(*shape, pos.shape[1]).numpy().astype(np.int64),
         }
-        field = (deconvnet.receptive_field(model, ctx.layer)
-                 if info.is_map and len(model.input_shape) == 3 and opts["project"] == "max" else None)
-        if field is not None:
+        view = (receptive_fields.layer_field(model, ctx.layer)
+                if info.is_map and len(model.input_shape) == 3 and opts["project"] == "max" else None)
+        if view is not None and view.crops:
             for key, full in (("crops", images), ("projection_crops", proj)):
-                crops = deconvnet.field_crops(full.to(torch.float32), pos, field)
+                crops = view.crop(full.to(torch.float32), pos)
                 arrays[key] = crops.reshape(*shape, *crops.shape[1:]).numpy().astype(np.float32)
         else:
             arrays["crops"], arrays["projection_crops"] = arrays["images"], arrays["projections"]
-        meta = {"data_source": examples.source, "receptive_field": None if field is None else
-                {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}}
+        meta = {"data_source": examples.source, "receptive_field": None if view is None else view.meta()}
+        meta.update(examples.meta())
         return Result(arrays=arrays, meta=meta)
 
     def draw(self, ctx: ProbeContext, result: Result) -> Result:
@@ -113,7 +113,7 @@ class Deconv(Probe):
         n_units, k = values.shape
         rule = RULE_NAMES[ctx.options["rule"]]
         field = result.meta.get("receptive_field")
-        what = f"{field['size'][0]}x{field['size'][1]} receptive-field crops" if field else "whole images"
+        what = receptive_fields.describe(field)
         side = crops.shape[-1] / crops.shape[-2]
         width = min(2 * (k * 0.5 * side + 0.6) + 1.0, 18.0)
         fig = Figure(figsize=(max(width, 7.0), min(max(n_units * 0.5 + 1.8, 3.0), 22.0)), layout="constrained")
@@ -121,7 +121,7 @@ class Deconv(Probe):
         cols = [f"#{i + 1}" for i in range(k)]
         image_grid(as_images(crops.reshape(n_units * k, *crops.shape[2:]), crops.shape[2:]), ncols=k,
                    mode="minmax", shared_scale=True, row_labels=units, col_labels=cols,
-                   title=f"top {k} examples ({what})", ax=left)
+                   title=f"top {k} examples ({receptive_fields.describe(field, short=True)})", ax=left)
         image_grid(as_images(proj.reshape(n_units * k, *proj.shape[2:]), proj.shape[2:]), ncols=k,
                    mode="symmetric", row_labels=units, col_labels=cols, title=f"{rule} projections", ax=right)
         fig.suptitle(f"deconv: {ctx.layer} units, strongest activations projected to pixels ({rule})", fontsize=11)
@@ -130,10 +130,26 @@ class Deconv(Probe):
                 else "only the unit's strongest position")
         result.captions["deconv"] = (
             f"Left: the {k} examples of the {result.meta['data_source']} that activate each unit of {ctx.layer} "
-            f"most, best first; right: the {rule} projection to pixels of {kept} in each (all other activations "
-            f"of the layer set to zero). Best activations {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
+            f"most, best first ({what}); right: the {rule} projection to pixels of {kept} in each "
+            f"(all other activations of the layer set to zero). Best activations {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
         )
         return result
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        """The unit's examples (top row) above their projections to pixels (bottom row)."""
+        crops, proj = result.arrays["crops"][index], result.arrays["projection_crops"][index]
+        values = result.arrays["values"][index]
+        k = len(crops)
+        labels = probe_inputs.example_labels(result.meta, result.arrays["indices"][index], values)
+        fig = Figure(figsize=(min(max(1.3 * k + 1.0, 5.0), 16.0), 3.6), layout="constrained")
+        top, bottom = fig.subplots(2, 1)
+        image_grid(as_images(crops, crops.shape[1:]), ncols=k, mode="minmax", shared_scale=True, col_labels=labels,
+                   row_labels=["example"], row_title="", title="strongest examples", ax=top)
+        rule = RULE_NAMES.get(result.meta.get("options", {}).get("rule", ""), "projection")
+        image_grid(as_images(proj, proj.shape[1:]), ncols=k, mode="symmetric", row_labels=[rule], row_title="",
+                   col_labels=[""] * k,
+                   title=f"{rule} projections", ax=bottom)
+        return UnitView(figure=fig, text=f"best activation {float(values[0]):.4g}")
 
 
 @vizkit.hookimpl

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result
+from vizkit import Option, Probe, ProbeContext, Result, UnitView
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 
@@ -62,6 +62,12 @@ class Filters(Probe):
             f"norms {norms.min():.3g}–{norms.max():.3g}."
         )
         return result
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        filters = result.arrays["filters"]
+        figure = image_grid(as_images(filters[index:index + 1].astype(np.float64), filters.shape[1:]),
+                            tile_inches=2.0, title="weights from the input")
+        return UnitView(figure=figure, text=f"weight norm {float(result.arrays['norms'][index]):.3g}")
 
 
 @vizkit.hookimpl

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, OptionError, Probe, ProbeContext, Result, Video
+from vizkit import Option, OptionError, Probe, ProbeContext, Result, UnitView, Video
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 from vizkit.sphere import project_to_sphere
@@ -187,6 +187,18 @@ class Hessian(Probe):
         timings["render_s"] = time.perf_counter() - clock
         meta["phase_timings"] = {key: round(value, 4) for key, value in timings.items()}
         return Result(arrays=arrays, meta=meta, figures=figures, captions=captions, videos=videos)
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        """The unit's direction strips and its invariance videos, as the run wrote them."""
+        unit = int(result.arrays["units"][index])
+        have = result.file_names()
+        files = [f"unit{unit}_directions.png"] + sorted(
+            name for name in have if name.startswith((f"unit{unit}_inv", f"unit{unit}_least")) and name.endswith(".gif"))
+        top = int(result.arrays["eigenvalues"].shape[1]) - 1
+        ident = bool(result.arrays["identifiable"][index, :top].all())
+        return UnitView(files=tuple(f for f in files if f in have),
+                        text=f"h(x*) = {float(result.arrays['activation'][index]):.4g}; invariances "
+                             + ("identifiable" if ident else "NOT identifiable (degenerate curvatures)"))
 
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import vizkit
-from vizkit import Option, Probe, ProbeContext, Result, deconvnet, probe_inputs
+from vizkit import Option, Probe, ProbeContext, Result, UnitView, deconvnet, probe_inputs, receptive_fields
 from vizkit import capabilities as caps
 from vizkit.figure import as_images, image_grid
 
@@ -53,12 +53,13 @@ class TopK(probe_inputs.NeedsExamples, Probe):
         flat_idx = indices.reshape(-1).cpu()
         images = examples.images[flat_idx]  # [U*k, *input_shape]
         arrays: dict[str, np.ndarray] = {
-            "indices": indices.cpu().numpy().astype(np.int64),
+            "indices": examples.rows_of(indices),  # rows of the source (the user's file), not positions
             "values": values.cpu().numpy().astype(np.float32),
             "images": images.reshape(n_units, k, *images.shape[1:]).numpy().astype(np.float32),
         }
-        field = deconvnet.receptive_field(model, ctx.layer) if info.is_map and len(model.input_shape) == 3 else None
-        if field is not None:
+        view = (receptive_fields.layer_field(model, ctx.layer) if info.is_map and len(model.input_shape) == 3
+                else None)
+        if view is not None:
             if position is not None:
                 pos = torch.tensor(position).repeat(n_units * k, 1)
             else:
@@ -67,14 +68,14 @@ class TopK(probe_inputs.NeedsExamples, Probe):
                                      for x, u in zip(images.split(opts["batch"]),
                                                      ctx.units.cpu().repeat_interleave(k).split(opts["batch"]),
                                                      strict=True)])
-            crops = deconvnet.field_crops(images, pos, field)
+            crops = view.crop(images, pos)
             arrays["positions"] = pos.reshape(n_units, k, 2).numpy().astype(np.int64)
             arrays["crops"] = crops.reshape(n_units, k, *crops.shape[1:]).numpy().astype(np.float32)
         else:
             arrays["positions"] = np.zeros((n_units, k, 0), np.int64)
             arrays["crops"] = arrays["images"]
-        meta = {"data_source": examples.source, "receptive_field": None if field is None else
-                {"size": list(field.size), "jump": list(field.jump), "start": list(field.start)}}
+        meta = {"data_source": examples.source, "receptive_field": None if view is None else view.meta()}
+        meta.update(examples.meta())
         return Result(arrays=arrays, meta=meta)
 
     def draw(self, ctx: ProbeContext, result: Result) -> Result:
@@ -82,13 +83,14 @@ class TopK(probe_inputs.NeedsExamples, Probe):
         units = ctx.units.cpu().tolist()
         n_units, k = values.shape
         field = result.meta.get("receptive_field")
-        what = (f"{field['size'][0]}x{field['size'][1]} receptive-field crops" if field else "whole images")
+        what = receptive_fields.describe(field)
         reading = _reading(ctx)
         result.figures["topk"] = image_grid(
             as_images(crops.reshape(n_units * k, *crops.shape[2:]), crops.shape[2:]),
             ncols=k, mode="minmax", shared_scale=True,
             row_labels=[str(u) for u in units], col_labels=[f"#{i + 1}" for i in range(k)],
-            title=f"topk: {k} strongest examples per unit of {ctx.layer} ({what})",
+            title=(f"topk: {k} strongest examples per unit of {ctx.layer} "
+                   f"({receptive_fields.describe(field, short=True)})"),
         )
         result.captions["topk"] = (
             f"Rows: units of {ctx.layer}; columns: the {k} examples of the {result.meta['data_source']} with the "
@@ -96,6 +98,15 @@ class TopK(probe_inputs.NeedsExamples, Probe):
             f"range {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
         )
         return result
+
+    def unit_view(self, result: Result, index: int) -> UnitView:
+        """The unit's k examples, best first, each named by its row (or file) and activation."""
+        crops, values = result.arrays["crops"][index], result.arrays["values"][index]
+        labels = probe_inputs.example_labels(result.meta, result.arrays["indices"][index], values)
+        figure = image_grid(as_images(crops, crops.shape[1:]), ncols=len(crops), mode="minmax", shared_scale=True,
+                            tile_inches=1.2, col_labels=labels, row_labels=[""], row_title="",
+                            title=f"strongest examples ({receptive_fields.describe(result.meta.get('receptive_field'), short=True)})")
+        return UnitView(figure=figure, text=f"best activation {float(values[0]):.4g}, k-th {float(values[-1]):.4g}")
 
 
 def _reading(ctx: ProbeContext) -> str:
