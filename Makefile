@@ -11,7 +11,7 @@ TORCH_VERSION ?= 2.13.0
 # model kinds) are read from the installed metadata, not from the source tree.
 STAMP := $(VENV)/.vizkit-installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install browser demo test test-slow lint bench clean
 
 install:
 	@[ -x "$(PYTHON)" ] || python3 -m venv $(VENV)
@@ -23,7 +23,15 @@ install:
 demo: install
 	$(PYTHON) -m vizkit gallery build gallery/demo.toml --out gallery/_build/demo
 
-test: install
+# Gallery pages are tested in Debian's headless Chromium; installed here where apt can (root), else
+# those tests skip and say so.
+browser:
+	@command -v chromium >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		     && timeout 600 apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } \
+		|| echo "chromium is not installed and could not be: the browser tests will skip"
+
+test: install browser
 	$(PYTHON) -m ruff check vizkit tests examples benchmarks
 	$(PYTHON) -m pytest -q -p no:cacheprovider
 

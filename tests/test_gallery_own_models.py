@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import browser
 from tests.conftest import make_sdae
 from vizkit.checkpoint import save_checkpoint
 
@@ -97,7 +98,7 @@ def recipe_dir(tmp_path):
 
 
 def links(page: Path) -> list[str]:
-    return re.findall(r'(?:src|href)="([^"#]+)"', page.read_text())
+    return re.findall(r'(?:src|href)="([^"#:]+)"', page.read_text())  # local links (no scheme)
 
 
 def assert_links_resolve(root: Path) -> int:
@@ -160,3 +161,23 @@ def test_bad_model_tables_are_one_line(fresh_host, tmp_path, cli, table, message
     res = cli("gallery", "build", recipe, "--out", tmp_path / "site")
     assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1, res.err
     assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="headless Chromium is not installed")
+def test_the_gallery_and_its_unit_pages_in_a_browser(fresh_host, recipe_dir, tmp_path, cli):
+    out = tmp_path / "site"
+    res = cli("gallery", "build", recipe_dir / "mine.toml", "--out", out, "-q")
+    assert res.code == 0, res.err
+    seen = browser.check_site(out, tmp_path)
+    assert seen["pages"] >= 8 and seen["fetched"] > seen["pages"]  # index, 3 results, 5 unit pages
+
+
+def test_every_probe_on_a_module_takes_only_its_own_options(fresh_host, recipe_dir, tmp_path, cli):
+    (recipe_dir / "star.toml").write_text(MODULE_RECIPE.split("[[probe]]")[0] + (
+        '[[probe]]\nmodel = "net"\nprobe = "*"\nlayers = ["block"]\nunits = "0:2"\n'
+        'options = { k = 3, restarts = 2, steps = 10 }\n'))
+    res = cli("gallery", "build", recipe_dir / "star.toml", "--out", tmp_path / "site")
+    assert res.code == 0, res.err
+    ran = {p.name.split("-")[0] for p in (tmp_path / "site" / "net").iterdir()}
+    assert {"topk", "actmax", "deconv", "occlusion"} <= ran  # k went to topk, restarts to actmax
+    assert "clamp does not run on net: it needs clamped_sample; skipped" in res.err

@@ -149,3 +149,16 @@ def test_bad_layers_of_a_module_are_one_line(fresh_host, example_resnet, cli, la
               "--layer", layer, "-o", "data", example_resnet / "mine.npy", "--out", example_resnet / "o")
     one_line(res, 2, fragment)
     assert not (example_resnet / "o").exists()
+
+
+def test_crops_asked_for_after_global_pooling_are_one_line(fresh_host, example_resnet, cli):
+    common = ("--module", "mynets:resnet18", "--input-shape", "3,64,64", "-o", "data", example_resnet / "mine.npy",
+              "-o", "crop", "yes", "--out", example_resnet / "o")
+    one_line(cli("probe", "--probe", "topk", "--layer", "avgpool", *common), 2,
+             "-o crop yes: after a global pooling there is no local field")
+    one_line(cli("probe", "--probe", "topk", "--layer", "fc", *common), 2, "-o crop yes needs a map of positions")
+    assert not (example_resnet / "o").exists()
+    res = cli("probe", "--probe", "topk", "--layer", "layer1", "--units", "0:2", "-o", "k", "3", *common)
+    assert res.code == 0, res.err  # a local field: crops, as asked
+    meta = json.loads((example_resnet / "o" / "result.json").read_text())
+    assert meta["receptive_field"]["size"] == [43, 43] and "note" not in meta["receptive_field"]

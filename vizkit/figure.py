@@ -149,3 +149,39 @@ def image_grid(
     }[mode]
     ax.set_xlabel(key, fontsize=8)
     return fig
+
+
+#: tiles per row of a unit page's view (about 620 px at the saved scale, so labels stay legible)
+UNIT_VIEW_COLUMNS = 5
+
+
+def captioned_tiles(
+    images: np.ndarray,
+    captions: Sequence[str],
+    *,
+    ncols: int = UNIT_VIEW_COLUMNS,
+    mode: str = "minmax",
+    shared_scale: bool = True,
+    title: str = "",
+    tile_inches: float = 1.2,
+) -> Figure:
+    """Images each with its own caption above it (a file name and a value, say), ``ncols`` per row:
+    the few tiles of one unit, where a grid's row and column labels cannot say which is which."""
+    images = _displayable(np.asarray(images, dtype=np.float64))
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    shown = normalise(images, mode, shared_scale)
+    n = len(shown)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(ncols * tile_inches + 0.3, nrows * (tile_inches + 0.45) + (0.4 if title else 0.1)),
+                 layout="constrained")
+    axes = np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < n:
+            ax.imshow(shown[i], cmap=None if shown.ndim == 4 else "gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(captions[i] if i < len(captions) else "", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

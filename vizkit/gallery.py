@@ -237,10 +237,11 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
             for name in names:
                 probe_cls = host.probe(name)
                 valid = probe_cls.valid_layers(model)
-                if every:  # only where the probe runs (a named probe that refuses a layer says why instead)
-                    given = {k: v for k, v in entry.get("options", {}).items()
-                             if k in {opt.name for opt in probe_cls.options}}
-                    opts = {**probe_cls.default_options(), **given}
+                options = _read_from(Path(recipe_path).parent, entry.get("options", {}))
+                if every:  # each probe takes its own options, and runs only where it can (a named probe
+                    # that refuses a layer says why instead)
+                    options = {k: v for k, v in options.items() if k in {opt.name for opt in probe_cls.options}}
+                    opts = {**probe_cls.default_options(), **options}
                     valid = [layer for layer in valid if probe_cls.can_run(model, layer, opts)]
                 wanted = entry.get("layers", valid)
                 skipped = [layer for layer in wanted if layer not in valid]
@@ -254,8 +255,7 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                         print(f"[gallery] {name} on {entry['model']} {layer}", flush=True)
                     result = api.run_probe(
                         name, model, layer, units=entry.get("units"), out=target, seed=entry.get("seed", 0),
-                        show_progress=progress, force=force, link_back="../../index.html",
-                        **_read_from(Path(recipe_path).parent, entry.get("options", {})),
+                        show_progress=progress, force=force, link_back="../../index.html", **options,
                     )
                     if progress and result.meta.get("reused"):
                         print("[gallery]   reused: an identical finished run (files verified)", flush=True)

@@ -39,6 +39,12 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from .model import ProbeModel, model_dtype, torch_module
+from .options import Option
+
+#: how a probe that shows examples of conv units cuts them: its ``crop`` option
+CROP_OPTION = Option("crop", str, "auto", "conv units: crop each example to the receptive field of the unit's "
+                     "position (auto: where the field is local, else whole images and why; yes: refuse a layer "
+                     "without a local field; no: whole images)", choices=("auto", "yes", "no"))
 
 #: most input pixels in one batched backward pass of the linearised network (bounds its memory)
 PIXEL_BUDGET = 2**17
@@ -166,6 +172,25 @@ def layer_field(model: ProbeModel, layer: str) -> LayerField:
         return LayerField(layer, field, context=f"the units of {layer} are also scaled by a pooling of the whole "
                                                 "image (a gate), which the window leaves out")
     return LayerField(layer, field)
+
+
+def crop_view(model: ProbeModel, layer: str, crop: str) -> LayerField | None:
+    """How a probe with :data:`CROP_OPTION` shows ``layer``'s examples: a field to crop by, one
+    that says why whole images are shown, or None (a flat layer, or ``-o crop no``)."""
+    if crop == "no" or not model.layer_infos()[layer].is_map or len(model.input_shape) != 3:
+        return None
+    return layer_field(model, layer)
+
+
+def crop_refusal(model: ProbeModel, layer: str, crop: str) -> str | None:
+    """Why ``-o crop yes`` cannot be honoured on ``layer`` (one line), or None."""
+    if crop != "yes":
+        return None
+    if not model.layer_infos()[layer].is_map or len(model.input_shape) != 3:
+        return (f"-o crop yes needs a map of positions over an image; layer {layer!r} has shape "
+                f"{tuple(model.layer_infos()[layer].shape)} (use -o crop auto for whole images)")
+    view = layer_field(model, layer)
+    return None if view.crops else f"-o crop yes: {view.note} (use -o crop auto for whole images)"
 
 
 def receptive_field(model: ProbeModel, layer: str) -> Field | None:

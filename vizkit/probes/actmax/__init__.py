@@ -22,7 +22,7 @@ import torch
 import vizkit
 from vizkit import Option, OptionError, Probe, ProbeContext, Result, UnitView
 from vizkit import capabilities as caps
-from vizkit.figure import as_images, image_grid
+from vizkit.figure import as_images, captioned_tiles, image_grid
 from vizkit.optim import (
     AscentConfig,
     bytes_per_sample,
@@ -188,11 +188,9 @@ class ActMax(Probe):
         restarts, act = result.arrays["restarts"][index], result.arrays["activations"][index].astype(np.float64)
         order = np.argsort(-act, kind="stable")
         shape = restarts.shape[1:]
-        ncols = min(len(order), 5)
-        figure = image_grid(as_images(restarts[order].astype(np.float64), shape), ncols=ncols, mode="minmax",
-                            tile_inches=1.3, title="optimal inputs from each restart, best first",
-                            col_labels=[f"{act[i]:.3g}" for i in order[:ncols]], row_labels=[""] * len(order),
-                            row_title="")
+        figure = captioned_tiles(as_images(restarts[order].astype(np.float64), shape),
+                                 [f"activation {act[i]:.3g}" for i in order], mode="minmax", shared_scale=False,
+                                 title="optimal input from each restart, best first")
         cos = float(result.arrays["restart_cosine"][index].min()) if "restart_cosine" in result.arrays else float("nan")
         return UnitView(figure=figure, text=f"activation reached {act.max():.4g} (restarts {act.min():.4g}-"
                                             f"{act.max():.4g}; lowest cosine to the best {cos:.2f})")

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 import vizkit
 from vizkit import Option, Probe, ProbeContext, Result, UnitView, deconvnet, probe_inputs, receptive_fields
 from vizkit import capabilities as caps
-from vizkit.figure import as_images, image_grid
+from vizkit.figure import as_images, captioned_tiles, image_grid, normalise
 
 RULE_NAMES = {"deconv": "deconvnet", "guided": "guided backprop", "gradient": "gradient"}
 
@@ -58,6 +58,7 @@ class Deconv(Probe):
                "Zeiler-Fergus) or the whole channel map (map)", choices=("max", "map")),
         *probe_inputs.DATA_OPTIONS,
         *probe_inputs.UNIT_OPTIONS,
+        receptive_fields.CROP_OPTION,
         Option("batch", int, 128, "(unit, example) pairs per backward pass", min=1),
     )
     unit_arrays = frozenset({"indices", "values", "images", "projections", "positions", "crops",
@@ -67,8 +68,11 @@ class Deconv(Probe):
     def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
         """Examples to search, and a network the deconvnet can follow (convolutions, rectifiers, max
         pooling) down to the input."""
-        return probe_inputs.data_refusal(model, options["data"]) or deconvnet.followable_refusal(
-            model, layer, options["rule"])
+        return (probe_inputs.data_refusal(model, options["data"])
+                or deconvnet.followable_refusal(model, layer, options["rule"])
+                or ("-o crop yes goes with -o project max (a whole channel map has no one window)"
+                    if options.get("crop") == "yes" and options.get("project") == "map" else None)
+                or receptive_fields.crop_refusal(model, layer, options.get("crop", "auto")))
 
     def compute(self, ctx: ProbeContext) -> Result:
         opts, model, info = ctx.options, ctx.model, ctx.layer_info
@@ -95,8 +99,7 @@ class Deconv(Probe):
             "projections": proj.reshape(*shape, *proj.shape[1:]).numpy().astype(np.float32),
             "positions": pos.reshape(*shape, pos.shape[1]).numpy().astype(np.int64),
         }
-        view = (receptive_fields.layer_field(model, ctx.layer)
-                if info.is_map and len(model.input_shape) == 3 and opts["project"] == "max" else None)
+        view = receptive_fields.crop_view(model, ctx.layer, opts["crop"] if opts["project"] == "max" else "no")
         if view is not None and view.crops:
             for key, full in (("crops", images), ("projection_crops", proj)):
                 crops = view.crop(full.to(torch.float32), pos)
@@ -136,20 +139,19 @@ class Deconv(Probe):
         return result
 
     def unit_view(self, result: Result, index: int) -> UnitView:
-        """The unit's examples (top row) above their projections to pixels (bottom row)."""
+        """Each of the unit's examples beside its projection to pixels, pair by pair."""
         crops, proj = result.arrays["crops"][index], result.arrays["projection_crops"][index]
         values = result.arrays["values"][index]
-        k = len(crops)
         labels = probe_inputs.example_labels(result.meta, result.arrays["indices"][index], values)
-        fig = Figure(figsize=(min(max(1.3 * k + 1.0, 5.0), 16.0), 3.6), layout="constrained")
-        top, bottom = fig.subplots(2, 1)
-        image_grid(as_images(crops, crops.shape[1:]), ncols=k, mode="minmax", shared_scale=True, col_labels=labels,
-                   row_labels=["example"], row_title="", title="strongest examples", ax=top)
         rule = RULE_NAMES.get(result.meta.get("options", {}).get("rule", ""), "projection")
-        image_grid(as_images(proj, proj.shape[1:]), ncols=k, mode="symmetric", row_labels=[rule], row_title="",
-                   col_labels=[""] * k,
-                   title=f"{rule} projections", ax=bottom)
-        return UnitView(figure=fig, text=f"best activation {float(values[0]):.4g}")
+        shape = crops.shape[1:]
+        pictures = np.stack([normalise(as_images(crops, shape), "minmax", shared=True),
+                             normalise(as_images(proj, shape), "symmetric")], axis=1)  # example, projection
+        captions = [text for label in labels for text in (label, rule)]
+        figure = captioned_tiles(pictures.reshape(-1, *pictures.shape[2:]), captions, ncols=4, mode="minmax",
+                                 shared_scale=True, title="each example (left) and what the unit saw in it (right, "
+                                                          "grey = 0)")
+        return UnitView(figure=figure, text=f"best activation {float(values[0]):.4g}")
 
 
 @vizkit.hookimpl

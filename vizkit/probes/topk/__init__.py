@@ -17,7 +17,7 @@ import torch
 import vizkit
 from vizkit import Option, Probe, ProbeContext, Result, UnitView, deconvnet, probe_inputs, receptive_fields
 from vizkit import capabilities as caps
-from vizkit.figure import as_images, image_grid
+from vizkit.figure import as_images, captioned_tiles, image_grid
 
 
 def strongest_positions(model: Any, x: torch.Tensor, layer: str, units: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def strongest_positions(model: Any, x: torch.Tensor, layer: str, units: torch.Te
     return deconvnet.unit_signal(out, units)[1]
 
 
-class TopK(probe_inputs.NeedsExamples, Probe):
+class TopK(Probe):
     name = "topk"
     summary = "the k dataset examples that activate each unit most (receptive-field crops for conv units)"
     requires = frozenset({caps.ACTIVATIONS})
@@ -34,9 +34,15 @@ class TopK(probe_inputs.NeedsExamples, Probe):
         Option("k", int, 9, "examples per unit", min=1, max=1000),
         *probe_inputs.DATA_OPTIONS,
         *probe_inputs.UNIT_OPTIONS,
+        receptive_fields.CROP_OPTION,
         Option("batch", int, 256, "examples per forward pass", min=1),
     )
     unit_arrays = frozenset({"indices", "values", "images", "positions", "crops"})
+
+    @classmethod
+    def refusal(cls, model: vizkit.ProbeModel, layer: str, options: dict[str, Any]) -> str | None:
+        return (probe_inputs.data_refusal(model, options.get("data"))
+                or receptive_fields.crop_refusal(model, layer, options.get("crop", "auto")))
 
     def compute(self, ctx: ProbeContext) -> Result:
         opts, model, info = ctx.options, ctx.model, ctx.layer_info
@@ -57,8 +63,7 @@ class TopK(probe_inputs.NeedsExamples, Probe):
             "values": values.cpu().numpy().astype(np.float32),
             "images": images.reshape(n_units, k, *images.shape[1:]).numpy().astype(np.float32),
         }
-        view = (receptive_fields.layer_field(model, ctx.layer) if info.is_map and len(model.input_shape) == 3
-                else None)
+        view = receptive_fields.crop_view(model, ctx.layer, opts["crop"])
         if view is not None:
             if position is not None:
                 pos = torch.tensor(position).repeat(n_units * k, 1)
@@ -103,9 +108,8 @@ class TopK(probe_inputs.NeedsExamples, Probe):
         """The unit's k examples, best first, each named by its row (or file) and activation."""
         crops, values = result.arrays["crops"][index], result.arrays["values"][index]
         labels = probe_inputs.example_labels(result.meta, result.arrays["indices"][index], values)
-        figure = image_grid(as_images(crops, crops.shape[1:]), ncols=len(crops), mode="minmax", shared_scale=True,
-                            tile_inches=1.2, col_labels=labels, row_labels=[""], row_title="",
-                            title=f"strongest examples ({receptive_fields.describe(result.meta.get('receptive_field'), short=True)})")
+        figure = captioned_tiles(as_images(crops, crops.shape[1:]), labels, title=(
+            f"strongest examples, best first ({receptive_fields.describe(result.meta.get('receptive_field'), short=True)})"))
         return UnitView(figure=figure, text=f"best activation {float(values[0]):.4g}, k-th {float(values[-1]):.4g}")
 
 
