@@ -117,11 +117,12 @@ class Examples:
 
 def example_labels(meta: dict[str, Any], rows: Any, values: Any = None) -> list[str]:
     """Tile labels for examples a result reports: the file name for a folder (``example_names``),
-    else ``row N``, with the activation under it when ``values`` are given."""
+    else ``#N`` (the row of a user's file, the example of a dataset's split), with the activation
+    under it when ``values`` are given."""
     names = meta.get("example_names")
     out = []
     for i, row in enumerate(int(r) for r in rows):
-        label = names[row] if names and 0 <= row < len(names) else f"row {row}"
+        label = names[row] if names and 0 <= row < len(names) else f"#{row}"
         out.append(label if values is None else f"{label}\n{float(values[i]):.3g}")
     return out
 
