@@ -22,6 +22,7 @@ from .errors import (
     UnknownNameError,
     UsageError,
 )
+from .freshness import file_sha256, run_inputs
 from .model import ProbeModel, layer_info
 from .options import resolve_options
 from .output import RESULT_FIXED, check_overwrite, ensure_writable, sha256_file
@@ -31,7 +32,6 @@ from .runner import (
     PreparedRun,
     digest,
     distribution_version,
-    option_file_hashes,
     run_prepared,
 )
 from .units import parse_units
@@ -170,8 +170,17 @@ def load_module(
         raise UsageError(f"--input-shape {','.join(map(str, shape))} does not fit {factory}: "
                          f"{str(exc).splitlines()[0]}") from None
     model.source = {"module": factory, "path": str(weights) if weights is not None else None,
-                    "sha256": sha256_file(weights) if weights is not None else None}
+                    "sha256": sha256_file(weights) if weights is not None else None,
+                    # the factory's code is part of the model: same weights through a Tanh are another model
+                    "module_sha256": _module_sha256(target)}
     return model
+
+
+def _module_sha256(module: Any) -> str | None:
+    """The content hash of a module's source file (None for one without a file, such as a
+    namespace package)."""
+    path = getattr(module, "__file__", None)
+    return file_sha256(path) if path else None
 
 
 def _parse_shape(value: Any) -> tuple[int, ...]:
@@ -316,6 +325,7 @@ def run_probe(
     show_progress: bool = True,
     force: bool = False,
     link_back: str | None = None,
+    page_heading: str | None = None,
     **options: Any,
 ) -> Result:
     """Run probe ``name`` on ``model``'s ``layer`` and return its :class:`Result`.
@@ -327,10 +337,11 @@ def run_probe(
     ``range``, a NumPy array or a tensor. Long probes draw progress bars on stderr when it is a terminal (``show_progress=False`` never).
     ``force`` lets the run replace another probe's result or files vizkit did not write in ``out``
     (see :func:`vizkit.output.check_overwrite`). ``link_back`` is a relative link the result page
-    shows back up to the page that lists it (the gallery passes ``"../../index.html"``).
+    shows back up to the page that lists it (the gallery passes ``"../../index.html"``), and
+    ``page_heading`` heads the result page (the gallery: its model's name and the entry's title).
     """
     run = prepare_run(name, model, layer, units=units, out=out, seed=seed, device=device, force=force, **options)
-    run.back = link_back
+    run.back, run.heading = link_back, page_heading
     return run_prepared(run, show_progress)
 
 
@@ -387,8 +398,9 @@ def prepare_run(
 
     model_meta = model_description(model)
     plugin_version = distribution_version(host.distributions.get(host.probes[name].plugin, ""))
+    inputs = run_inputs(probe_cls, model, opts, set(host.datasets))  # weights, code, what options point at (vizkit.freshness)
     # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
-    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, option_file_hashes(opts)]
+    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, inputs]
     fingerprint = digest([*same_run, unit_idx.tolist()])
     from . import __version__
 
@@ -411,6 +423,7 @@ def prepare_run(
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
+        "inputs": inputs,
         "fingerprint": fingerprint,
         "unit_key": digest(same_run),  # equal for runs that differ only in their units
     }

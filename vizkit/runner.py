@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from .errors import ProbeFailure
+from .freshness import input_fingerprints
 from .model import ProbeModel, torch_module
-from .output import load_arrays, out_lock, sha256_file, verified_meta, write_result
+from .output import load_arrays, out_lock, verified_meta, write_result
 from .probe import ProbeContext, Result
 
 
@@ -52,6 +53,7 @@ class PreparedRun:
     meta: dict[str, Any] = field(default_factory=dict)
     force: bool = False
     back: str | None = None  # a link from the result page up to the page that shows it (the gallery)
+    heading: str | None = None  # the result page's heading (a gallery: its model's name and the entry's title)
 
     def start(self) -> None:
         """Put the model on the run's device and seed torch's global generator from the run's seed."""
@@ -73,7 +75,8 @@ class PreparedRun:
         result.meta["timings"] = {"run_s": round(elapsed, 4)}
         result.meta.update(extra_meta or {})
         if self.out is not None:
-            result.files = write_result(result, self.out, force=self.force, back=self.back)
+            result.files = write_result(result, self.out, force=self.force, back=self.back,
+                                        heading=self.heading)
         return result
 
 
@@ -153,7 +156,7 @@ def extend_earlier(run: PreparedRun, show_progress: bool = False) -> Result | No
 
 # keys the core writes into result.json (not the probe's own metadata)
 _RUN_KEYS = {"probe", "plugin", "plugin_version", "model", "data", "layer", "layer_shape", "units", "units_spec",
-             "options", "seed", "device", "versions", "fingerprint", "unit_key", "timings", "files", "reused",
+             "options", "seed", "device", "versions", "inputs", "fingerprint", "unit_key", "timings", "files", "reused",
              "ranks", "units_per_rank", "units_reused", "hashes", "thumbnail_file"}
 
 
@@ -176,19 +179,10 @@ def digest(parts: list[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def option_file_hashes(opts: dict[str, Any]) -> dict[str, str]:
-    """SHA-256 of every file an option names (e.g. ``-o data images.npy``), so a result is not
-    reused after such a file changed in place."""
-    hashes = {}
-    for key, value in sorted(opts.items()):
-        if isinstance(value, str) and value and len(value) < 4096:
-            try:
-                path = Path(value).expanduser()
-                if path.is_file():
-                    hashes[key] = sha256_file(path)
-            except (OSError, ValueError):
-                continue
-    return hashes
+def option_file_hashes(opts: dict[str, Any]) -> dict[str, Any]:
+    """What every file, folder or comma-separated list of paths an option names stands for in a
+    fingerprint (:func:`vizkit.freshness.input_fingerprints`; kept under its older name)."""
+    return input_fingerprints(opts)
 
 
 def distribution_version(dist: str) -> str:
