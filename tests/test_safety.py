@@ -27,12 +27,13 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def one_line(res, code: int, *fragments: str) -> None:
+def one_line(res, code: int, *fragments: str) -> str:
     assert res.code == code, (res.code, res.out, res.err)
     lines = [line for line in res.err.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in res.err, res.err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 RECIPE = """

@@ -6,7 +6,11 @@ stderr with exit code 2 (usage) or 1 (runtime); ``vizkit --traceback ...`` shows
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +50,36 @@ def parse_devices(value: str) -> int | str | list[int]:
     raise UsageError(f"--devices must be a count (e.g. 2), auto, or a list of device indices (e.g. 0,1), got {value!r}")
 
 
+class _Interrupted(Exception):
+    """Ctrl-C carried past click, which would print a blank line and "Aborted!" (or, with
+    ``standalone_mode=False``, raise ``Abort``, which also means end of input at a prompt)."""
+
+
+@contextlib.contextmanager
+def _past_click() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise _Interrupted() from exc
+
+
 class LazyGroup(click.Group):
-    """Loads plugins (and their ``register_commands``) only when an unknown command is asked for."""
+    """Loads plugins (and their ``register_commands``) only when an unknown command is asked for.
+
+    Parsing and running the command happen inside :func:`_past_click`, so that Ctrl-C anywhere
+    (loading plugins, a probe, training, a gallery) reaches :func:`main` as an interrupt.
+    """
 
     _plugins_added = False
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        with _past_click():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _past_click():
+            return super().invoke(ctx)
 
     def _add_plugin_commands(self) -> None:
         if not self._plugins_added:
@@ -130,10 +160,12 @@ def _model_flags(args: list[str]) -> dict[str, str]:
 @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None, help="Lightning .ckpt to resume from.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default="lightning_logs", show_default=True, help="Where the CSV metrics and Lightning checkpoints go.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Replace a file at --out that is not a vizkit checkpoint (default: refuse).")
 @click.pass_context
 def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_option: tuple[str, ...],
           epochs: int, max_steps: int | None, batch_size: int, lr: float | None, seed: int, out: str, accelerator: str,
-          devices: str, num_nodes: int, strategy: str, resume: str | None, log_dir: str, quiet: bool) -> None:
+          devices: str, num_nodes: int, strategy: str, resume: str | None, log_dir: str, quiet: bool,
+          force: bool) -> None:
     """Train a reference model KIND and write a vizkit checkpoint.
 
     Model options follow as flags (see `vizkit models`), e.g. `--layers 1000,1000,1000`.
@@ -147,7 +179,7 @@ def train(ctx: click.Context, kind: str, data: str, data_dir: str | None, data_o
         kind, data, out=out, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, seed=seed,
         model_options=_model_flags(list(ctx.args)), data_options=data_options,
         accelerator=accelerator, devices=parse_devices(devices),
-        num_nodes=num_nodes, strategy=strategy, resume=resume, log_dir=log_dir, progress=not quiet,
+        num_nodes=num_nodes, strategy=strategy, resume=resume, log_dir=log_dir, progress=not quiet, force=force,
     )
     click.echo(f"wrote {path}")
 
@@ -382,9 +414,19 @@ def gallery_build(recipe: str, out: str | None, quiet: bool, force: bool) -> Non
 
 # -- entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry: one line per error, exit 2 for usage mistakes and 1 for failures."""
+    """Console-script entry: one line per error, exit 2 for usage mistakes, 1 for failures and 130
+    for Ctrl-C. Warnings and destructor noise of libraries are held back until the command ends:
+    shown after a success, dropped after a refusal (``--traceback`` shows them too)."""
     args = sys.argv[1:] if argv is None else argv
     show_tb = "--traceback" in args
+    with _held_back(show_tb) as outcome:
+        code = _run(args, show_tb)
+        outcome["failed"] = code != 0
+    sys.exit(code)
+
+
+def _run(args: list[str], show_tb: bool) -> int:
+    """Run the command and turn what it raised into a message on stderr and an exit code."""
     try:
         code = cli.main(args=args, prog_name="vizkit", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -404,9 +446,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        code = 130
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        code = _interrupted(exc, show_tb)
     except OSError as exc:  # a full disk or lost permission deep inside a library (Lightning's logs)
         if show_tb:
             raise
@@ -419,4 +460,48 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo("error: out of memory; try fewer --units, a smaller batch or another --device", err=True)
         code = 1
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def _interrupted(exc: BaseException, show_tb: bool) -> int:
+    """Ctrl-C is one line and exit 130 (128 + SIGINT, what shells report), whatever was running.
+
+    What was finished stays: results, gallery pages and checkpoints are renamed into place whole,
+    so an interrupted run leaves the previous ones as they were and no half-written file.
+    """
+    if show_tb:
+        import traceback
+
+        traceback.print_exception(exc.__cause__ or exc)
+    # after the terminal's ^C echo, start a fresh line
+    click.echo(("\n" if sys.stderr.isatty() else "") + "vizkit: interrupted", err=True)
+    return 130
+
+
+@contextlib.contextmanager
+def _held_back(show_all: bool) -> Iterator[dict[str, bool]]:
+    """Collect library warnings and "Exception ignored in ..." reports (a writer's destructor
+    retrying a write on a full disk) while the command runs, so that a refusal stays one line.
+
+    The caller sets ``outcome["failed"]``; what was collected is shown when the command succeeded
+    or ``show_all`` (``--traceback``) asks for everything, and dropped after a refusal.
+    """
+    outcome = {"failed": True}
+    unraisable: list[Any] = []
+    hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                yield outcome
+            finally:
+                if outcome["failed"]:
+                    gc.collect()  # a failed writer's destructor runs now, while its report is held
+    finally:
+        sys.unraisablehook = hook
+        if show_all or not outcome["failed"]:
+            for item in caught:
+                warnings.showwarning(item.message, item.category, item.filename, item.lineno, item.file, item.line)
+            for report in unraisable:
+                hook(report)

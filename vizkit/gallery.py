@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,14 @@ from .output import (
     check_slug,
     ensure_writable,
     inside,
+    is_vizkit_page,
     out_lock,
+    read_record,
     render_page,
     safe_href,
     sha256_file,
 )
+from .paths import refuse_special
 from .unit_pages import DEFAULT_PER_LAYER, LayerResults, layer_slug, write_unit_pages
 
 _TRAIN_KEYS = {"kind", "epochs", "batch_size", "lr", "seed", "options", "data_options"}
@@ -44,7 +48,7 @@ _INT_KEYS = {"epochs": 1, "batch_size": 1, "seed": 0}  # key -> minimum
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """Parse and validate a recipe so mistakes surface before hours of training."""
-    path = Path(path)
+    path = refuse_special(path, "recipe", UsageError)
     if not path.is_file():
         raise UsageError(f"no such recipe: {path}")
     try:
@@ -172,30 +176,39 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _trained(ckpt: Path, stamp: Path, digest: str) -> bool:
-    """Whether ``ckpt`` is the verified result of training this recipe entry.
+def _trained(ckpt: Path, stamp: Path, digest: str, code: dict[str, Any], say: Callable[[str], None]) -> bool:
+    """Whether ``ckpt`` is the verified result of training this recipe entry with this code.
 
-    A stamp from before hashes were recorded (the bare digest) counts when the checkpoint still
-    loads; the stamp is then rewritten with the checkpoint's hash.
+    The stamp records the ``[[model]]`` table's digest, the checkpoint's hash and what the training
+    read besides the table (``code``: the model kind's code, vizkit's training harness, the dataset's
+    code, the data files; see :func:`vizkit.freshness.training_inputs`): a change to any of them
+    retrains. A stamp without a code hash (an older vizkit's) cannot say what made the checkpoint,
+    so it retrains too, and ``say`` tells why in one line.
     """
     try:
         text = stamp.read_text()
     except OSError:
         return False
-    if text.strip() == digest and ckpt.is_file():
-        from . import api
-        from .errors import VizkitError
-
-        try:
-            api.load(ckpt)
-        except VizkitError:
-            return False
-        atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt)}).encode())
-        return True
     try:
         recorded = json.loads(text)
-        return recorded["recipe"] == digest and recorded["sha256"] == sha256_file(ckpt)
-    except (OSError, ValueError, KeyError, TypeError):
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict):
+        recorded = {"recipe": text.strip()}  # the first stamps held the bare digest
+    if recorded.get("recipe") != digest or not ckpt.is_file():
+        return False
+    if not isinstance(recorded.get("code"), dict):
+        say("its stamp has no code hash (written by an older vizkit); retraining")
+        return False
+    if recorded["code"] != code:
+        labels = {"model": "the model kind's code", "training": "vizkit's training harness",
+                  "data": "the dataset's code", "inputs": "the data files"}
+        changed = [labels.get(key, key) for key in sorted(code) if recorded["code"].get(key) != code[key]]
+        say(f"{', '.join(changed) or 'what it was trained from'} changed since it was trained; retraining")
+        return False
+    try:
+        return recorded.get("sha256") == sha256_file(ckpt)
+    except OSError:
         return False
 
 
@@ -220,7 +233,9 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
         models = {entry["name"]: _model(entry, Path(recipe_path).parent, out, progress) for entry in recipe["model"]}
 
         sections: list[dict[str, Any]] = []
+        counts = {"reused": 0, "computed": 0}
         by_layer: dict[tuple[str, str], LayerResults] = {}
+        taken: set[tuple[str, str]] = set()  # (model, folder): no two runs share one
         for entry in recipe["probe"]:
             model = models[entry["model"]]
             have = list(model.layer_infos())
@@ -249,14 +264,17 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
                     print(f"[gallery] {name} does not run on {', '.join(skipped)} of {entry['model']}; skipped",
                           file=sys.stderr, flush=True)
                 for layer in [layer for layer in wanted if layer in valid]:
-                    folder = check_slug(f"{name}-{layer_slug(layer)}", "probe directory", allow_dots=True)
+                    folder = _result_folder(entry["model"], name, layer, entry, taken)
                     target = inside(out, out / entry["model"] / folder)
                     if progress:
                         print(f"[gallery] {name} on {entry['model']} {layer}", flush=True)
+                    heading = f"{entry['model']} · {entry.get('title') or name} — {layer}"
                     result = api.run_probe(
                         name, model, layer, units=entry.get("units"), out=target, seed=entry.get("seed", 0),
-                        show_progress=progress, force=force, link_back="../../index.html", **options,
+                        show_progress=progress, force=force, link_back="../../index.html", page_heading=heading,
+                        **options,
                     )
+                    counts["reused" if result.meta.get("reused") else "computed"] += 1
                     if progress and result.meta.get("reused"):
                         print("[gallery]   reused: an identical finished run (files verified)", flush=True)
                     for note in result.meta.get("notes") or ():  # e.g. fewer examples than asked for
@@ -273,11 +291,14 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
             section["units"] = unit_links.get((section["model"], section["layer"]), {})
         page = _index(recipe, sections)
         atomic_write_bytes(out / "index.html", page.encode())
+    if progress:  # one line a reader can trust: was anything recomputed?
+        print(f"[gallery] {counts['computed']} probe result(s) computed, {counts['reused']} reused "
+              f"(identical finished runs, files verified); {len(unit_links)} layer(s) of unit pages", flush=True)
     return out / "index.html"
 
 
 def _model(entry: dict[str, Any], home: Path, out: Path, progress: bool) -> Any:
-    """The model a [[model]] table names: trained (and reused while its table and checkpoint are
+    """The model a [[model]] table names: trained (and reused while its table, checkpoint and code are
     unchanged), a checkpoint, or the user's module; relative paths are read from the recipe's
     folder. Probe results on a checkpoint or module are reused by the files' hashes (the probe
     fingerprint holds them)."""
@@ -324,12 +345,19 @@ def _recipe_file(home: Path, name: str, model: str, what: str) -> Path:
 
 def _train(entry: dict[str, Any], out: Path, progress: bool) -> Any:
     from . import api
+    from .freshness import training_inputs
     from .training import train
 
     ckpt = inside(out, out / "models" / f"{entry['name']}.pt")
     stamp = ckpt.with_suffix(".recipe")
     digest = _digest(entry)
-    if not _trained(ckpt, stamp, digest):
+    code = training_inputs(entry["kind"], entry["data"], entry.get("data_options", {}))
+
+    def say(line: str) -> None:
+        if progress:
+            print(f"[gallery] {entry['name']}: {line}", flush=True)
+
+    if not _trained(ckpt, stamp, digest, code, say):
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         if progress:
             print(f"[gallery] training {entry['name']}: {entry['kind']} on {entry['data']}", flush=True)
@@ -339,7 +367,7 @@ def _train(entry: dict[str, Any], out: Path, progress: bool) -> Any:
             model_options=entry.get("options", {}), data_options=entry.get("data_options", {}),
             log_dir=inside(out, out / "logs"), progress=progress,
         )
-        atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt)}).encode())
+        atomic_write_bytes(stamp, json.dumps({"recipe": digest, "sha256": sha256_file(ckpt), "code": code}).encode())
     return api.load(ckpt)
 
 
@@ -355,17 +383,35 @@ def _why_not(probe_cls: Any, model: Any) -> str:
 
 
 def _check_gallery_dir(out: Path, force: bool) -> None:
-    """A gallery replaces only its own index.html (a page vizkit wrote: it says so in its head)."""
+    """A gallery replaces only its own index.html (a page vizkit wrote: it says so in its head), and
+    is never built over a probe's result folder, whose index.html is part of that verified result."""
+    record = read_record(out)
+    if record.state == "vizkit":
+        probe = record.meta.get("probe")
+        what = f"the result of probe {probe!r}" if isinstance(probe, str) else "a vizkit result"
+        raise UsageError(f"--out {out} holds {what} (its result.json); a gallery needs a directory of its own")
     page = out / "index.html"
     if force or not page.exists():
         return
-    try:
-        ours = '<meta name="generator" content="vizkit' in page.read_text(errors="replace")[:2000]
-    except OSError:
-        ours = False
-    if not ours and not (out / "models").is_dir():
+    if not is_vizkit_page(page) and not (out / "models").is_dir():
         raise UsageError(f"--out {out} already has an index.html that vizkit did not write; choose another "
                          f"directory, or --force to replace it")
+
+
+def _result_folder(model: str, probe: str, layer: str, entry: dict[str, Any], taken: set[tuple[str, str]]) -> str:
+    """The folder of one probe run, unique in the gallery: ``PROBE-LAYER``, and for a later
+    [[probe]] entry with the same model, probe and layer that name plus a digest of what sets the
+    entry apart (units, options, seed, title), so each card shows its own run and a rebuild of the
+    same recipe finds the same folders."""
+    base = check_slug(f"{probe}-{layer_slug(layer)}", "probe directory", allow_dots=True)
+    folder = base
+    if (model, folder) in taken:
+        tag = _digest([entry.get(key) for key in ("units", "options", "seed", "title")])[:8]
+        folder, n = f"{base}-{tag}", 2
+        while (model, folder) in taken:  # entries alike in all of that: numbered in recipe order
+            folder, n = f"{base}-{tag}-{n}", n + 1
+    taken.add((model, folder))
+    return folder
 
 
 def _thumbnail(result: Any) -> str | None:

@@ -8,8 +8,11 @@ module, and ``--resume`` continues from a Lightning checkpoint at the stage it w
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +21,8 @@ from typing import Any
 import torch
 
 from .checkpoint import read_checkpoint, save_checkpoint
-from .errors import CheckpointError, OutputError, UsageError
+from .errors import CheckpointError, OutputError, UsageError, VizkitError
+from .paths import special_kind
 from .registry import get_host
 from .validation import check_seed
 
@@ -31,24 +35,41 @@ def build_data(name: str, options: Mapping[str, Any], batch_size: int, seed: int
     return build_dataset(name, registry, batch_size=batch_size, seed=seed, **dict(options))
 
 
-def _check_out(out: str | Path) -> Path:
+def _check_out(out: str | Path, force: bool = False) -> Path:
     """Prove ``out`` can be written before training starts, by creating it (``os.access`` says yes
-    to root everywhere, even under /proc); a file that was not there is removed again."""
+    to root everywhere, even under /proc); a file that was not there is removed again. A file that
+    is there is replaced only when it is a vizkit checkpoint, or with ``force``."""
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise OutputError(f"--out {path} is a directory; give a file name such as model.pt")
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: directory {parent} does not exist")
+    kind = special_kind(path)
+    if kind is not None:  # opening a FIFO to append would wait for a reader forever
+        raise OutputError(f"cannot write {path}: it is {kind}, not a regular file")
     existed = path.exists()
+    if existed and not force:
+        _refuse_unless_checkpoint(path)
     try:
         with open(path, "ab"):
             pass
-        if not existed:
-            path.unlink()
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:  # even after Ctrl-C: a file that was not there is not left behind
+        if not existed:
+            with contextlib.suppress(OSError):
+                path.unlink()
     return path
+
+
+def _refuse_unless_checkpoint(path: Path) -> None:
+    """Anything but a checkpoint vizkit can read (notes, another tool's weights) is the user's."""
+    try:
+        read_checkpoint(path)
+    except VizkitError:
+        raise OutputError(f"--out {path} exists and is not a vizkit checkpoint; choose another file name, "
+                          f"or --force to replace it") from None
 
 
 def _check_hardware(pl: Any, accelerator: str, devices: Any, num_nodes: int, strategy: str) -> None:
@@ -112,13 +133,15 @@ def train(
     resume: str | Path | None = None,
     log_dir: str | Path = "lightning_logs",
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Train a reference model and write its vizkit checkpoint to ``out``.
 
     All validation (kind, options, data, output path) happens before the first step.
     ``max_steps`` (Lightning's) stops each stage after that many optimiser updates, however many
     epochs that takes; it replaces ``epochs`` (models trained on freshly drawn patches count
-    updates, not passes over a fixed set).
+    updates, not passes over a fixed set). An existing ``out`` that is not a vizkit checkpoint is
+    refused unless ``force``.
     """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -138,7 +161,7 @@ def train(
     check_seed(seed)
     if lr is not None and not (isinstance(lr, int | float) and 0 < lr < float("inf")):
         raise UsageError(f"--lr must be a finite number above 0, got {lr!r}")
-    out_path = _check_out(out)
+    out_path = _check_out(out, force)
     _check_hardware(pl, accelerator, devices, num_nodes, strategy)
     # a model kind may set its own defaults for a dataset (e.g. whitening for patches); -D wins
     kind_defaults = dict(model_cls.data_defaults.get(data, {}))
@@ -201,7 +224,7 @@ def train(
         restored = _training_started(pl)
         trainer.callbacks.append(restored)
         try:
-            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+            _fit(trainer, model, dm, ckpt_path)
         except (RuntimeError, ValueError, KeyError) as exc:
             if ckpt_path is None or restored.started:
                 raise
@@ -219,6 +242,30 @@ def train(
     model.to("cpu")
     model.eval()
     return save_checkpoint(model.to_checkpoint(), out_path, model=model)  # with its listing: fast inspect
+
+
+def _fit(trainer: Any, model: Any, dm: Any, ckpt_path: str | Path | None) -> None:
+    """``trainer.fit``, with Ctrl-C raised again as the KeyboardInterrupt it was.
+
+    Lightning catches Ctrl-C itself: it tears down, ignores further Ctrl-C for good and calls
+    ``sys.exit(1)`` (some versions return normally instead), so an interrupted run would exit 1
+    silently or, worse, go on to write a checkpoint of an unfinished stage. Here either way ends in
+    KeyboardInterrupt, the SIGINT handler is put back, and :func:`train` writes nothing: the
+    previous ``--out`` stays as it was, and the ``last.ckpt`` of the finished epochs (in the log
+    directory) is there to ``--resume`` from.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
 
 
 def _training_started(pl: Any) -> Any:
