@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import CheckpointError, UsageError
+from .options import Option
 from .output import atomic_write
+from .paths import refuse_special
 
 FORMAT = "vizkit-checkpoint"
 FORMAT_VERSION = 1
@@ -99,6 +103,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UsageError(f"no such file: {path}")
     if path.is_dir():
         raise UsageError(f"{path} is a directory, not a checkpoint file")
+    refuse_special(path, "checkpoint", UsageError)
     with open(path, "rb") as fh:
         head = fh.read(4)
     try:
@@ -121,7 +126,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def read_weights(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The state dict in ``path`` for a user's own module (``--weights``): a plain state dict, a
     Lightning ``.ckpt`` or a vizkit checkpoint, read with ``weights_only=True`` like every file."""
-    path = Path(path)
+    path = refuse_special(path, "--weights", UsageError)
     if not path.is_file():
         raise UsageError(f"no such weights file: {path}")
     try:
@@ -137,7 +142,81 @@ def read_weights(path: str | Path, map_location: str | torch.device = "cpu") -> 
         raw = raw["state_dict"]
     if not (isinstance(raw, dict) and raw and all(isinstance(k, str) and torch.is_tensor(v) for k, v in raw.items())):
         raise CheckpointError(f"{path} holds no state dict (a dict of named tensors)")
+    _refuse_complex(raw, path)
     return raw
+
+
+def _refuse_complex(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Probes look at real-valued networks, and ``load_state_dict`` copies a complex tensor into a
+    real parameter by dropping its imaginary part with only a warning: a complex tensor is refused."""
+    for name, tensor in state.items():
+        if tensor.is_complex():
+            raise CheckpointError(f"{path} holds complex numbers ({str(tensor.dtype).removeprefix('torch.')}) in "
+                                  f"{name!r}; vizkit probes real-valued networks")
+
+
+class HparamError(CheckpointError, ValueError):
+    """A stored hyperparameter of the wrong type or outside the range its kind declares.
+
+    Also a ValueError, so a loader that names the file (``vizkit.load``) reports it as that file's
+    mismatch with its model kind, like any other hyperparameter the kind's constructor refuses.
+    """
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_hparams(hparams: Mapping[str, Any], specs: Sequence[Option]) -> None:
+    """Check the stored value of every declared option before a model is built from it.
+
+    ``vizkit train`` validated these values when it wrote the file, so a value that fails here was
+    changed afterwards (or written by something else): ``pool = 0`` would divide by zero deep in
+    the constructor, and ``activation = "evil"`` would quietly build some other network. The check
+    is strict about types (no ``"2"`` for an integer, no ``True`` for a number) because nothing
+    vizkit writes needs converting. A declared option missing from the file is left to the
+    class's default (files from before the option existed).
+    """
+    for spec in specs:
+        if spec.name in hparams:
+            problem = _value_problem(spec, hparams[spec.name])
+            if problem:
+                raise HparamError(f"stored hyperparameter {spec.name!r} {problem}, got {hparams[spec.name]!r}")
+
+
+def _value_problem(spec: Option, value: Any) -> str | None:
+    """Why ``value`` cannot be ``spec``'s stored value (``"must be >= 1"``), or None when it can."""
+    if value is None:
+        return None if spec.default is None else "may not be empty"
+    if isinstance(value, str) and value in spec.special:
+        return None
+    if not _has_type(value, spec.type):
+        return f"must be {_TYPE_WORDS.get(spec.type, spec.type.__name__)}"
+    if spec.choices and value not in spec.choices:
+        return f"must be one of {list(spec.choices)}"
+    if spec.type in (int, float):
+        if spec.min is not None and value < spec.min:
+            return f"must be >= {spec.min:g}"
+        if spec.max is not None and value > spec.max:
+            return f"must be <= {spec.max:g}"
+    return None
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
+def check_input_shape(value: Any) -> None:
+    """A stored ``input_shape``: one to four sizes, each a whole number from 1 to 2**20."""
+    if not (isinstance(value, list | tuple) and 1 <= len(value) <= 4
+            and all(_has_type(d, int) and 1 <= d <= 1 << 20 for d in value)):
+        raise HparamError(f"stored hyperparameter 'input_shape' must be one to four sizes from 1 to {1 << 20}, "
+                          f"got {value!r}")
 
 
 def _check_types(ckpt: dict[str, Any], path: Path) -> None:
@@ -195,6 +274,7 @@ def _normalise(raw: Any, path: Path) -> dict[str, Any]:
         if key not in ckpt:
             raise CheckpointError(f"{path} is missing {key!r}; it is not a complete vizkit checkpoint")
     _check_types(ckpt, path)
+    _refuse_complex(ckpt["state_dict"], path)
     for name, tensor in ckpt["state_dict"].items():
         if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(

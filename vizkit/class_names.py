@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import DataError, OptionError
 from .model import ProbeModel
+from .paths import refuse_special
 
 __all__ = ["class_names", "describe", "read_labels_file"]
 
@@ -55,6 +56,7 @@ def class_names(model: ProbeModel, data: str | None = None, labels: str | None =
 def read_labels_file(path: Path) -> list[str]:
     """The names in a ``.txt`` (one per line) or ``.json`` labels file; one-line OptionError if unreadable."""
     where = f"option 'labels': {path}"
+    refuse_special(path, "labels file", OptionError)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -6,6 +6,12 @@ other: one that fails to import or to register is reported on stderr by name and
 the named entry points. Built-in probes and model kinds are ordinary entry points of the ``vizkit``
 distribution; its model kinds load even when ``VIZKIT_LOAD_PLUGINS`` leaves them out, so a
 checkpoint always finds its class.
+
+A ``KeyboardInterrupt`` while a plugin imports or registers is not a broken plugin: it is the user's
+Ctrl-C (plugins that import torch take seconds, which is when people press it), so it propagates
+and the CLI exits 130. A plugin module that raises KeyboardInterrupt by itself cannot be told
+apart from that, and stops vizkit the same way; ``sys.exit`` and every ``Exception`` in a plugin
+only mark it broken.
 """
 
 from __future__ import annotations
@@ -437,11 +443,19 @@ _host: PluginHost | None = None
 
 
 def get_host() -> PluginHost:
-    """The process-wide host, created and loaded on first use."""
+    """The process-wide host, created and loaded on first use.
+
+    A load cut short by Ctrl-C leaves no half-filled host behind: the next call (in a notebook,
+    say) starts afresh instead of finding plugins registered twice.
+    """
     global _host
     if _host is None:
         _host = PluginHost()
-    return _host.load()
+    try:
+        return _host.load()
+    except KeyboardInterrupt:
+        _host = None
+        raise
 
 
 def reset_host(host: PluginHost | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from vizkit.errors import DataError
+from vizkit.paths import refuse_special
 
 __all__ = ["read_idx", "write_idx"]
 
@@ -31,6 +32,8 @@ _CODES: dict[int, np.dtype] = {
 
 
 def _open(path: Path, mode: str) -> BinaryIO:
+    if "r" in mode:
+        refuse_special(path, "IDX file", DataError)
     if path.name.endswith(".gz"):
         return gzip.open(path, mode)  # type: ignore[return-value]
     return open(path, mode)  # type: ignore[return-value]

@@ -29,6 +29,7 @@ import torch
 
 from vizkit.datasets.base import VizDataModule, coerce_int, coerce_optional_int, split_indices
 from vizkit.errors import DataError
+from vizkit.paths import refuse_special, special_kind
 
 __all__ = ["ARRAY_SUFFIXES", "IMAGE_SUFFIXES", "LABEL_KEYS", "NPZ_KEYS", "TEST_FRACTION", "from_path",
            "image_files", "load_array", "load_image_folder", "load_labels"]
@@ -43,6 +44,7 @@ _CHANNELS = (1, 3, 4)
 
 def load_array(path: Path) -> np.ndarray:
     """The raw array in an ``.npy`` file, or the chosen array of an ``.npz`` archive."""
+    refuse_special(path, "data file", DataError)
     try:
         if path.suffix.lower() == ".npy":
             return np.load(path, allow_pickle=False)
@@ -106,9 +108,18 @@ def _read_image(path: Path) -> tuple[np.ndarray, bool]:
 def image_files(folder: Path) -> list[Path]:
     """The images directly in ``folder``, sorted by name: row i of the data is file i.
 
-    Other files and subfolders are ignored so a README next to the images does no harm.
+    Other files and subfolders are ignored so a README next to the images does no harm. A pipe,
+    device or socket with an image's name is refused rather than skipped: it would be read as an
+    image, and skipping it would silently renumber the rows after it.
     """
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        kind = special_kind(path)
+        if kind is not None:
+            raise DataError(f"refusing to read image folder {folder}: {path.name} is {kind}, not a regular file")
+        if path.is_file():
+            files.append(path)
+    return files
 
 
 def load_image_folder(folder: Path) -> np.ndarray:
@@ -179,7 +190,7 @@ def from_path(
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"no such file or folder: {p}")
-    p = p.resolve()
+    p = refuse_special(p.resolve(), "data", DataError)
     lim = coerce_optional_int(limit, "limit", minimum=1)
     seed_i = coerce_int(seed, "seed", minimum=0)
     names, labels = None, None

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import torch
 
-from ..checkpoint import make_checkpoint
+from ..checkpoint import HparamError, check_hparams, check_input_shape, make_checkpoint
 from ..model import LayerInfo, VizModel, layer_info
 from ..options import Option, resolve_options
 
@@ -28,6 +28,9 @@ class ReferenceModel(VizModel, pl.LightningModule):
     """
 
     train_options: ClassVar[tuple[Option, ...]] = ()
+    #: hyperparameters set from the data rather than by a flag (e.g. convnet's ``classes``), declared
+    #: so that a checkpoint's value is checked like a flag's before the model is built
+    stored_options: ClassVar[tuple[Option, ...]] = ()
     summary: ClassVar[str] = ""
     #: ``{dataset name: {option: value}}``: dataset options this kind needs by default (e.g. ZCA
     #: whitening for patches); ``-D KEY=VALUE`` still wins.
@@ -52,7 +55,18 @@ class ReferenceModel(VizModel, pl.LightningModule):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> ReferenceModel:
-        model = cls(**ckpt["hparams"])
+        """The model a checkpoint describes, after its hyperparameters pass the declared options
+        (:func:`~vizkit.checkpoint.check_hparams`): a file is data, and a value changed by hand
+        must be one line, not an error deep inside the constructor or a different network."""
+        hparams = ckpt["hparams"]
+        check_hparams(hparams, cls.train_options + cls.stored_options)
+        if "input_shape" in hparams:
+            check_input_shape(hparams["input_shape"])
+        try:
+            model = cls(**hparams)
+        except (ArithmeticError, IndexError) as exc:  # values each valid alone but not together
+            raise HparamError(f"its hyperparameters do not build the model ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
         model.load_state_dict(ckpt["state_dict"])
         model.data_info = dict(ckpt.get("data") or {})
         model.metrics = dict(ckpt.get("metrics") or {})

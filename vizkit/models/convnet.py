@@ -55,6 +55,8 @@ class ConvNet(ReferenceModel):
         Option("keep_epochs", str, "", "epochs (1-based, comma-separated) whose parameters are kept in the "
                "checkpoint for the evolution probe, e.g. 1,2,5"),
     )
+    stored_options = (Option("classes", int, 10, "classifier outputs (from the dataset's labels)", min=1,
+                             max=1_000_000),)
 
     def __init__(
         self,
