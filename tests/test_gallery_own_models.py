@@ -117,6 +117,7 @@ def test_gallery_of_a_module_with_unit_pages(fresh_host, recipe_dir, tmp_path, c
     assert res.code == 0, res.err
     page = (out / "index.html").read_text()
     assert "net/topk-block/index.html" in page and "module owngallery_nets:Net with weights net.pt" in page
+    assert "<h1>net · topk — block</h1>" in (out / "net" / "topk-block" / "index.html").read_text()
     assert not (out / "models").exists()  # nothing trained
     # unit pages: the recipe asked for 2 per layer; block has topk and actmax views, stem filters
     unit0 = out / "units" / "net" / "block" / "unit-0.html"
@@ -130,7 +131,8 @@ def test_gallery_of_a_module_with_unit_pages(fresh_host, recipe_dir, tmp_path, c
     # a rebuild reuses every probe result by the weights' and data's hashes, and keeps the unit pages
     stamp = (out / "net" / "topk-block" / "result.json").stat().st_mtime_ns
     res = cli("gallery", "build", recipe_dir / "mine.toml", "--out", out)
-    assert res.code == 0 and unit0.exists() and res.out.count("reused") == 3, res.out
+    assert res.code == 0 and unit0.exists() and res.out.count("reused: an identical") == 3, res.out
+    assert "0 probe result(s) computed, 3 reused" in res.out
     assert (out / "net" / "topk-block" / "result.json").stat().st_mtime_ns == stamp
 
 

@@ -170,12 +170,14 @@ def test_sklearn_rbm_imports_as_a_vizkit_checkpoint(fresh_host, tmp_path, cli):
 @pytest.mark.slow
 def test_pcd_on_mnist_reaches_a_reasonable_exact_loglik(fresh_host, tmp_path, cli):
     out = tmp_path / "rbm20.pt"
-    res = cli("train", "rbm", "--data", "mnist", "--hidden", "20", "--binarize", "--epochs", "5",
+    res = cli("train", "rbm", "--data", "mnist", "--hidden", "20", "--binarize", "--epochs", "25",
               "--loglik", "exact", "--out", out, "--log-dir", tmp_path / "logs", "-q")
     assert res.code == 0, res.err
     stage = vizkit.load(out).metrics["layer 1"]
     assert stage["loglik_method"] == "exact"
-    assert -200 < stage["test_loglik"] < -100  # nats per binarised digit; base rates alone give about -206
+    # nats per binarised digit. Base rates alone (an untrained RBM, or one that learned only its
+    # biases) give about -206, 5 epochs (200 updates) -194; 25 epochs measured -161.6 (2026-12-05)
+    assert -200 < stage["test_loglik"] < -175
 
 
 @pytest.mark.slow

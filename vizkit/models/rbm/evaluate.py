@@ -16,12 +16,14 @@ p_β(v) ∝ exp(a_β·v) Π_j (1 + exp(β (b_j + W_j·v))), a_β = (1-β) a_base
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ...errors import UsageError
+from ...optim import Progress
 from .params import RBMParams
 
 MAX_EXACT_HIDDEN = 25
@@ -44,11 +46,14 @@ def check_exact(n_hidden: int, what: str = "exact log-likelihood") -> None:
 
 
 @torch.no_grad()
-def log_partition_exact(params: RBMParams, *, dtype: torch.dtype | None = None) -> float:
+def log_partition_exact(params: RBMParams, *, dtype: torch.dtype | None = None,
+                        progress: Progress | None = None) -> float:
     """log Z by summing over every hidden state, in float64 unless that would be slow.
 
     ``dtype=None`` uses float64 up to 2^31 (state × visible) terms and float32 (with float64
     accumulation across states, ~1e-4 nats) beyond; pass ``torch.float64`` to insist.
+    ``progress`` (:data:`vizkit.optim.Progress`) is shown the blocks of hidden states: at 25
+    hidden units on MNIST the sum takes minutes.
     """
     check_exact(params.n_hidden)
     h, d = params.n_hidden, params.n_visible
@@ -75,7 +80,7 @@ def log_partition_exact(params: RBMParams, *, dtype: torch.dtype | None = None) 
     zero = torch.zeros((), dtype=dtype, device=dev)
     bias_lo64 = bias_lo.double()
     parts = []
-    for start in range(0, act_hi.shape[0], rows):
+    for start in _steps(range(0, act_hi.shape[0], rows), progress, f"exact log Z (2^{h} hidden states)"):
         chunk = block[: min(rows, act_hi.shape[0] - start)]
         torch.add(act_hi[start:start + len(chunk)].unsqueeze(1), act_lo, out=chunk)  # [r, L, D]
         torch.logaddexp(chunk, zero, out=chunk)  # softplus, in place
@@ -127,12 +132,15 @@ def base_rate_bias(data: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 def ais_log_partition(params: RBMParams, *, chains: int = 100, betas: int = 10000,
                       base_visible_bias: torch.Tensor | None = None,
                       generator: torch.Generator | None = None,
-                      dtype: torch.dtype = torch.float64) -> AISEstimate:
+                      dtype: torch.dtype = torch.float64,
+                      progress: Progress | None = None) -> AISEstimate:
     """Estimate log Z by annealed importance sampling, all chains as one batch.
 
     The base model has W = 0, the RBM's hidden units at zero bias, and visible bias
     ``base_visible_bias`` (default: the RBM's own; the data's base rate, :func:`base_rate_bias`,
     is better for trained models). Gaussian visible units keep their mean c throughout.
+    ``progress`` (:data:`vizkit.optim.Progress`) is shown the temperatures, one Gibbs step of
+    every chain each: thousands of them, minutes for an MNIST-sized RBM.
     """
     if chains < 1:
         raise UsageError(f"AIS needs at least one chain, got {chains}")
@@ -152,8 +160,9 @@ def ais_log_partition(params: RBMParams, *, chains: int = 100, betas: int = 1000
     log_w = torch.zeros(chains, device=dev, dtype=dtype)
     u_h = torch.empty(chains, p.n_hidden, device=dev, dtype=dtype)
     prev = 0.0
-    for beta_t in schedule[1:]:
-        beta = float(beta_t)
+    steps = schedule[1:].tolist()
+    for i in _steps(range(len(steps)), progress, f"AIS log Z ({chains} runs)"):
+        beta = steps[i]
         x = p.hidden_logits(v)
         # log p*_β(v) - log p*_β'(v): the visible term moves linearly in β
         log_w += F.softplus(beta * x).sum(1) - F.softplus(prev * x).sum(1)
@@ -173,6 +182,11 @@ def ais_log_partition(params: RBMParams, *, chains: int = 100, betas: int = 1000
     rel = torch.exp(log_w - log_w.max())
     std_err = float(rel.std(unbiased=True) / rel.mean() / math.sqrt(chains)) if chains > 1 else float("inf")
     return AISEstimate(log_mean + log_z0, std_err, chains, len(schedule))
+
+
+def _steps(items: range, progress: Progress | None, desc: str) -> Iterable[int]:
+    """``items`` through ``progress`` when one is given, with their count as the total."""
+    return items if progress is None else progress(items, desc, len(items))
 
 
 @torch.no_grad()

@@ -47,7 +47,9 @@ class SamplingModel(ProbeModel, Protocol):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Return [chains, samples, *input_shape] free-running samples of the generative model
-        under ``layer`` (default: the top one)."""
+        under ``layer`` (default: the top one). A model may also take ``progress=``
+        (:data:`vizkit.optim.Progress`) to show its steps; the ``sample`` probe passes it only to a
+        ``sample`` whose signature names it."""
         ...
 
 

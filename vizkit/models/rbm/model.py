@@ -12,6 +12,7 @@ log-likelihood of the first RBM: exact for ≤ 25 hidden units, AIS otherwise.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from torch import nn
 from ... import capabilities as caps
 from ...errors import OptionError
 from ...model import Weights
+from ...optim import Progress
 from ...options import Option, resolve_options
 from ..base import ReferenceModel, StackedLayers
 from ..sdae import parse_layer_sizes
@@ -36,6 +38,7 @@ from .evaluate import (
 )
 from .interfaces import CLAMPED_SAMPLE, SAMPLE
 from .params import RBMParams, bernoulli
+from .progress import duration, training_progress
 from .sampling import gibbs_generate
 from .trainers import METHODS, GradientEstimator
 
@@ -78,7 +81,10 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            "minutes at 25 on MNIST), ais, auto (exact when it takes seconds, else ais) or none",
            choices=("auto", "exact", "ais", "none")),
     Option("loglik_every", int, 0, "also evaluate the log-likelihood every N epochs (0: end of stage only)", min=0),
-    Option("ais_chains", int, 100, "AIS: annealing runs", min=2, max=100000),
+    # not fewer by default: with few runs the heavy-tailed weights bias log Z low by more than the
+    # printed ± (docs/models/rbm.md, "What is measured")
+    Option("ais_chains", int, 100, "AIS: annealing runs (the estimate's ± is their standard error)",
+           min=2, max=100000),
     Option("ais_betas", int, 2000, "AIS: intermediate temperatures (more is slower and less biased)", min=3),
 )
 AUTO_EXACT_TERMS = 1 << 31  # --loglik auto: exact up to ~2e9 softplus terms (H <= 21 on MNIST)
@@ -165,28 +171,31 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
 
     @torch.no_grad()
     def clamped_sample(self, layer: str, units: torch.Tensor, *, chains: int, samples: int, every: int,
-                       burn_in: int, probabilities: bool, generator: torch.Generator) -> torch.Tensor:
+                       burn_in: int, probabilities: bool, generator: torch.Generator,
+                       progress: Progress | None = None) -> torch.Tensor:
         """[units, chains × samples, *input_shape], chain-major: unit i of ``layer`` held at 1.
 
         Block Gibbs in the RBM of (layer-1, layer) from a random start; every ``every`` steps the
         state of layer-1 goes down through the lower RBMs' p(h_{l-1} | h_l) to pixels (sampled,
-        except that ``probabilities`` makes the last step E[x | h_1]).
+        except that ``probabilities`` makes the last step E[x | h_1]). ``progress`` is shown the
+        Gibbs steps (optional: the capability's protocol does not require it).
         """
         depth = self._depth(layer)
         units = torch.as_tensor(units, dtype=torch.long)
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
-                             burn_in=burn_in, probabilities=probabilities, generator=generator, clamp=units)
+                             burn_in=burn_in, probabilities=probabilities, generator=generator, clamp=units,
+                             progress=progress)
         return self._to_input(out).reshape(len(units), chains * samples, *self.input_shape)
 
     @torch.no_grad()
     def sample(self, *, layer: str | None = None, chains: int = 100, samples: int = 1, every: int = 1000,
                burn_in: int = 0, probabilities: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, progress: Progress | None = None) -> torch.Tensor:
         """Free-running Gibbs samples ``[chains, samples, *input_shape]`` from the RBM under ``layer``
         (default: the top one), passed down to pixels as in :meth:`clamped_sample`."""
         depth = self._depth(layer or f"h{self.depth}")
         out = gibbs_generate(self.rbms(), depth, chains=chains, samples=samples, every=every,
-                             burn_in=burn_in, probabilities=probabilities, generator=generator)
+                             burn_in=burn_in, probabilities=probabilities, generator=generator, progress=progress)
         return self._to_input(out).reshape(chains, samples, *self.input_shape)
 
     # -- options --------------------------------------------------------------------------------
@@ -354,7 +363,8 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
                   "recon_error_val": recon, "lr": self.optimizers().param_groups[0]["lr"]}
         every = self.hparams["loglik_every"]
         if every and (self.current_epoch + 1) % every == 0:
-            values.update({k: v for k, v in self._loglik(self.current_epoch + 1).items() if isinstance(v, float)})
+            values.update({k: v for k, v in self._loglik(self.current_epoch + 1, self.trainer).items()
+                           if isinstance(v, float)})
         for key, value in values.items():
             self._history.setdefault(key, []).append(float(f"{float(value):.6g}"))
         self.log_dict({k: float(v) for k, v in values.items() if k != "free_energy_gap"})
@@ -363,11 +373,17 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
     def after_stage(self, stage: int, trainer: Any, datamodule: Any) -> None:
         """Record the stage's per-epoch monitor and (first RBM) the test log-likelihood."""
         name = self.stages()[stage]
-        self.metrics.setdefault(name, {}).update(self._loglik(int(trainer.current_epoch)))
+        clock = time.perf_counter()
+        loglik = self._loglik(int(trainer.current_epoch), trainer)
+        self.metrics.setdefault(name, {}).update(loglik)
         self.metrics[f"{name} per epoch"] = dict(self._history)
+        if loglik and training_progress(trainer) is not None:
+            print(f"[{self.kind}] {name}: {loglik_line(loglik, self.hparams)}, {duration(time.perf_counter() - clock)}",
+                  flush=True)
 
-    def _loglik(self, epochs_done: int) -> dict[str, Any]:
-        """Test log-likelihood of the first RBM (per case, nats), computed once per epoch at most."""
+    def _loglik(self, epochs_done: int, trainer: Any = None) -> dict[str, Any]:
+        """Test log-likelihood of the first RBM (per case, nats), computed once per epoch at most,
+        with progress shown the way ``trainer`` shows its own (AIS takes minutes)."""
         method = self.hparams["loglik"]
         if self.stage != 0 or method == "none":
             return {}
@@ -375,17 +391,18 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         if self._loglik_cache is not None and self._loglik_cache[0] == key:
             return self._loglik_cache[1]
         rbm = self.rbm(0).to(dtype=torch.float32)
+        progress = training_progress(trainer)
         if method == "auto":  # exact when it takes seconds, not minutes (2^H × D terms)
             method = "exact" if (1 << rbm.n_hidden) * rbm.n_visible <= AUTO_EXACT_TERMS else "ais"
         out: dict[str, Any]
         if method == "exact":
-            log_z = log_partition_exact(rbm)
+            log_z = log_partition_exact(rbm, progress=progress)
             out = {"log_z": log_z, "loglik_method": "exact"}
         else:
             gen = torch.Generator(device=rbm.weight.device).manual_seed(4321)
             base = base_rate_bias(self._monitor_train) if rbm.visible == "binary" else None
             est = ais_log_partition(rbm, chains=self.hparams["ais_chains"], betas=self.hparams["ais_betas"],
-                                    base_visible_bias=base, generator=gen)
+                                    base_visible_bias=base, generator=gen, progress=progress)
             log_z = est.log_z
             out = {"log_z": log_z, "log_z_stderr": est.std_err, "loglik_method": "ais"}
         # the monitors are in the RBM's units x / σ: log p(x) = log p(x / σ) − D log σ
@@ -394,6 +411,18 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         out["train_loglik"] = float(log_likelihood_exact(rbm, self._monitor_train, log_z=log_z).mean()) - shift
         self._loglik_cache = (key, out)
         return out
+
+
+def loglik_line(loglik: Mapping[str, Any], hparams: Mapping[str, Any]) -> str:
+    """The log-likelihood in words, with AIS's ± (the standard error over the annealing runs, which
+    carries over to every log p(v) unchanged; it leaves out the bias of too few temperatures), so a
+    number that took minutes is read with its uncertainty."""
+    test, train, log_z = loglik["test_loglik"], loglik["train_loglik"], loglik["log_z"]
+    if loglik["loglik_method"] == "exact":
+        return f"test log-likelihood {test:.2f} nats per case (train {train:.2f}; log Z {log_z:.2f}, exact)"
+    return (f"test log-likelihood {test:.2f} ± {loglik['log_z_stderr']:.2f} nats per case (train {train:.2f}; "
+            f"log Z {log_z:.2f} by AIS, {hparams['ais_chains']} runs × {hparams['ais_betas']} temperatures: "
+            f"--ais-chains for a smaller ±, --ais-betas for less bias)")
 
 
 def _concrete(hp: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ...optim import Progress
 from .params import RBMParams, bernoulli
 
 
@@ -45,7 +46,7 @@ def random_start(rbm: RBMParams, rows: int, generator: torch.Generator | None, g
 @torch.no_grad()
 def gibbs_generate(layers: Sequence[RBMParams], depth: int, *, chains: int, samples: int, every: int,
                    burn_in: int, probabilities: bool, generator: torch.Generator | None = None,
-                   clamp: torch.Tensor | None = None) -> torch.Tensor:
+                   clamp: torch.Tensor | None = None, progress: Progress | None = None) -> torch.Tensor:
     """Samples in input space from the RBM of layers (depth-1, depth), ``[rows, samples, n_input]``.
 
     ``clamp`` (unit indices of layer ``depth``) holds one hidden unit at 1 per group of ``chains``
@@ -56,6 +57,9 @@ def gibbs_generate(layers: Sequence[RBMParams], depth: int, *, chains: int, samp
     Chain c of every clamped unit uses the same random numbers (common random numbers): each
     unit's chains are exact and independent of each other, a unit's samples are the same alone or
     in any batch of units, and differences between units are not blurred by sampling noise.
+
+    ``progress`` (:data:`vizkit.optim.Progress`) is shown every Gibbs step: the default 1000
+    steps of 100 chains of an MNIST RBM take a minute on a busy CPU.
     """
     if not 1 <= depth <= len(layers):
         raise ValueError(f"depth must be in 1..{len(layers)}, got {depth}")
@@ -77,11 +81,14 @@ def gibbs_generate(layers: Sequence[RBMParams], depth: int, *, chains: int, samp
             h[rows_idx, clamped] = 1.0
         return rbm.sample_visible(h, generator, groups=groups), h
 
-    for _ in range(burn_in):
+    total = burn_in + samples * every
+    steps = range(total) if progress is None else progress(range(total), "Gibbs steps", total)
+    for i in steps:
         v, h = step(v)
-    for s in range(samples):
-        for _ in range(every):
-            v, h = step(v)
+        kept, rest = divmod(i + 1 - burn_in, every)
+        if i < burn_in or rest:
+            continue
+        s = kept - 1
         if depth == 1:
             out[:, s] = rbm.visible_mean(h) if probabilities else v
         else:

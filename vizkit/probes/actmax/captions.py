@@ -29,8 +29,8 @@ def spread_text(n_restarts: int, spread_median: float, cosine_mean: float) -> st
 def stimuli_caption(layer: str, n_restarts: int, method: str, summary: Mapping[str, float], spread: str) -> str:
     """The grid of optimal inputs; ``summary`` is :func:`vizkit.probes.actmax.summarise`'s."""
     s = summary
-    return (f"Input on the sphere |x| = rho that maximises each unit of {layer}, the best of "
-            f"{n_restarts} random starts. {method}. Steps taken: median {s['steps_median']:g}, "
+    return (f"The input that excites each unit of {layer} most among inputs of the same length, the best "
+            f"of {n_restarts} random starts. The inputs lie on the sphere |x| = rho; {method}. Steps taken: median {s['steps_median']:g}, "
             f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
             f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
             f"average at the start). {spread}")
@@ -39,7 +39,8 @@ def stimuli_caption(layer: str, n_restarts: int, method: str, summary: Mapping[s
 def restarts_caption(layer: str, shown_units: str, panel: int, n_units: int, agreeing: int,
                      agree_cosine: float, agree_spread: float, method: str, spread: str) -> str:
     """The restarts panel: one row per unit, one column per random start."""
-    return (f"Each row: one unit of {layer} ({shown_units}, the first {panel} of "
+    return (f"Whether every random start of the search ends at the same best input for a unit. "
+            f"Each row: one unit of {layer} ({shown_units}, the first {panel} of "
             f"{n_units}); each column: the optimum reached from one random start, with the "
             f"activation under it (red: kept, the highest). Rows whose restarts all agree "
             f"(cosine >= {agree_cosine} with the kept one, activation spread <= "
@@ -54,7 +55,8 @@ def activations_caption(spread: str) -> str:
 
 def sensitivity_caption(diagonal: float, off_diagonal: float, scale_text: str, target: str) -> str:
     """The sensitivity matrix: how specific each unit's optimum is to that unit."""
-    return (f"Row i: the optimal input of unit i; column j: the activation of unit j for "
+    return (f"How specific each unit's best input is to that unit: every unit's response to every "
+            f"unit's best input. Row i: the optimal input of unit i; column j: the activation of unit j for "
             f"it, divided by the largest |activation| of unit j over all rows (so units "
             f"that respond to everything do not dominate). A strong diagonal means each "
             f"optimum is specific to its unit. Mean diagonal {diagonal:.3f}, "

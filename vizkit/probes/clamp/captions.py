@@ -7,9 +7,10 @@ def clamp_caption(layer: str, n_samples: int, chains: int, per_chain: int, every
                   probabilities: bool, agreement: float | None) -> str:
     """The mean | samples grid; ``agreement`` is the median half agreement, ``None`` when undefined."""
     text = (
-        f"Each row: one unit of {layer} clamped to 1; first column the mean of "
+        f"What the model generates when one unit of {layer} is held on, one unit per row: the mean of its "
+        f"samples, then samples from different chains. The unit is clamped to 1; the mean is over "
         f"{n_samples} samples ({chains} chains × {per_chain}, one every "
-        f"{every} Gibbs steps after {burn_in} burn-in), then samples from different chains. "
+        f"{every} Gibbs steps after {burn_in} burn-in). "
         f"{'Pixel probabilities E[x | h1]' if probabilities else 'Samples'}; one grey scale for all "
         f"tiles, lowest value black, highest white."
     )

@@ -132,7 +132,8 @@ class Deconv(Probe):
         kept = ("the whole channel map" if ctx.options["project"] == "map" or not ctx.layer_info.is_map
                 else "only the unit's strongest position")
         result.captions["deconv"] = (
-            f"Left: the {k} examples of the {result.meta['data_source']} that activate each unit of {ctx.layer} "
+            f"The examples that excite each unit of {ctx.layer} most, and the pixels in them the unit responds "
+            f"to. Left: the {k} examples of the {result.meta['data_source']} that activate each unit of {ctx.layer} "
             f"most, best first ({what}); right: the {rule} projection to pixels of {kept} in each "
             f"(all other activations of the layer set to zero). Best activations {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
         )

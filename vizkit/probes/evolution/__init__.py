@@ -138,6 +138,8 @@ class Evolution(Probe):
         result.figures["evolution"] = _figure(ctx, result)
         rule = {"deconv": "deconvnet", "guided": "guided-backprop", "gradient": "gradient"}[opts["rule"]]
         result.captions["evolution"] = (
+            f"How the units of {ctx.layer} changed during training: at each checkpoint, the example that "
+            f"excites each unit most and the pixels responsible. "
             f"Columns: {', '.join(labels)}. Left: for each unit of {ctx.layer} (rows), the example of the "
             f"{examples.source} that activates it most at that point of training "
             f"({receptive_fields.describe(meta['receptive_field'])}); middle: its {rule} projection to "

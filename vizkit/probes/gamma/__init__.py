@@ -250,6 +250,8 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
             {k: float(arrays[f"layer_gamma_{k}"][names.index(ctx.layer) + 1]) for k in kinds})
         n_undef = meta["undefined_units"]
         result.captions["scatter"] = (
+            f"How little each unit of {ctx.layer} changes across transformed copies of an image "
+            f"({', '.join(kinds)}), against how much the unit matters, one dot per unit. "
             f"γ of {int(arrays['defined'].sum())} units of {ctx.layer} against "
             + ("their significance (share of the variance of the layer below that the unit's tied decoder "
                "weights account for, supplementary 4.3.1)" if sig_kind == "decoder"
@@ -260,7 +262,9 @@ class Gamma(probe_inputs.NeedsExamples, Probe):
             {k: arrays[f"layer_gamma_{k}"] for k in kinds}, ["input", *names], meta["undefined_layers"], title)
         rows = "; ".join(f"{k}: {_values(arrays[f'layer_gamma_{k}'])}" for k in kinds)
         result.captions["depth"] = (
-            f"Layer average γ⁽ˡ⁾ for the input and every layer ({rows}), from {meta['sets']} sets of 16 copies: "
+            f"How little each layer changes on average across transformed copies of an image ({', '.join(kinds)}), "
+            f"from the input pixels up. Layer average γ⁽ˡ⁾ for the input and every layer ({rows}), from "
+            f"{meta['sets']} sets of 16 copies: "
             f"{meta['source']}." + (f" {_paper_caption()}" if meta["paper_setting"] else ""))
         if connections is None or below is None or below == "input" or ctx.options["pool_starts"] == 0:
             return

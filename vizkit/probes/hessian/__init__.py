@@ -114,13 +114,14 @@ class Hessian(Probe):
 
         clock = time.perf_counter()
         objective = unit_objective(model, ctx.layer, ctx.units, position)
-        optimum, refined = refine_maximum(objective, start, steps=opts["refine"])
+        progress = ctx.progress if ctx.show_progress else None
+        optimum, refined = refine_maximum(objective, start, steps=opts["refine"], progress=progress)
         timings["refine_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         curv = SphereCurvature.at(objective, optimum)
         spectrum = tangent_spectrum(curv, top=top, method=method, max_basis=opts["krylov"],
-                                    tol=opts["lanczos_tol"], generator=ctx.generator(1))
+                                    tol=opts["lanczos_tol"], generator=ctx.generator(1), progress=progress)
         timings["curvature_s"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -322,15 +323,18 @@ def _outputs(
     figures["optimum"] = image_grid(as_images(arrays["optimum"], shape), labels=units,
                                     title=f"hessian: optimal stimuli of {ctx.layer} (after {meta['newton_steps']} Newton "
                                           f"step{'' if meta['newton_steps'] == 1 else 's'})")
-    captions["optimum"] = (f"The optimum x* of each unit on the sphere |x| = rho ({meta['start']['source']}), "
-                           f"polished by Newton steps on the sphere; its activation: "
+    captions["optimum"] = (f"The input that excites each unit most among inputs of the same length, the starting "
+                           f"point of the analysis. It is the optimum x* on the sphere |x| = rho "
+                           f"({meta['start']['source']}), polished by Newton steps on the sphere; its activation: "
                            f"{_range(arrays['activation'])}.")
     figures["spectrum"] = spectrum_figure(
         arrays["spectrum"], arrays["eigenvalues"], arrays["lagrange"], units, complete=complete,
         flat_count=arrays["flat_count"], identifiable=arrays["identifiable"][:, :top].all(axis=1),
         title=f"hessian {ctx.layer}: curvature along the sphere at the optimum ({meta['method']})")
     captions["spectrum"] = (
-        "Eigenvalues mu of P(H - lambda I)P on the tangent space at each optimum, sorted "
+        "How fast each unit's activation falls as its best input is turned in every possible direction, "
+        "from the steepest direction to the flattest. These curvatures are the eigenvalues mu of "
+        "P(H - lambda I)P on the tangent space at each optimum, sorted "
         + ("(all of them, full matrix)" if complete else f"(the {meta['basis_size']} Ritz values of the Lanczos basis: "
            "the ends of the spectrum are exact, the middle is approximate)")
         + f". Green: the {top} nearest zero (invariances); red: the most negative (least invariant); dashed: "
@@ -359,9 +363,11 @@ def _outputs(
                     "angle above, activation below each frame;\n"
                     "one colour scale per row, grey = 0 (RGB: min-max); mu = curvature (nearest 0: most invariant)"
                     + (f"\n{align}" if align else "")))
-        captions[key] = (f"Unit {unit}: the {top} invariant directions (curvature nearest zero) and the least "
-                         f"invariant one, each as the path x(t) = cos t x* + sin t rho v for t in "
-                         f"[-{opts['angle']:g}°, {opts['angle']:g}°], with the activation under every frame. "
+        captions[key] = (f"Unit {unit}: how its best input can change while the unit keeps responding (the first "
+                         f"{top} rows) and the change it responds to most (the last row), with the activation "
+                         f"under every frame. The first {top} are the invariant directions (curvature "
+                         f"nearest zero), the last the least invariant one, each as the path "
+                         f"x(t) = cos t x* + sin t rho v for t in [-{opts['angle']:g}°, {opts['angle']:g}°]. "
                          f"{arrays['flat_count'][ui]} of {n_values} curvatures equal the flat value -lambda"
                          + ("; the invariances are identifiable (each curvature is distinct)." if ident[:top].all()
                             else f"; {_verdict(arrays, ui, top)}.")
@@ -374,8 +380,9 @@ def _outputs(
                 title=f"unit {unit} of {ctx.layer} · {name} (μ = {arrays['eigenvalues'][ui, di]:.3g})")
             tag = f"unit{unit}_inv{di + 1}" if di < top else f"unit{unit}_least"
             videos[tag] = Video(ping_pong(frames), fps=opts["fps"])
-            captions[tag] = (f"Unit {unit}, {name}: the input moving along the geodesic (left) and the unit's "
-                             f"activation along the path (right, red dot = now; number under the image).")
+            captions[tag] = (f"Unit {unit}, {name}: the input changing along this direction (left) and the unit's "
+                             f"activation as it changes (right; red dot: now, number under the image). The input "
+                             f"moves along the geodesic of the sphere through the optimum.")
     return figures, captions, videos
 
 

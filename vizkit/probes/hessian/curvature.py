@@ -27,7 +27,7 @@ to x and to itself, with Rayleigh–Ritz on the basis), which never forms H and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from torch.func import grad, vjp, vmap
 
 from vizkit import paired_unit_activations
+from vizkit.optim import Progress
 from vizkit.sphere import project_to_sphere, tangent_project
 
 #: Inputs up to this many dimensions get the exact full-matrix eigendecomposition under ``auto``;
@@ -126,11 +127,15 @@ class SphereCurvature:
         x = self.x.to(v.dtype).unsqueeze(0).expand(k, -1, -1).reshape(-1, self.dims)
         return tangent_project(v.reshape(-1, self.dims), x).reshape(v.shape)
 
-    def hessian_matrix(self) -> torch.Tensor:
-        """H [U, D, D] in float64 from D batched products (symmetrised)."""
+    def hessian_matrix(self, progress: Progress | None = None, desc: str = "Hessian columns") -> torch.Tensor:
+        """H [U, D, D] in float64 from D batched products (symmetrised), in chunks of columns that
+        ``progress`` is shown (D products per unit: minutes for a few thousand inputs)."""
         d = self.dims
         eye = torch.eye(d, dtype=self.x.dtype, device=self.x.device)
-        cols = self.hessian_times(eye.unsqueeze(1).expand(d, self.n_units, d))  # [D(col), U, D(row)]
+        chunk = max(1, PRODUCT_BUDGET // max(1, self.n_units * d))
+        starts = range(0, d, chunk)
+        cols = torch.cat([self.hessian_times(eye[s:s + chunk].unsqueeze(1).expand(-1, self.n_units, d))
+                          for s in _steps(starts, progress, desc)])  # [D(col), U, D(row)]
         h = cols.permute(1, 2, 0).double()
         return 0.5 * (h + h.transpose(1, 2))
 
@@ -158,12 +163,14 @@ class Spectrum:
 
 def tangent_spectrum(
     curv: SphereCurvature, *, top: int, method: str = "auto", max_basis: int = 200, block: int = 2,
-    tol: float = 1e-5, generator: torch.Generator | None = None,
+    tol: float = 1e-5, generator: torch.Generator | None = None, progress: Progress | None = None,
 ) -> Spectrum:
-    """The tangent eigen-decomposition by ``method`` ``full``, ``lanczos`` or ``auto`` (by input size)."""
+    """The tangent eigen-decomposition by ``method`` ``full``, ``lanczos`` or ``auto`` (by input size);
+    ``progress`` (:data:`vizkit.optim.Progress`) is shown the products it takes."""
     if resolve_method(method, curv.dims) == "full":
-        return full_spectrum(curv, top=top)
-    return lanczos_spectrum(curv, top=top, max_basis=max_basis, block=block, tol=tol, generator=generator)
+        return full_spectrum(curv, top=top, progress=progress)
+    return lanczos_spectrum(curv, top=top, max_basis=max_basis, block=block, tol=tol, generator=generator,
+                            progress=progress)
 
 
 def resolve_method(method: str, dims: int) -> str:
@@ -189,7 +196,7 @@ def tangent_basis(x: torch.Tensor) -> torch.Tensor:
     return refl[:, :, 1:]
 
 
-def full_spectrum(curv: SphereCurvature, *, top: int) -> Spectrum:
+def full_spectrum(curv: SphereCurvature, *, top: int, progress: Progress | None = None) -> Spectrum:
     """All tangent eigenpairs from the explicit Hessian: exact, for inputs of modest size.
 
     H is built from D products, expressed in a basis of the tangent space (so x itself, the
@@ -197,12 +204,14 @@ def full_spectrum(curv: SphereCurvature, *, top: int) -> Spectrum:
     """
     d, n = curv.dims, curv.n_units
     per_group = max(1, FULL_MATRIX_BUDGET // (3 * 8 * d * d))
+    groups = range(0, n, per_group)
     parts = []
-    for start in range(0, n, per_group):
+    for group, start in enumerate(groups):
         rows = slice(start, start + per_group)
         part = SphereCurvature(curv.x[rows], curv.gradient[rows], curv.lam[rows], curv.input_shape,
                                _slice_pullback(curv, start, per_group))
-        h = part.hessian_matrix()
+        h = part.hessian_matrix(progress, "Hessian columns" + (f", units {group + 1}/{len(groups)}"
+                                                               if len(groups) > 1 else ""))
         curv.products += part.products
         basis = tangent_basis(part.x)
         t = basis.transpose(1, 2) @ h @ basis
@@ -237,6 +246,7 @@ def lanczos_spectrum(
     block: int = 2,
     tol: float = 1e-5,
     generator: torch.Generator | None = None,
+    progress: Progress | None = None,
 ) -> Spectrum:
     """The wanted tangent eigenpairs by block Lanczos on H·v products (H is never formed).
 
@@ -250,6 +260,9 @@ def lanczos_spectrum(
     but reach a lower Krylov degree for the same number of products, which matters because the
     invariances sit in a crowded end of the spectrum (hence the default b = 2: pairs resolved, the
     degree kept high; docs/plugins/hessian.md).
+
+    ``progress`` is shown the block steps out of the most ``max_basis`` allows; the bar stops
+    short when every wanted pair converges first.
     """
     u, d = curv.n_units, curv.dims
     b = max(1, min(block, top + 1, d - 1))
@@ -261,12 +274,11 @@ def lanczos_spectrum(
     t = torch.zeros(u, max_basis, max_basis, dtype=torch.float64, device=device)  # T = Vᵀ M V
     start = curv._project(torch.randn(b, u, d, generator=generator, dtype=dtype, device=device))
     q = _orthonormalise(start, basis[:, :0], curv._project, generator)
-    m, steps = 0, 0
-    while True:
+    m = 0
+    for steps in _steps(range(1, max_basis // b + 1), progress, "Lanczos steps"):
         mq = curv.tangent_times(q)  # [b, U, D]
         basis[:, m:m + b], images[:, m:m + b] = q.transpose(0, 1), mq.transpose(0, 1)
         m += b
-        steps += 1
         cross = torch.bmm(basis[:, :m], mq.permute(1, 2, 0)).double()  # [U, m, b]
         t[:, :m, m - b:m] = cross
         t[:, m - b:m, :m] = cross.transpose(1, 2)
@@ -333,7 +345,7 @@ def _canonical_sign(vectors: torch.Tensor) -> torch.Tensor:
 
 def refine_maximum(
     objective: Objective, x: torch.Tensor, *, steps: int = 3,
-    cg_iters: int = 30, trust: float = 0.1,
+    cg_iters: int = 30, trust: float = 0.1, progress: Progress | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Polish optima ``x`` [U, *shape] on their spheres by Riemannian Newton–CG steps (batched).
 
@@ -345,11 +357,12 @@ def refine_maximum(
     ``trust``·ρ and retracts to the sphere. A step is kept only if the activation rises, or, once
     the activation is flat to float precision, if it stays within rounding of the old value and
     shrinks the tangent gradient; otherwise it is halved (up to 6 times). Converged units stop.
+    ``progress`` is shown the Newton steps (each up to ``cg_iters`` products: slow for big inputs).
     """
     rho = x.reshape(x.shape[0], -1).norm(dim=1)
     info: dict[str, Any] = {"newton_steps": 0, "products": 0}
     value, slope, gnorm = _value_and_slope(objective, x)
-    for _ in range(steps):
+    for _ in _steps(range(steps), progress, "Newton steps"):
         active = slope > 1e-6 * gnorm
         if not bool(active.any()):
             break
@@ -373,6 +386,11 @@ def refine_maximum(
         info["newton_steps"] += 1
     info["tangent_gradient"] = (slope / gnorm.clamp_min(1e-30)).tolist()
     return x, info
+
+
+def _steps(items: range, progress: Progress | None, desc: str) -> Iterable[int]:
+    """``items`` through ``progress`` when one is given, with their count as the total."""
+    return items if progress is None else progress(items, desc, len(items))
 
 
 def _value_and_slope(objective: Objective, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

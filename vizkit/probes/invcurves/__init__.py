@@ -131,6 +131,8 @@ class InvCurves(probe_inputs.NeedsExamples, Probe):
         result = Result(arrays=arrays, meta=meta)
         result.figures["invcurves"] = _figure(result, opts)
         result.captions["invcurves"] = (
+            f"How far each layer's representation of an example moves as the example is transformed step by "
+            f"step ({', '.join(kinds)}). "
             f"Rows: {', '.join(kinds)} of {len(picked)} examples of the {examples.source} (first column: one "
             f"example across the sweep). Then, per layer, the Euclidean distance between its feature vector for "
             f"the original and for the transformed image (one line per example, all units of the layer)"

@@ -103,8 +103,10 @@ class LinComb(Probe):
             shared_scale=ctx.options["scale"] == "shared",
         )
         result.captions["lincomb"] = (
-            f"Each tile: Σ over the {k_text} strongest connections of the unit of its weight × the "
-            f"filter of the unit below, recursively down {depth - 1} layer(s) to the input."
+            f"What each unit of {ctx.layer} looks for in the input, drawn as a weighted sum of the filters of "
+            f"the units it is connected to most strongly. Each tile: Σ over the {k_text} strongest connections "
+            f"of the unit of its weight × the filter of the unit below, recursively down {depth - 1} layer(s) "
+            f"to the input."
         )
         return result
 

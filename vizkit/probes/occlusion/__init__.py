@@ -213,6 +213,8 @@ class Occlusion(probe_inputs.NeedsExamples, Probe):
                      f"{ctx.layer} / {meta['output_layer']}", fontsize=10)
         result.figures["occlusion"] = fig
         result.captions["occlusion"] = (
+            f"Which parts of each example the network relies on: how its prediction and the units of "
+            f"{ctx.layer} respond when a square of the image is covered, at every place. "
             f"Each map value is drawn at the centre of the window that was covered. Columns: the example (the "
             f"square shows the window size), the {truth_word} class's probability, the most probable label (the "
             f"{min(len(classes), MAX_CLASSES_SHOWN)} most frequent classes coloured, others grey), and "

@@ -8,6 +8,8 @@ under that layer, its state passed down to pixels). ``vizkit sample CKPT`` is th
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,8 +40,9 @@ class Sample(Probe):
         opts = ctx.options
         chains, samples, every, burn_in = opts["chains"], opts["samples"], opts["every"], opts["burn_in"]
         probabilities = not opts["binary"]
+        progress = {"progress": ctx.progress} if ctx.show_progress and _takes_progress(ctx.model.sample) else {}
         x = ctx.model.sample(layer=ctx.layer, chains=chains, samples=samples, every=every, burn_in=burn_in,
-                             probabilities=probabilities, generator=ctx.generator()).cpu()
+                             probabilities=probabilities, generator=ctx.generator(), **progress).cpu()
         shape = tuple(ctx.model.input_shape)
         images = as_images(x.reshape(chains * samples, *shape).numpy(), shape)
         per_chain = samples > 1
@@ -55,15 +58,25 @@ class Sample(Probe):
                                   f"{chains * samples} samples" if stuck else ""))
         fig.axes[0].set_ylabel("chain" + (" (Gibbs step above)" if per_chain else ""), fontsize=8)
         fig.axes[0].set_xlabel("one grey scale for all tiles: lowest value black, highest white", fontsize=8)
-        caption = (f"{chains} independent chains from random states, a sample every {every} Gibbs steps after "
-                   f"{burn_in} burn-in ({samples} per chain" + (", one row per chain" if per_chain else "")
-                   + f"); {'pixel probabilities E[x | h1]' if probabilities else 'binary samples'}, black 0, white 1. "
+        caption = (f"Images the model generates on its own, from {chains} chains that each start from random "
+                   f"pixels" + (" (one row per chain)." if per_chain else ".")
+                   + f" A sample every {every} Gibbs steps after {burn_in} burn-in ({samples} per chain); "
+                   + f"{'pixel probabilities E[x | h1]' if probabilities else 'binary samples'}, black 0, white 1. "
                    + (f"The samples are all alike (only {share:.1%} of their energy differs between them): the "
                       f"chains sit in one mode of the model, so this shows one image, not {chains * samples} samples."
                       if stuck else f"{share:.0%} of the samples' energy differs between them."))
         return Result(arrays={"samples": x.numpy().astype(np.float32), "sample_share": np.asarray(share)},
                       meta={"chains": chains, "samples": samples, "all_alike": stuck},
                       figures={"samples": fig}, captions={"samples": caption})
+
+
+def _takes_progress(method: Callable[..., Any]) -> bool:
+    """Whether a model's ``sample`` shows progress: the rbm/dbn kinds' does (a minute of Gibbs steps),
+    but the capability's protocol does not ask for it, so another model's may not take the keyword."""
+    try:
+        return "progress" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _trainer(model: vizkit.ProbeModel) -> str:

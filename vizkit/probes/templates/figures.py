@@ -87,7 +87,8 @@ def _rows(ctx: ProbeContext, result: Result) -> None:
                  + (f" ({pct:.1f}% of data variance)" if pct is not None else ""), fontsize=9)
     result.figures["reconstructions"] = fig
     result.captions["reconstructions"] = (
-        f"Original, reconstruction and mismatch (original − reconstruction; red: the model drew too little, blue: "
+        f"How well the model redraws images of the data: each image, the model's version of it and where "
+        f"they differ. Original, reconstruction and mismatch (original − reconstruction; red: the model drew too little, blue: "
         f"too much) for {n} images; per-pixel MSE over all {meta['n_images']} images {meta['mse']:.4g}, "
         + (f"{pct:.1f}% of the data variance {float(a['data_variance']):.4g} (mean per-pixel variance)"
            if pct is not None else "data variance 0")
@@ -162,6 +163,7 @@ def _manager(result: Result) -> None:
                  f"entropy {m['entropy_pct_of_logK']:.1f}% of log K", fontsize=8)
     result.figures["manager"] = fig
     result.captions["manager"] = (
+        f"How many images each of the model's mixture components is chosen for. "
         f"Images per mixture component (noise-free argmax of y) over {meta['n_images']} images; "
         f"{m['components_used']} of {m['components']} components used. Thesis, MNIST with 25 components: max y ≥ 0.99 "
         f"for {THESIS.max_y_ge_099_pct:g}%, ≥ 0.9 for {THESIS.max_y_ge_09_pct:g}%, entropy ≈ "
@@ -196,6 +198,7 @@ def _forced(result: Result) -> None:
     ax.set_title("every mixture component reconstructs the same image (blue: the manager's choice)", fontsize=9)
     result.figures["components"] = fig
     result.captions["components"] = (
+        "What each mixture component makes of the same images: every image redrawn by each component in turn. "
         "Column 1: original; column 2: the chosen component's reconstruction; then the reconstruction with y "
         "forced to each component and that component's own pose (Tieleman Fig. 2.19).")
 
@@ -218,5 +221,6 @@ def _sweeps(result: Result) -> None:
     fig.suptitle("distortion sweeps: one variable at a time, the others 0", fontsize=9)
     result.figures["sweeps"] = fig
     result.captions["sweeps"] = (
+        f"What each distortion variable of a component does to the image it draws, one variable at a time. "
         f"Rows: the {n_var} distortion variables with the largest spread over the data; columns: that variable "
         f"from −2σ to +2σ in {steps} steps, the others 0, at the component's median pose (Tieleman Fig. 2.18).")

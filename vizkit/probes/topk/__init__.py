@@ -98,6 +98,7 @@ class TopK(Probe):
                    f"({receptive_fields.describe(field, short=True)})"),
         )
         result.captions["topk"] = (
+            f"The examples that excite each unit of {ctx.layer} most. "
             f"Rows: units of {ctx.layer}; columns: the {k} examples of the {result.meta['data_source']} with the "
             f"highest {reading}, best first ({what}, pixel values on one scale). Activations of the best examples "
             f"range {values[:, 0].min():.3g}–{values[:, 0].max():.3g}."
