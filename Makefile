@@ -11,7 +11,7 @@ TORCH_VERSION ?= 2.13.0
 # model kinds) are read from the installed metadata, not from the source tree.
 STAMP := $(VENV)/.vizkit-installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install browser demo test test-slow lint bench clean
+.PHONY: install browser demo test test-slow figures lint bench clean
 
 install:
 	@[ -x "$(PYTHON)" ] || python3 -m venv $(VENV)
@@ -34,6 +34,11 @@ browser:
 test: install browser
 	$(PYTHON) -m ruff check vizkit tests examples benchmarks
 	$(PYTHON) -m pytest -q -p no:cacheprovider
+
+# Every image under docs/img, rebuilt from the recipes and benchmarks docs/img/figures.toml names,
+# with docs/img/manifest.json recording what each shows (checked by tests/test_docs_figures.py).
+figures: install
+	OMP_NUM_THREADS=1 $(PYTHON) docs/figures.py
 
 test-slow: install
 	$(PYTHON) -m pytest -q -m slow

@@ -293,7 +293,8 @@ def build(recipe_path: str | Path, out: str | Path, progress: bool = True, force
         atomic_write_bytes(out / "index.html", page.encode())
     if progress:  # one line a reader can trust: was anything recomputed?
         print(f"[gallery] {counts['computed']} probe result(s) computed, {counts['reused']} reused "
-              f"(identical finished runs, files verified); {len(unit_links)} layer(s) of unit pages", flush=True)
+              f"(identical finished runs, files verified); {sum(map(len, unit_links.values()))} unit page(s)",
+              flush=True)
     return out / "index.html"
 
 
