@@ -324,3 +324,15 @@ def test_a_gallery_stamp_without_a_code_hash_retrains(fresh_host, tmp_path, caps
     stamp.write_text(old["recipe"])  # the first stamps: the bare digest
     build(recipe, out, progress=False)
     assert fake_training == ["sdae", "sdae", "sdae"]
+
+
+def test_one_checkpoint_named_by_a_relative_or_an_absolute_path_is_one_model(fresh_host, sdae_ckpt, tmp_path,
+                                                                             monkeypatch):
+    """Where a checkpoint lies is not what it is: a gallery built once with a relative --out and
+    once from another directory (absolute paths, as ``make figures`` builds) reuses its results."""
+    monkeypatch.chdir(sdae_ckpt.parent)
+    out = tmp_path / "o"
+    first = vizkit.run_probe("filters", vizkit.load(sdae_ckpt.name), "h1", units="0:2", out=out, show_progress=False)
+    again = vizkit.run_probe("filters", vizkit.load(sdae_ckpt.resolve()), "h1", units="0:2", out=out,
+                             show_progress=False)
+    assert not first.meta.get("reused") and again.meta.get("reused")

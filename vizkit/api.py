@@ -302,6 +302,16 @@ def _asks_the_model(probe_cls: type) -> bool:
                for name in ("valid_layers", "refusal", "can_run"))
 
 
+def _where_free(model_meta: dict[str, Any]) -> dict[str, Any]:
+    """The model's description without where its files lie: the same checkpoint named by a relative
+    or an absolute path (a gallery built from another directory) is the same model; its bytes are
+    in the fingerprint by their hash."""
+    source = model_meta.get("checkpoint")
+    if not isinstance(source, dict):
+        return model_meta
+    return {**model_meta, "checkpoint": {k: v for k, v in source.items() if k != "path"}}
+
+
 def model_description(model: ProbeModel) -> dict[str, Any]:
     data = {k: v for k, v in (getattr(model, "data_info", None) or {}).items() if k != "buffers"}
     hparams = getattr(model, "hparams", None)
@@ -400,7 +410,7 @@ def prepare_run(
     plugin_version = distribution_version(host.distributions.get(host.probes[name].plugin, ""))
     inputs = run_inputs(probe_cls, model, opts, set(host.datasets))  # weights, code, what options point at (vizkit.freshness)
     # the device type, not its index: cuda:0 and cuda:1 (or the ranks of a split run) are one run
-    same_run = [name, plugin_version, model_meta, layer, opts, seed, dev.type, inputs]
+    same_run = [name, plugin_version, _where_free(model_meta), layer, opts, seed, dev.type, inputs]
     fingerprint = digest([*same_run, unit_idx.tolist()])
     from . import __version__
 
