@@ -105,16 +105,22 @@ def check_rerun(root: Path, out: Path) -> None:
 
 
 # -- 1. a kill at any step ----------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", MODES)
-def test_a_kill_at_any_step_leaves_the_old_or_the_new_result(tmp_path, mode):
-    steps = steps_of_a_write(tmp_path)
-    assert "_exchange" in steps and len(steps) > 5, steps  # the result went in by a swap
-    found = set()
+def killed_writes(tmp_path: Path, steps: list[str], mode: str) -> Iterator[tuple[int, Path, Path]]:
+    """For each step of a write, a fresh old result killed there: ``(step, root, out)``."""
     for step in range(1, len(steps) + 1):
         root = tmp_path / f"step{step}"
         out = old_result_with_notes(root)
         with kill_at(step, MODES[mode]), pytest.raises(Killed):
             output.write_result(result("new", NEW), out)
+        yield step, root, out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_kill_at_any_step_leaves_the_old_or_the_new_result(tmp_path, mode):
+    steps = steps_of_a_write(tmp_path)
+    assert "_exchange" in steps and len(steps) > 5, steps  # the result went in by a swap
+    found = set()
+    for step, root, out in killed_writes(tmp_path, steps, mode):
         meta = output.verified_meta(out)
         assert meta is not None, (step, steps[step - 1], listing(out))
         found.add(meta["fingerprint"])
@@ -134,11 +140,7 @@ def test_without_a_swap_a_kill_leaves_only_files_vizkit_can_prove(tmp_path, mode
     monkeypatch.setattr(output, "_swap_place", lambda out: False)
     steps = steps_of_a_write(tmp_path)
     assert "_exchange" not in steps
-    for step in range(1, len(steps) + 1):
-        root = tmp_path / f"step{step}"
-        out = old_result_with_notes(root)
-        with kill_at(step, MODES[mode]), pytest.raises(Killed):
-            output.write_result(result("new", NEW), out)
+    for step, root, out in killed_writes(tmp_path, steps, mode):
         meta = output.verified_meta(out)
         record = output.read_record(out)
         assert record.state == "vizkit" and (meta is not None or record.meta.get("pending")), step
