@@ -67,3 +67,79 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# --- the slow science checks' measured values -------------------------------------------------------
+# A slow test passes on a bound; what it measured is the evidence behind the numbers docs quote. Each
+# calls ``measured(name, value, bound)``; the values are printed at the end of the run and, with
+# ``--science-log FILE`` (make test-slow), written with the date, commit and each test's outcome and time.
+_MEASURED: list[dict] = []
+_OUTCOMES: dict[str, dict] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--science-log", default=None, help="write the slow tests' measured values to this markdown file")
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest):
+    """``measured("test log-likelihood", -161.6, "-200 < x < -175")``: record what the test measured."""
+
+    def record(name: str, value: float, bound: str) -> float:
+        _MEASURED.append({"test": request.node.nodeid, "name": name, "value": float(value), "bound": bound})
+        return float(value)
+
+    return record
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        entry = _OUTCOMES.setdefault(report.nodeid, {"outcome": report.outcome, "seconds": 0.0})
+        entry["seconds"] += report.duration
+        if report.outcome != "passed":
+            entry["outcome"] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 - pytest's hook
+    if not _MEASURED:
+        return
+    terminalreporter.section("measured by the slow science checks")
+    for m in _MEASURED:
+        terminalreporter.write_line(f"{m['test']}: {m['name']} = {m['value']:.4g} (bound {m['bound']})")
+    path = config.getoption("--science-log")
+    if path:
+        _write_science_log(Path(path), config)
+
+
+def _write_science_log(path: Path, config: pytest.Config) -> None:
+    import datetime
+    import os
+    import platform
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=config.rootpath).stdout.strip() or "unknown"
+    lines = [
+        "# `make test-slow`: what the slow science checks measured",
+        "",
+        f"Run {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC at commit {commit}, "
+        f"{platform.machine()} with {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}. Written by tests/conftest.py; "
+        "regenerate with `make test-slow`.",
+        "",
+        "| test | outcome | seconds | measured | value | bound |",
+        "|---|---|---|---|---|---|",
+    ]
+    by_test: dict[str, list[dict]] = {}
+    for m in _MEASURED:
+        by_test.setdefault(m["test"], []).append(m)
+    for nodeid, outcome in _OUTCOMES.items():
+        rows = by_test.get(nodeid) or [{"name": "", "value": None, "bound": ""}]
+        for i, m in enumerate(rows):
+            value = "" if m["value"] is None else f"{m['value']:.4g}"
+            head = (f"`{nodeid.removeprefix('tests/')}` | {outcome['outcome']} | {outcome['seconds']:.0f}"
+                    if i == 0 else " | | ")
+            name, bound = (str(m[k]).replace("|", "\\|") for k in ("name", "bound"))
+            lines.append(f"| {head} | {name} | {value} | {bound} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")

@@ -168,7 +168,7 @@ def test_sklearn_rbm_imports_as_a_vizkit_checkpoint(fresh_host, tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_pcd_on_mnist_reaches_a_reasonable_exact_loglik(fresh_host, tmp_path, cli):
+def test_pcd_on_mnist_reaches_a_reasonable_exact_loglik(fresh_host, tmp_path, cli, measured):
     out = tmp_path / "rbm20.pt"
     res = cli("train", "rbm", "--data", "mnist", "--hidden", "20", "--binarize", "--epochs", "25",
               "--loglik", "exact", "--out", out, "--log-dir", tmp_path / "logs", "-q")
@@ -177,18 +177,27 @@ def test_pcd_on_mnist_reaches_a_reasonable_exact_loglik(fresh_host, tmp_path, cl
     assert stage["loglik_method"] == "exact"
     # nats per binarised digit. Base rates alone (an untrained RBM, or one that learned only its
     # biases) give about -206, 5 epochs (200 updates) -194; 25 epochs measured -161.6 (2026-12-05)
-    assert -200 < stage["test_loglik"] < -175
+    assert measured("test log-likelihood (nats)", stage["test_loglik"], "> -175") > -175
 
 
 @pytest.mark.slow
-def test_three_layer_dbn_on_mnist(fresh_host, tmp_path, cli):
+def test_three_layer_dbn_on_mnist(fresh_host, tmp_path, cli, measured):
+    """The paper's 500-500-1000 DBN, every default but the length: each greedy stage learns.
+
+    Layer 1 by its AIS log-likelihood: base rates alone give about -206 nats, 5 epochs (200 PCD
+    updates) -210; 25 epochs measured -150.0 ± 0.4 (2026-12-05). The upper RBMs by their held-out
+    reconstruction error, which an untrained or frozen stage leaves where its first epoch put it:
+    measured 19.6 -> 4.3 (layer 2) and 22.5 -> 3.5 (layer 3)."""
     out = tmp_path / "dbn.pt"
-    res = cli("train", "dbn", "--data", "mnist", "--layers", "500,500,1000", "--binarize", "--epochs", "1",
+    res = cli("train", "dbn", "--data", "mnist", "--layers", "500,500,1000", "--binarize", "--epochs", "25",
               "--out", out, "--log-dir", tmp_path / "logs", "-q")
     assert res.code == 0, res.err
-    model = vizkit.load(out)
-    assert model.metrics["layer 1"]["loglik_method"] == "ais"
-    assert set(model.metrics) >= {"layer 1", "layer 2", "layer 3"}
+    metrics = vizkit.load(out).metrics
+    assert metrics["layer 1"]["loglik_method"] == "ais"
+    assert measured("layer 1 test log-likelihood (nats, AIS)", metrics["layer 1"]["test_loglik"], "> -175") > -175
+    for layer in ("layer 2", "layer 3"):
+        recon = metrics[f"{layer} per epoch"]["recon_error_val"]
+        assert measured(f"{layer} reconstruction error, first / last epoch", recon[0] / recon[-1], "> 2.5") > 2.5
 
 
 @pytest.mark.slow
@@ -285,7 +294,7 @@ def test_checkpoints_from_before_the_upper_options_report_what_they_were_trained
 
 
 @pytest.mark.slow
-def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli):
+def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli, measured):
     """Issue 10: with the upper RBMs' own defaults, clamping different h2 units of a patch DBN gives
     different, reproducible means (with the Gaussian layer's settings: 1% unit share, all alike)."""
     out = tmp_path / "dbn.pt"
@@ -297,8 +306,8 @@ def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli):
     result = vizkit.run_probe("clamp", model, "h2", units="0:36", samples=5)
     mean = result.arrays["mean"].reshape(36, -1).astype(np.float64)
     share = ((mean - mean.mean(0)) ** 2).sum() / (mean ** 2).sum()
-    assert share > 0.2
-    assert result.meta["half_agreement_median"] > 0.2
+    assert measured("between-unit share of the clamped means", share, "> 0.2") > 0.2
+    assert measured("half agreement median", result.meta["half_agreement_median"], "> 0.2") > 0.2
 
 
 def test_sample_probe_known_answer_zero_weights_give_the_visible_bias(fresh_host, tmp_path):
