@@ -138,3 +138,11 @@ def test_weights_capability_and_source():
     assert model.weights("3.0").source == "previous"
     relu_only = vizkit.wrap(nn.Sequential(nn.ReLU()), input_shape=(4,), layers=["0"])
     assert "weights" not in relu_only.capabilities
+
+
+def test_a_float64_module_wraps_and_runs_in_float64():
+    """Layer discovery feeds the module its own dtype (it used to send float32 to a .double() net)."""
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).double()
+    model = vizkit.wrap(net, input_shape=(3, 2, 2))
+    assert model.layer_infos()["1"].shape == (3,)
+    assert model.activations(torch.zeros(2, 3, 2, 2, dtype=torch.float64), "1").dtype == torch.float64

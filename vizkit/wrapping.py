@@ -81,7 +81,8 @@ class WrappedModel(VizModel):
         """Every submodule's output shape per call, in the order of first calls (None: not a
         float tensor of a batch, so not a layer)."""
         device = next((p.device for p in self.module.parameters()), torch.device("cpu"))
-        x = torch.zeros(1, *self.input_shape, device=device)
+        dtype = next((p.dtype for p in self.module.parameters() if p.is_floating_point()), torch.float32)
+        x = torch.zeros(1, *self.input_shape, device=device, dtype=dtype)  # a float64 module gets float64
         calls: dict[str, list[tuple[int, ...] | None]] = {}
         hooks = []
 
