@@ -69,7 +69,7 @@ def zca_dm() -> VizDataModule:
 
 
 def test_builtin_specs_are_complete() -> None:
-    assert [s.name for s in BUILTIN_DATASETS] == ["mnist", "digits", "faces", "patches"]
+    assert [s.name for s in BUILTIN_DATASETS] == ["mnist", "digits", "faces", "patches", "photos"]
     for spec in BUILTIN_DATASETS:
         assert isinstance(spec, DatasetSpec) and callable(spec.build) and spec.help
     assert set(REGISTRY["patches"].options) == {"size", "whiten", "n_train", "n_test", "images", "whiten_eps"}
@@ -407,7 +407,7 @@ def test_user_data_errors(tmp_path: Path) -> None:
 def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(UnknownNameError) as info:
         build_dataset("cifar", REGISTRY)
-    assert str(info.value) == ("unknown dataset 'cifar'; choose from: digits, faces, mnist, patches, "
+    assert str(info.value) == ("unknown dataset 'cifar'; choose from: digits, faces, mnist, patches, photos, "
                                "or a path to .npy/.npz/image folder")
     with pytest.raises(DataError, match="no such file"):
         build_dataset("nothere/x.npy", REGISTRY)

@@ -1,4 +1,4 @@
-"""vizkit's datasets: built-in specs (mnist, digits, patches), user files, and name resolution.
+"""vizkit's datasets: built-in specs (mnist, digits, faces, patches, photos), user files, and name resolution.
 
 A dataset is registered as a :class:`DatasetSpec`; the core collects specs from the
 ``register_datasets`` hook into a ``{name: spec}`` registry and calls :func:`build_dataset`, which
@@ -27,7 +27,7 @@ _LAZY = {"VizDataModule": "base", "read_idx": "idx", "write_idx": "idx", "from_p
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    if name in ("digits", "mnist", "patches"):
+    if name in ("digits", "mnist", "patches", "photos"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'vizkit.datasets' has no attribute {name!r}")
 
@@ -106,6 +106,20 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
                       "(china, flower) | a comma-separated list (default natural)",
             "whiten_eps": "whitening regulariser relative to the mean eigenvalue; larger values low-pass "
                           "(damp pixel noise and JPEG blocks) (default 1e-4)",
+        },
+    ),
+    DatasetSpec(
+        "photos",
+        _builder("photos"),
+        "RGB crops of 10 colour photographs shipped in scikit-image/scikit-learn, labelled by photograph "
+        "(10 classes); test crops from a held-out strip of each photo",
+        {
+            "size": "crop side in pixels (default 64)",
+            "n_train": "training crops per photograph (default 500)",
+            "n_test": "test crops per photograph (default 100)",
+            "test_fraction": "share of each photograph's columns, from the right, held out for test crops "
+                             "(default 0.25)",
+            "short_side": "each photograph is first resized to this shorter side in pixels (default 288)",
         },
     ),
 ]

@@ -268,6 +268,7 @@ class VizDataModule(pl.LightningDataModule):
         file_rows: tuple[torch.Tensor, torch.Tensor] | None = None,
         file_names: Sequence[str] | None = None,
         file_size: int | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if train.ndim < 2 or test.ndim != train.ndim or train.shape[1:] != test.shape[1:]:
@@ -309,6 +310,9 @@ class VizDataModule(pl.LightningDataModule):
             file_size if file_size is not None else len(self._train) + len(self._test))
         #: an image folder's file names in row order (row i is file_names[i]); None otherwise
         self.file_names: list[str] | None = None if file_names is None else [str(n) for n in file_names]
+        #: the name of every class (class i is class_names[i]) where the dataset knows them; stored
+        #: in :meth:`describe` so probes can name a classifier's classes (:mod:`vizkit.class_names`)
+        self.class_names: list[str] | None = None if class_names is None else [str(n) for n in class_names]
 
     # ---- data access ---------------------------------------------------------------------
 
@@ -372,9 +376,10 @@ class VizDataModule(pl.LightningDataModule):
 
         ``buffers`` holds the arrays needed to reproduce preprocessing (e.g. the whitening matrix
         and mean of whitened patches); it is an empty dict for datasets without preprocessing.
-        ``seed`` is included because some splits depend on it.
+        ``seed`` is included because some splits depend on it. ``class_names`` (a list of strings)
+        is there only for datasets that name their classes.
         """
-        return {
+        described: dict[str, Any] = {
             "name": self.name,
             "options": dict(self.options),
             "input_shape": list(self.input_shape),
@@ -382,6 +387,9 @@ class VizDataModule(pl.LightningDataModule):
             "seed": self.seed,
             "buffers": {k: v.clone() for k, v in self._buffers.items()},
         }
+        if self.class_names is not None:
+            described["class_names"] = list(self.class_names)
+        return described
 
     def __str__(self) -> str:
         # Lightning's __str__ builds every dataloader (a fresh patch draw); a summary is enough
