@@ -59,6 +59,7 @@ _EXPORTS = {
     "capabilities": "vizkit.capabilities",
     "figure": "vizkit.figure",
     "optim": "vizkit.optim",
+    "optvis": "vizkit.optvis",
     "sphere": "vizkit.sphere",
     "probe_inputs": "vizkit.probe_inputs",
     "class_names": "vizkit.class_names",
@@ -87,7 +88,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 #: Modules exported as modules (``from vizkit import figure``), not as an attribute of one.
-_MODULES = {"capabilities", "figure", "optim", "sphere", "probe_inputs", "class_names", "deconvnet", "receptive_fields",
+_MODULES = {"capabilities", "figure", "optim", "optvis", "sphere", "probe_inputs", "class_names", "deconvnet", "receptive_fields",
             "image_transforms", "papers"}
 
 #: Earlier names of public modules, kept so third-party plugins written against them still import.
