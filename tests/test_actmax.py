@@ -104,7 +104,8 @@ def test_a_unit_alone_equals_the_same_unit_in_a_batch_of_36(fresh_host):
     alone = vizkit.run_probe("actmax", model, "h2", units="7", steps=60, seed=3)
     batch = vizkit.run_probe("actmax", model, "h2", units="0:36", steps=60, seed=3)
     chunked = vizkit.run_probe("actmax", model, "h2", units="0:36", steps=60, seed=3, chunk=50)
-    assert batch.meta["chunks"] == 1 and chunked.meta["chunks"] == 7
+    # a chunk holds whole units (their restarts share one batch): 50 samples are 5 units x 9 restarts
+    assert batch.meta["chunks"] == 1 and chunked.meta["chunks"] == 8
     for key in ("stimuli", "restarts", "activations", "initial_activations"):
         np.testing.assert_allclose(alone.arrays[key][0], batch.arrays[key][7], rtol=1e-5, atol=1e-6, err_msg=key)
         np.testing.assert_allclose(chunked.arrays[key], batch.arrays[key], rtol=1e-5, atol=1e-6, err_msg=key)
@@ -137,7 +138,7 @@ def small_convnet():
 
 def test_wrapped_convnet_on_3x64x64_inputs(fresh_host):
     model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["2", "3", "6"])
-    result = vizkit.run_probe("actmax", model, "3", units="0:3", restarts=2, steps=20)
+    result = vizkit.run_probe("actmax", model, "3", units="0:3", restarts=2, steps=20, preset="erhan")
     arrays = result.arrays
     assert arrays["stimuli"].shape == (3, 3, 64, 64) and arrays["restarts"].shape == (3, 2, 3, 64, 64)
     assert arrays["activations"].shape == (3, 2) and arrays["sensitivity"].shape == (3, 3)
@@ -146,18 +147,19 @@ def test_wrapped_convnet_on_3x64x64_inputs(fresh_host):
     np.testing.assert_allclose(np.linalg.norm(arrays["restarts"].reshape(6, -1), axis=1), rho, rtol=1e-5)
     assert (arrays["activations"] > arrays["initial_activations"]).all()
     # one spatial position of the map instead of the channel mean
-    at = vizkit.run_probe("actmax", model, "3", units="1", restarts=2, steps=15, position="6,6")
+    at = vizkit.run_probe("actmax", model, "3", units="1", restarts=2, steps=15, position="6,6", preset="erhan")
     assert at.meta["position"] == [6, 6]
     assert (at.arrays["activations"] > at.arrays["initial_activations"]).all()
     # the classifier output of the same network
-    top = vizkit.run_probe("actmax", model, "6", units="0:2", restarts=2, steps=15, optimizer="adam", lr=0.02)
+    top = vizkit.run_probe("actmax", model, "6", units="0:2", restarts=2, steps=15, optimizer="adam", lr=0.02,
+                           preset="erhan")
     assert (top.arrays["activations"] > top.arrays["initial_activations"]).all()
 
 
 def test_regularisers_and_fft_parametrisation(fresh_host):
     model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["3"])
     result = vizkit.run_probe("actmax", model, "3", units="0:2", restarts=2, steps=15,
-                              jitter=4, blur=0.5, tv=0.05, param="fft")
+                              jitter=4, blur=0.5, tv=0.05, param="fft", preset="erhan")
     assert (result.arrays["activations"] > result.arrays["initial_activations"]).all()
     assert (result.arrays["steps_taken"] == 15).all()  # jitter makes the objective random: no early stop
     assert "jitter 4 px" in result.captions["stimuli"] and "FFT" in result.captions["stimuli"]
@@ -276,3 +278,59 @@ def test_sensitivity_scale_stretches_a_saturated_matrix():
     assert scale == "fixed [0, 1]"
     _, scale = sensitivity_matrix(np.eye(4) - 0.5, [0, 1, 2, 3], "t")
     assert scale.startswith("fixed [-1, 1]")
+
+
+# -- the optvis recipes (issue 22) -------------------------------------------------------------------
+def test_colour_preset_is_the_default_on_rgb_inputs_and_shows_thresholds(fresh_host, tmp_path):
+    model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["3", "6"])
+    out = tmp_path / "colour"
+    result = vizkit.run_probe("actmax", model, "6", units="0:2", restarts=2, steps=24, thresholds="4,12", out=out)
+    recipe = result.meta["recipe"]
+    assert (recipe["preset"], recipe["param"], recipe["transforms"], recipe["constraint"]) == (
+        "colour", "fourier", "standard", "sigmoid")
+    stimuli = result.arrays["stimuli"]
+    assert stimuli.min() >= 0.0 and stimuli.max() <= 1.0  # the sigmoid range
+    assert result.arrays["snapshots"].shape == (2, 3, 3, 64, 64) and result.meta["snapshot_steps"] == [4, 12, 24]
+    assert (result.arrays["activations"] > result.arrays["initial_activations"]).all()
+    assert (out / "thresholds.png").stat().st_size > 5000 and "after 4, 12, 24 steps" in result.captions["thresholds"]
+    with pytest.raises(vizkit.OptionError, match="earlier pixel-sphere regularisers"):
+        vizkit.run_probe("actmax", model, "6", units="0", steps=5, jitter=2)  # the colour preset has transforms
+    grey = vizkit.run_probe("actmax", make_sdae("6,4"), "h1", units="0:2", restarts=2, steps=5)
+    assert grey.meta["recipe"]["preset"] == "erhan" and grey.meta["engine"] == "vizkit.optvis.render"
+
+
+def test_objective_expressions_per_unit_and_alone(fresh_host):
+    model = vizkit.wrap(small_convnet(), input_shape=(3, 64, 64), layers=["3", "6"])
+    kwargs = dict(restarts=2, steps=20, preset="erhan")
+    alone = vizkit.run_probe("actmax", model, "6", units="0", objective="channel(6,0) - 0.5*channel(6,1)", **kwargs)
+    assert alone.arrays["stimuli"].shape == (1, 3, 64, 64) and "channel(6,0) - 0.5*channel(6,1)" in alone.meta["target"]
+    x = torch.as_tensor(alone.arrays["stimuli"])
+    out = model.activations(x, "6")
+    np.testing.assert_allclose(alone.arrays["responses"][0, 0], float(out[0, 0] - 0.5 * out[0, 1]), rtol=1e-4)
+    per_unit = vizkit.run_probe("actmax", model, "6", units="0:3", objective="channel(6,{unit})", **kwargs)
+    plain = vizkit.run_probe("actmax", model, "6", units="0:3", **kwargs)
+    np.testing.assert_allclose(per_unit.arrays["stimuli"], plain.arrays["stimuli"], atol=1e-5)
+    diverse = vizkit.run_probe("actmax", model, "3", units="0", restarts=3, steps=20, preset="colour", diversity=5.0)
+    assert diverse.meta["recipe"]["diversity"] == 5.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "objective", "channel(h9, 1)"], "no layer 'h9'"),
+    (["-o", "objective", "channel(h1, 1"], "expected ')'"),
+    (["-o", "objective", "channel(h1, 99)"], "channel 99 does not exist"),
+    (["-o", "transforms", "standard"], "image-shaped input"),
+    (["-o", "thresholds", "a,b"], "step counts"),
+])
+def test_bad_objectives_and_transforms_exit_2_with_one_line(fresh_host, tmp_path, cli, args, message):
+    from vizkit.checkpoint import save_checkpoint
+    from vizkit.models.sdae import SDAE
+
+    from .conftest import DATA_INFO
+
+    sdae = SDAE(input_shape=[10], layers="6,4")  # a flat input of 10 values: not an image
+    sdae.data_info = dict(DATA_INFO, input_shape=[10])
+    ckpt = tmp_path / "s.pt"
+    save_checkpoint(sdae.to_checkpoint(), ckpt)
+    res = cli("probe", "--probe", "actmax", ckpt, "--layer", "h1", *args, "--out", tmp_path / "o")
+    assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert not (tmp_path / "o").exists()

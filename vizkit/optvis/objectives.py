@@ -442,6 +442,25 @@ class Custom(Leaf):
         return f"{self.name}({','.join(self._layers)})"
 
 
+class Mapped(Objective):
+    """``fn`` applied to an objective's values, e.g. the pre-activation logit(h) of a sigmoid unit."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], child: Objective, name: str = "") -> None:
+        self.fn, self.child, self.name = fn, child, name or getattr(fn, "__name__", "f")
+
+    def leaves(self) -> list[Leaf]:
+        return self.child.leaves()
+
+    def signature(self) -> tuple[Any, ...]:
+        return ("map", self.name, self.child.signature())
+
+    def evaluate(self, acts: Activations, group: Sequence[Objective], rows: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.child.evaluate(acts, [g.child for g in group], rows))  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        return f"{self.name}({self.child.describe()})"
+
+
 # -- the public constructors, lucent's names ---------------------------------------------------------
 def channel(layer: str, n_channel: int) -> Objective:
     return Channel(layer, n_channel)
@@ -487,6 +506,11 @@ def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
 
 def custom(fn: Callable[..., torch.Tensor], layers: Sequence[str], name: str = "") -> Objective:
     return Custom(fn, layers, name)
+
+
+def mapped(fn: Callable[[torch.Tensor], torch.Tensor], objective: Objective, name: str = "") -> Objective:
+    """``fn`` of the objective's values; objectives mapped by functions of one ``name`` stack."""
+    return Mapped(fn, objective, name)
 
 
 def stack_groups(objectives: Sequence[Objective]) -> list[tuple[Objective, list[int]]]:

@@ -331,6 +331,8 @@ def _render_chunk(
         taken += active.long()
     for t in steps_at:  # stopped early (every sample converged): later snapshots are the best
         snapshots.setdefault(t, best_x.cpu().clone())
+    done = int((~torch.isnan(trace[0])).sum())  # frozen samples keep their value to the end
+    trace[:, done:] = trace[:, done - 1 : done]
     if stochastic:
         with torch.no_grad():
             final = image().detach()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,12 @@ from vizkit.optim import (
     image_view,
     maximise_on_sphere,
     sample_keys,
+    saved_bytes_per_sample,
 )
+from vizkit.optvis import objectives as O
 from vizkit.sphere import data_radius
 
+from . import recipe
 from .captions import (
     activations_caption,
     method_text,
@@ -40,8 +44,9 @@ from .captions import (
     sensitivity_caption,
     spread_text,
     stimuli_caption,
+    thresholds_caption,
 )
-from .figures import activation_spread, restarts_panel, sensitivity_matrix
+from .figures import activation_spread, restarts_panel, sensitivity_matrix, thresholds_panel
 
 
 def default_radius(input_shape: tuple[int, ...]) -> float:
@@ -55,22 +60,37 @@ class ActMax(Probe):
     summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"
     requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD})
     options = (
-        Option("steps", int, 1000, "maximum gradient steps per restart", min=1, max=1_000_000),
-        Option("lr", float, 0.1, "step length as a fraction of rho (with normalize; else the raw learning rate)",
-               min=0.0),
+        Option("preset", str, "auto", "defaults for every option left unset: erhan (pixels on the sphere |x| = "
+               "rho, the paper's method) or colour (lucent's recipe: fourier param, standard transforms, adam, "
+               "sigmoid range); auto: colour for 3-channel images, else erhan", choices=("auto", "erhan", "colour")),
+        Option("objective", str, None, "what is maximised instead of the unit, e.g. \"channel(conv2,3) - "
+               "0.5*channel(conv2,5)\"; {unit} in it is each unit in turn (see vizkit.optvis)"),
+        Option("transforms", str, None, "random transforms the optimum must survive: none, light, standard "
+               "(default: the preset's)", choices=("none", "light", "standard")),
+        Option("constraint", str, None, "where inputs lie: sphere |x| = rho, sigmoid range [0, 1], box [0, 1] or "
+               "none (default: the preset's)", choices=("sphere", "sigmoid", "box", "none")),
+        Option("thresholds", str, None, "steps at which the optimum is also kept and shown, e.g. 64,256 "
+               "(default: the preset's)"),
+        Option("diversity", float, 0.0, "weight of a diversity term across each unit's restarts", min=0.0),
+        Option("steps", int, None, "maximum gradient steps per restart (default: the preset's, 1000 or 512)",
+               min=1, max=1_000_000),
+        Option("lr", float, None, "step length: a fraction of rho with sgd on the sphere (normalize), else the "
+               "optimiser's learning rate (default: the preset's, 0.1 or 0.05)", min=0.0),
         Option("restarts", int, 9, "random starts per unit (the paper: 9); the best is kept", min=1, max=1000),
         Option("tol", float, 1e-6, "stop a restart when its activation's relative growth per step is below this "
                "(0: always run all steps)", min=0.0),
         Option("rho", float, None, "radius of the sphere |x| = rho (default: the training data's mean norm from "
                "the checkpoint, else sqrt(D/3))", min=1e-12),
-        Option("optimizer", str, "sgd", "update rule", choices=("sgd", "adam")),
+        Option("optimizer", str, None, "update rule (default: the preset's, sgd or adam)",
+               choices=("sgd", "adam", "rmsprop")),
         Option("normalize", bool, True, "scale each step to lr*rho along the gradient direction (false: lr * gradient)"),
         Option("position", str, None, "conv maps: 'row,col' of the unit maximised (default: the channel's mean)"),
         Option("jitter", int, 0, "regulariser: random circular shift of up to this many pixels each step", min=0),
         Option("blur", float, 0.0, "regulariser: Gaussian blur of this sigma (pixels) after each step", min=0.0),
         Option("tv", float, 0.0, "regulariser: weight of the total variation subtracted from the activation", min=0.0),
-        Option("param", str, "pixel", "parametrisation: pixels, or Lucid's decorrelated FFT (+ colour) basis",
-               choices=("pixel", "fft")),
+        Option("param", str, None, "parameterisation: pixel, fourier (1/f spectrum, decorrelated colour), lowres, "
+               "cppn, or fft (the earlier FFT gradient preconditioner on the sphere) (default: the preset's)",
+               choices=("pixel", "fourier", "lowres", "cppn", "fft")),
         Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
         Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
         Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
@@ -82,37 +102,31 @@ class ActMax(Probe):
 
     # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
     unit_arrays = frozenset({"stimuli", "restarts", "activations", "initial_activations", "steps_taken", "converged",
-                             "best_restart", "restart_cosine", "units"})
+                             "best_restart", "restart_cosine", "units", "snapshots", "trace"})
 
     def compute(self, ctx: ProbeContext) -> Result:
-        opts = ctx.options
-        model, info = ctx.model, ctx.layer_info
+        model = ctx.model
         shape = tuple(int(s) for s in model.input_shape)
-        position = vizkit.parse_position(opts["position"], info)
+        opts = recipe.resolve(ctx.options, shape)
         self._check_regularisers(opts, shape)
         rho, rho_source = self._radius(model, opts, shape)
-        config = AscentConfig(
-            steps=opts["steps"], lr=opts["lr"], tol=opts["tol"], optimizer=opts["optimizer"],
-            normalize=opts["normalize"], jitter=opts["jitter"], blur=opts["blur"], tv=opts["tv"], param=opts["param"],
-        )
-        units = ctx.units
-        n_units, n_restarts = len(units), opts["restarts"]
         dtype = vizkit.model_dtype(model)
-        unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
-
-        target = opts["target"]
-
-        def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return unsquash(vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position), target)
-
-        keys = sample_keys(ctx.seed, units.cpu().repeat_interleave(n_restarts),
-                           torch.arange(n_restarts).repeat(n_units))
-        per_sample = bytes_per_sample(objective, shape, dtype, config, ctx.device)
-        chunk = opts["chunk"] or chunk_size(len(keys), opts["memory_mb"] * 2**20, per_sample)
-        found = maximise_on_sphere(
-            objective, keys, shape, rho, config, chunk=chunk, dtype=dtype, device=ctx.device,
-            progress=ctx.progress if ctx.show_progress else None, desc=f"actmax {ctx.layer}",
-        )
+        if recipe.legacy(opts):
+            found, chunk, per_sample, units = self._sphere_engine(ctx, opts, shape, rho, dtype)
+            goals, snapshots, trace, steps_at = None, None, None, []
+        else:
+            goals = recipe.objectives(ctx, opts, unsquash)
+            per_sample = self._bytes_per_sample(ctx, goals, shape, dtype)
+            samples = opts["chunk"] or chunk_size(len(goals.ids) * opts["restarts"], opts["memory_mb"] * 2**20, per_sample)
+            chunk = max(samples // opts["restarts"], 1) * opts["restarts"]
+            rendering = recipe.render(ctx, opts, goals, rho, dtype, chunk // opts["restarts"])
+            found = SimpleNamespace(x=rendering.images, value=rendering.values, initial=rendering.initial,
+                                    steps=rendering.steps, converged=rendering.converged)
+            units = goals.ids if goals.per_unit else torch.zeros(1, dtype=torch.long)
+            steps_at = sorted(rendering.snapshots) if recipe.thresholds(opts) else []
+            snapshots = torch.stack([rendering.snapshots[t] for t in steps_at], 1) if steps_at else None
+            trace = rendering.trace
+        n_units, n_restarts = len(units), opts["restarts"]
 
         restarts = found.x.reshape(n_units, n_restarts, *shape)
         activations = found.value.reshape(n_units, n_restarts)
@@ -126,30 +140,86 @@ class ActMax(Probe):
             "converged": found.converged.reshape(n_units, n_restarts),
             "best_restart": best, "restart_cosine": agreement, "units": units.cpu(),
         }
+        if snapshots is not None:
+            # the kept restart of each unit at every threshold: [units, thresholds, *shape]
+            kept = snapshots.reshape(n_units, n_restarts, len(steps_at), *shape)[torch.arange(n_units), best]
+            arrays["snapshots"], arrays["trace"] = kept, trace.reshape(n_units, n_restarts, -1)
         arrays = {k: v.numpy() for k, v in arrays.items()}
-        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine"):
-            arrays[key] = arrays[key].astype(np.float32)
+        for key in ("stimuli", "restarts", "activations", "initial_activations", "restart_cosine", "snapshots", "trace"):
+            if key in arrays:
+                arrays[key] = arrays[key].astype(np.float32)
+        position = vizkit.parse_position(opts["position"], ctx.layer_info)
         meta = {
             "rho": rho, "rho_source": rho_source, "position": list(position) if position else "channel mean",
             "chunk": chunk, "bytes_per_sample": int(per_sample), "dtype": str(dtype).replace("torch.", ""),
-            "target": TARGET_TEXT[target],
+            "target": TARGET_TEXT[opts["target"]] if not (goals and goals.text) else f"the objective {goals.text}",
+            "recipe": {k: opts[k] for k in ("preset", *recipe.PRESET_OPTIONS, "diversity", "objective", "restarts")},
+            "engine": "vizkit.optim.maximise_on_sphere" if goals is None else "vizkit.optvis.render",
+            "snapshot_steps": steps_at,
         }
         return Result(arrays=arrays, meta=meta)
+
+    def _sphere_engine(self, ctx: ProbeContext, opts: dict[str, Any], shape: tuple[int, ...], rho: float,
+                       dtype: torch.dtype) -> tuple[Any, int, float, torch.Tensor]:
+        """The earlier regularisers (jitter, tv, the FFT preconditioner, tangential Adam) on the sphere."""
+        model = ctx.model
+        position = vizkit.parse_position(opts["position"], ctx.layer_info)
+        config = AscentConfig(
+            steps=opts["steps"], lr=opts["lr"], tol=opts["tol"], optimizer=opts["optimizer"],
+            normalize=opts["normalize"], jitter=opts["jitter"], blur=opts["blur"], tv=opts["tv"], param=opts["param"],
+        )
+        units = ctx.units
+        n_units, n_restarts = len(units), opts["restarts"]
+        unit_of_row = units.repeat_interleave(n_restarts)  # sample b = (unit b // R, restart b % R)
+        target = opts["target"]
+
+        def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return unsquash(vizkit.paired_unit_activations(model, x, ctx.layer, unit_of_row[rows], position), target)
+
+        keys = sample_keys(ctx.seed, units.cpu().repeat_interleave(n_restarts),
+                           torch.arange(n_restarts).repeat(n_units))
+        per_sample = bytes_per_sample(objective, shape, dtype, config, ctx.device)
+        chunk = opts["chunk"] or chunk_size(len(keys), opts["memory_mb"] * 2**20, per_sample)
+        found = maximise_on_sphere(
+            objective, keys, shape, rho, config, chunk=chunk, dtype=dtype, device=ctx.device,
+            progress=ctx.progress if ctx.show_progress else None, desc=f"actmax {ctx.layer}",
+        )
+        return found, chunk, per_sample, units.cpu()
+
+    @staticmethod
+    def _bytes_per_sample(ctx: ProbeContext, goals: recipe.Objectives, shape: tuple[int, ...],
+                          dtype: torch.dtype) -> float:
+        """What one (objective, restart) sample costs in memory, measured on the model (twice what
+        autograd saves, as for the sphere engine) plus the image's own buffers."""
+        layers = sorted(set().union(*(g.layers() for g in goals.items)) - {O.INPUT})
+
+        def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            acts = dict(vizkit.layer_activations(ctx.model, x, layers)) if layers else {}
+            acts[O.INPUT] = x
+            return O.evaluate_all(goals.items[:1], acts, torch.zeros(len(x), dtype=torch.long))
+
+        return 2 * saved_bytes_per_sample(objective, shape, dtype, ctx.device) + 12 * math.prod(shape) * 8
 
     def draw(self, ctx: ProbeContext, result: Result) -> Result:
         """The sensitivity matrix (every unit's response to every unit's optimum), the summary and
         the figures: the parts of the result that compare units with each other."""
         arrays, meta = result.arrays, result.meta
         model, shape = ctx.model, tuple(int(s) for s in ctx.model.input_shape)
-        position = vizkit.parse_position(ctx.options["position"], ctx.layer_info)
+        opts = recipe.resolve(ctx.options, shape)
+        position = vizkit.parse_position(opts["position"], ctx.layer_info)
         dtype = vizkit.model_dtype(model)
         stimuli = torch.as_tensor(arrays["stimuli"]).to(dtype)
         with torch.no_grad():
-            responses = torch.cat([
-                unsquash(vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position),
-                         ctx.options["target"]).cpu()
-                for part in stimuli.split(meta["chunk"])
-            ])
+            if opts["objective"]:  # every objective's value for every optimum
+                goals = recipe.objectives(ctx, opts, unsquash)
+                responses = torch.cat([recipe.responses(ctx, goals, part.to(ctx.device)).cpu()
+                                       for part in stimuli.split(meta["chunk"])])
+            else:
+                responses = torch.cat([
+                    unsquash(vizkit.unit_activations(model, part.to(ctx.device), ctx.layer, ctx.units, position),
+                             opts["target"]).cpu()
+                    for part in stimuli.split(meta["chunk"])
+                ])
         sensitivity = responses / responses.abs().amax(dim=0, keepdim=True).clamp_min(torch.finfo(dtype).tiny)
         arrays["responses"] = responses.numpy().astype(np.float32)
         arrays["sensitivity"] = sensitivity.numpy().astype(np.float32)
@@ -167,7 +237,7 @@ class ActMax(Probe):
         })
         meta["summary"]["agreeing_units"] = int(agree.sum())
         arrays["restart_cosine_min"], arrays["restart_spread"] = cos_min, spread
-        figures, captions = self._figures(ctx, arrays, meta, shape)
+        figures, captions = self._figures(ctx, opts, arrays, meta, shape)
         result.figures.update(figures)
         result.captions.update(captions)
         return result
@@ -204,9 +274,9 @@ class ActMax(Probe):
             return radius, "mean norm of the training data (checkpoint)"
         return default_radius(shape), "default sqrt(D/3): expected norm of a uniform [0,1] input (no data statistics)"
 
-    def _figures(self, ctx: ProbeContext, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+    def _figures(self, ctx: ProbeContext, opts: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any],
                  shape: tuple[int, ...]) -> tuple[dict[str, Any], dict[str, str]]:
-        opts, s = ctx.options, meta["summary"]
+        s = meta["summary"]
         units = arrays["units"].tolist()
         n_units, n_restarts = arrays["activations"].shape
         target = meta.get("target", TARGET_TEXT["activation"])
@@ -235,6 +305,13 @@ class ActMax(Probe):
             )
             captions["restarts"] = restarts_caption(ctx.layer, shown_units, panel, n_units, int(agree.sum()),
                                                     AGREE_COSINE, AGREE_SPREAD, method, spread)
+        if "snapshots" in arrays and panel:
+            steps_at = meta["snapshot_steps"]
+            tiles = as_images(arrays["snapshots"][:panel].reshape(-1, *shape), shape)
+            figures["thresholds"] = thresholds_panel(
+                tiles.reshape(panel, len(steps_at), *tiles.shape[1:]), steps_at, units[:panel],
+                title=f"actmax {ctx.layer}: the kept optimum after each number of steps")
+            captions["thresholds"] = thresholds_caption(ctx.layer, steps_at, panel, method)
         figures["activations"] = activation_spread(
             arrays["activations"], arrays["initial_activations"], units,
             title=f"actmax {ctx.layer}: activation reached per restart",

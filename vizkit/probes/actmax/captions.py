@@ -14,7 +14,14 @@ def regularisers_text(opts: Mapping[str, Any]) -> str:
 
 
 def method_text(target: str, rho: float, rho_source: str, opts: Mapping[str, Any]) -> str:
-    """How the optima were found: what was maximised, on which sphere, with which optimiser."""
+    """How the optima were found: what was maximised, where the inputs lie, with which optimiser."""
+    if opts.get("constraint", "sphere") != "sphere" or opts.get("param") in ("fourier", "lowres", "cppn") \
+            or opts.get("transforms", "none") != "none":
+        where = {"sigmoid": "inputs in [0, 1] through a sigmoid", "box": "inputs clipped to [0, 1]",
+                 "none": "inputs unconstrained", "sphere": f"inputs on the sphere |x| = {rho:.4g}"}[opts["constraint"]]
+        extra = f", diversity weight {opts['diversity']:g}" if opts.get("diversity") else ""
+        return (f"maximised: {target}; {where}; preset {opts['preset']}: {opts['param']} parameterisation, "
+                f"{opts['transforms']} transforms, {opts['optimizer']} lr {opts['lr']:g}, {opts['steps']} steps{extra}")
     return (f"maximised: {target}; rho = {rho:.4g} ({rho_source}); {opts['optimizer']}, lr {opts['lr']:g}"
             f"{' (normalised step)' if opts['normalize'] else ''}, at most {opts['steps']} steps, tol {opts['tol']:g}"
             + regularisers_text(opts))
@@ -62,3 +69,9 @@ def sensitivity_caption(diagonal: float, off_diagonal: float, scale_text: str, t
             f"optimum is specific to its unit. Mean diagonal {diagonal:.3f}, "
             f"mean off-diagonal {off_diagonal:.3f}. Colour scale: "
             f"{scale_text}. Values: {target}.")
+
+
+def thresholds_caption(layer: str, steps: list[int], panel: int, method: str) -> str:
+    """The optimum of the kept restart as the search went on."""
+    return (f"How each optimum formed: the kept restart of the first {panel} units of {layer} after "
+            f"{', '.join(map(str, steps))} steps (left to right). {method}.")

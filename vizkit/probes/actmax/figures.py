@@ -135,3 +135,25 @@ def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str
     bar.set_label(f"activation of unit j ÷ its largest |activation| over the optima\n(colour scale {scale})",
                   fontsize=8)
     return fig, scale
+
+
+def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[int], title: str) -> Figure:
+    """One row per unit, one column per snapshot step; each tile scaled to its own range."""
+    n_units, n_steps = images.shape[:2]
+    shown = normalise(images.reshape(n_units * n_steps, *images.shape[2:]), "minmax").reshape(images.shape)
+    tile = 1.0
+    fig = Figure(figsize=(max(n_steps * tile + 1.3, 4.0), n_units * (tile + 0.2) + 1.0), layout="constrained")
+    axes = fig.subplots(n_units, n_steps, squeeze=False)
+    cmap = None if shown.ndim == 5 else "gray"
+    for i in range(n_units):
+        for j in range(n_steps):
+            ax = axes[i, j]
+            ax.imshow(shown[i, j], cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"step {steps[j]}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"unit {units[i]}", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
