@@ -193,7 +193,7 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Scale-free total variation per sample [n]: mean |difference of neighbouring pixels| ÷ RMS pixel.
 
     Dividing the anisotropic TV by the number of neighbour pairs and by the RMS value ‖x‖/√D makes
-    it independent of image size and of ρ (≈ 1.2 for white noise, small for smooth images), so a
+    it independent of image size and of ρ (2/√π ≈ 1.13 for white noise, small for smooth images), so a
     ``tv`` weight is in units of the activation.
     """
     view = image_view(x.shape[1:])
