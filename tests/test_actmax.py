@@ -334,3 +334,23 @@ def test_bad_objectives_and_transforms_exit_2_with_one_line(fresh_host, tmp_path
     res = cli("probe", "--probe", "actmax", ckpt, "--layer", "h1", *args, "--out", tmp_path / "o")
     assert res.code == 2 and message in res.err and len(res.err.strip().splitlines()) == 1, res.err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_class_mean_direction_from_the_models_own_data(fresh_host, sdae_ckpt):
+    model = vizkit.load(sdae_ckpt)  # trained (here: made) on digits, which has labels
+    result = vizkit.run_probe("actmax", model, "h1", units="0", restarts=2, steps=10,
+                              objective="direction(h1, classmean(3)) + 0.5*direction(h1, random(1))")
+    assert "classmean(3)" in result.meta["target"] and np.isfinite(result.arrays["activations"]).all()
+
+
+def test_pictures_in_a_sigmoid_range_are_shown_as_they_are():
+    """An optimum of the colour preset is pixel values in [0, 1]: the figures show them unchanged
+    (stretching each tile, as for patterns around zero, would change its colours)."""
+    from vizkit.figure import normalise
+
+    images = np.random.default_rng(0).uniform(0.2, 0.6, size=(3, 4, 4, 3))
+    np.testing.assert_array_equal(normalise(images, "unit"), images)
+    assert not np.allclose(normalise(images, "minmax"), images)
+    from vizkit.probes.actmax import display_mode
+
+    assert display_mode({"constraint": "sigmoid"}) == "unit" and display_mode({"constraint": "sphere"}) == "symmetric"

@@ -81,7 +81,7 @@ def test_fourier_parameterisation_round_trips_exactly(shape):
 
 def test_fourier_scale_decays_as_one_over_frequency():
     fourier = P.Fourier((1, 16, 16), decay=1.0)
-    assert fourier.scale[0, 1] == pytest.approx(16.0) and fourier.scale[0, 8] == pytest.approx(2.0)
+    assert fourier.scale[0, 1] == pytest.approx(16.0 / 4) and fourier.scale[0, 8] == pytest.approx(2.0 / 4)
 
 
 @pytest.mark.parametrize("transform", [
@@ -271,3 +271,13 @@ def test_diversity_objective_makes_restarts_differ():
         return c[~torch.eye(len(c), dtype=torch.bool)].mean()
 
     assert mean_cos(diverse.images) < mean_cos(plain.images) - 0.05
+
+
+def test_class_mean_vector_is_the_class_mean_minus_the_mean():
+    model, _ = _linear(shape=(6,), units=2)
+    x = torch.randn(40, 6, dtype=torch.float64)
+    labels = torch.arange(40) % 3
+    v = O.class_mean_vector(model, x, labels, "0", 2, batch=7)  # layer "0" is the flatten: the input itself
+    assert torch.allclose(v, x[labels == 2].mean(0) - x.mean(0))
+    with pytest.raises(OptionError, match="no example of class 5"):
+        O.class_mean_vector(model, x, labels, "0", 5)

@@ -33,7 +33,7 @@ def as_images(array: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     return arr.reshape(n, 1, d)
 
 
-MODES = ("symmetric", "minmax")
+MODES = ("symmetric", "minmax", "unit")
 
 
 def _displayable(images: np.ndarray) -> np.ndarray:
@@ -54,10 +54,14 @@ def normalise(images: np.ndarray, mode: str = "symmetric", shared: bool = False)
     """Map images to [0, 1] for display.
 
     ``symmetric`` keeps zero at mid-grey (black negative, white positive), the convention of the
-    seed papers for filters; ``minmax`` stretches each image to the full range.
+    seed papers for filters; ``minmax`` stretches each image to the full range; ``unit`` shows
+    images that already are pixel values in [0, 1] as they are (an optimum in a sigmoid range is a
+    picture: stretching it would change its colours).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "unit":
+        return np.clip(images, 0.0, 1.0)
     axes = None if shared else tuple(range(1, images.ndim))
     if mode == "symmetric":
         scale = np.abs(images).max(axis=axes, keepdims=True)
@@ -146,6 +150,7 @@ def image_grid(
         + ("one colour scale for all tiles" if shared_scale else "each tile scaled to its own max |value|"),
         "minmax": ("one scale for all tiles: lowest value black,\nhighest white" if shared_scale
                    else "each tile stretched from its min (black)\nto its max (white)"),
+        "unit": "pixel values in [0, 1], shown as they are",
     }[mode]
     ax.set_xlabel(key, fontsize=8)
     return fig

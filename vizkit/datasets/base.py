@@ -362,7 +362,7 @@ class VizDataModule(pl.LightningDataModule):
         if not self.with_labels:
             return None
         if labels is None:
-            raise DataError(f"dataset {self.name} has no labels (mnist and digits have)")
+            raise DataError(f"dataset {self.name} has no labels (mnist, digits and photos have)")
         return labels.to(torch.long)
 
     def test_dataloader(self) -> DataLoader:

@@ -209,7 +209,7 @@ class ConvNet(ReferenceModel):
         classes = (data.get("stats") or {}).get("n_classes")
         if not classes:
             raise DataError(f"convnet trains with labels, and dataset {data.get('name')!r} has none "
-                            "(mnist and digits have labels)")
+                            "(mnist, digits and photos have labels)")
         hp["classes"] = int(classes)
         _check_geometry(hp["input_shape"], _int_list(hp["channels"], "channels", minimum=1), hp["kernel"], hp["pool"])
         _int_list(hp["keep_epochs"], "keep_epochs", minimum=1)

@@ -274,6 +274,27 @@ def random_vector(seed: int) -> Vector:
     return Vector(make=make, text=f"random({seed})")
 
 
+def class_mean_vector(model: Any, images: torch.Tensor, labels: torch.Tensor, layer: str, k: int,
+                      batch: int = 256) -> torch.Tensor:
+    """The mean channel vector (spatial mean on maps) of class ``k``'s images minus that of all images:
+    the direction in ``layer`` that tells class k apart (a "class-mean direction")."""
+    import vizkit
+
+    labels = torch.as_tensor(labels).reshape(-1)
+    if not bool((labels == k).any()):
+        raise OptionError(f"classmean({k}): the data holds no example of class {k}")
+    total, in_class = None, None
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            act = _spatial(vizkit.layer_activations(model, images[start : start + batch], [layer])[layer]).mean(2)
+            act = act.double().cpu()
+            part_all, part_k = act.sum(0), act[labels[start : start + batch] == k].sum(0)
+            total = part_all if total is None else total + part_all
+            in_class = part_k if in_class is None else in_class + part_k
+    assert total is not None and in_class is not None
+    return in_class / int((labels == k).sum()) - total / len(images)
+
+
 class _ChannelReadout(Leaf):
     """Σ_c v_c a_c at each position, averaged over positions (or at one): the shared body of the
     direction and weight objectives, stacked as one einsum with a vector per row."""

@@ -83,7 +83,7 @@ class Pixel(Param):
 
 
 class Fourier(Param):
-    """x = colour · irfft2(p · s) with s = 1/max(f, 1/max(H, W))^decay; p complex [n, C, H, W/2+1]."""
+    """x = colour · irfft2(p · s) with s = 1/max(f, 1/max(H, W))^decay / 4; p complex [n, C, H, W/2+1]."""
 
     name = "fourier"
 
@@ -95,7 +95,9 @@ class Fourier(Param):
         fy = torch.fft.fftfreq(self.h, dtype=torch.float64).reshape(-1, 1)
         fx = torch.fft.rfftfreq(self.w, dtype=torch.float64).reshape(1, -1)
         freq = torch.sqrt(fy**2 + fx**2).clamp_min(1.0 / max(self.h, self.w))
-        self.scale = freq ** (-self.decay)  # [H, W/2+1]
+        # 1/f^decay, and lucent's "magic" 1/4: a unit step in every coefficient then moves pixels by
+        # about what lucent's does, so its learning rates (Adam 0.05) carry over
+        self.scale = freq ** (-self.decay) / 4.0  # [H, W/2+1]
 
     def per_sample_numel(self) -> int:
         return self.c * self.h * (self.w // 2 + 1) * 2

@@ -259,11 +259,26 @@ class ActMax(Probe):
         order = np.argsort(-act, kind="stable")
         shape = restarts.shape[1:]
         figure = captioned_tiles(as_images(restarts[order].astype(np.float64), shape),
-                                 [f"activation {act[i]:.3g}" for i in order], mode="minmax", shared_scale=False,
+                                 [f"activation {act[i]:.3g}" for i in order],
+                                 mode="unit" if display_mode(result.meta.get("recipe", {})) == "unit" else "minmax",
+                                 shared_scale=False,
                                  title="optimal input from each restart, best first")
         cos = float(result.arrays["restart_cosine"][index].min()) if "restart_cosine" in result.arrays else float("nan")
         return UnitView(figure=figure, text=f"activation reached {act.max():.4g} (restarts {act.min():.4g}-"
                                             f"{act.max():.4g}; lowest cosine to the best {cos:.2f})")
+
+    @staticmethod
+    def _class_names(ctx: ProbeContext, units: list[int]) -> list[str] | None:
+        """The class names of a classifier's output units, when the model's data names them."""
+        if ctx.layer != "logits" or ctx.options["objective"]:
+            return None
+        try:
+            names = vizkit.class_names.class_names(ctx.model)
+        except vizkit.UsageError:
+            return None
+        if not names or max(units) >= len(names):
+            return None
+        return [names[u] for u in units]
 
     @staticmethod
     def _radius(model: Any, opts: dict[str, Any], shape: tuple[int, ...]) -> tuple[float, str]:
@@ -283,13 +298,19 @@ class ActMax(Probe):
         method = method_text(target, meta["rho"], meta["rho_source"], opts)
         spread = spread_text(n_restarts, s["spread_median"], s["cosine_mean"])
         best_images = as_images(arrays["stimuli"], shape)
-        figures = {
-            "stimuli": image_grid(
-                best_images, labels=units,
-                title=f"actmax: optimal inputs of {ctx.layer} ({n_units} units, best of {n_restarts} restarts)",
-                tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55,  # large inputs: larger tiles
-            ),
-        }
+        mode = display_mode(opts)
+        title = f"actmax: optimal inputs of {ctx.layer} ({n_units} units, best of {n_restarts} restarts)"
+        if opts["objective"] and "{unit}" not in opts["objective"]:
+            title = f"actmax: the input that maximises {opts['objective']} (best of {n_restarts} restarts)"
+        names = self._class_names(ctx, units)
+        if names:  # a classifier's outputs: each optimum under its class's name
+            acts = arrays["activations"].max(axis=1)
+            stimuli_figure = captioned_tiles(best_images, [f"{u} {n}\n{a:.3g}" for u, n, a in zip(units, names, acts, strict=True)],
+                                             mode=mode, shared_scale=False, title=title, ncols=5, tile_inches=1.5)
+        else:
+            stimuli_figure = image_grid(best_images, labels=units, title=title, mode=mode,
+                                        tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55)
+        figures = {"stimuli": stimuli_figure}
         captions = {"stimuli": stimuli_caption(ctx.layer, n_restarts, method, s, spread)}
         panel = min(opts["panel"], n_units)
         if panel:
@@ -299,6 +320,8 @@ class ActMax(Probe):
                            else "units " + ", ".join(map(str, units[:panel])))
             figures["restarts"] = restarts_panel(
                 images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
+                mode=mode, reached="activation reached" if not (opts["objective"] or opts["diversity"])
+                else "objective reached (with its diversity term)" if not opts["objective"] else "objective reached",
                 title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
                       f"(the first {panel} of {n_units})",
                 agree=agree, cosine_min=arrays["restart_cosine_min"][:panel], spread=arrays["restart_spread"][:panel],
@@ -310,7 +333,7 @@ class ActMax(Probe):
             tiles = as_images(arrays["snapshots"][:panel].reshape(-1, *shape), shape)
             figures["thresholds"] = thresholds_panel(
                 tiles.reshape(panel, len(steps_at), *tiles.shape[1:]), steps_at, units[:panel],
-                title=f"actmax {ctx.layer}: the kept optimum after each number of steps")
+                title=f"actmax {ctx.layer}: the kept optimum after each number of steps", mode=mode)
             captions["thresholds"] = thresholds_caption(ctx.layer, steps_at, panel, method)
         figures["activations"] = activation_spread(
             arrays["activations"], arrays["initial_activations"], units,
@@ -337,6 +360,12 @@ TARGET_TEXT = {
     "logit": "the pre-activation logit(h) = log(h / (1 - h)) of a sigmoid unit",
     "atanh": "the pre-activation atanh(h) of a tanh unit",
 }
+
+
+def display_mode(opts: dict[str, Any]) -> str:
+    """Optima in [0, 1] (sigmoid range, box) are pictures, shown as they are; optima on the sphere
+    are patterns around zero, shown with zero at mid-grey."""
+    return "unit" if opts.get("constraint") in ("sigmoid", "box") else "symmetric"
 
 
 def unsquash(values: torch.Tensor, target: str) -> torch.Tensor:

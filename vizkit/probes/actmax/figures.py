@@ -14,7 +14,8 @@ from vizkit.figure import normalise
 
 def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[int], title: str, *,
                    agree: np.ndarray | None = None, cosine_min: np.ndarray | None = None,
-                   spread: np.ndarray | None = None) -> Figure:
+                   spread: np.ndarray | None = None, mode: str = "symmetric",
+                   reached: str = "activation reached") -> Figure:
     """One row per unit, one column per restart, the activation reached under each tile.
 
     Erhan et al.'s "9 random initialisations" figure; the restart kept (highest activation) is
@@ -24,7 +25,7 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
     arbitrary "kept" frame.
     """
     n_units, n_restarts = images.shape[:2]
-    shown = normalise(images.reshape(n_units * n_restarts, *images.shape[2:]), "symmetric")
+    shown = normalise(images.reshape(n_units * n_restarts, *images.shape[2:]), mode)
     shown = shown.reshape(images.shape)
     h, w = images.shape[2:4]
     tile = 0.95 if max(h, w) >= 12 else 0.8
@@ -72,8 +73,9 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
         key = "number under each tile: activation reached; red frame: the restart kept (highest)" + (
             "" if agree is None or not np.any(agree)
             else "; rows whose restarts all agree show the kept optimum once with the measured agreement")
-    fig.supxlabel(key + "\ngrey = 0, black negative, white positive, each tile scaled to its own max |value|",
-                  fontsize=7)
+    scale = ("pixel values in [0, 1], shown as they are" if mode == "unit"
+             else "grey = 0, black negative, white positive, each tile scaled to its own max |value|")
+    fig.supxlabel(key.replace("activation reached", reached) + "\n" + scale, fontsize=7)
     return fig
 
 
@@ -137,10 +139,11 @@ def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str
     return fig, scale
 
 
-def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[int], title: str) -> Figure:
-    """One row per unit, one column per snapshot step; each tile scaled to its own range."""
+def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[int], title: str,
+                     mode: str = "symmetric") -> Figure:
+    """One row per unit, one column per snapshot step, each tile shown in ``mode``."""
     n_units, n_steps = images.shape[:2]
-    shown = normalise(images.reshape(n_units * n_steps, *images.shape[2:]), "minmax").reshape(images.shape)
+    shown = normalise(images.reshape(n_units * n_steps, *images.shape[2:]), mode).reshape(images.shape)
     tile = 1.0
     fig = Figure(figsize=(max(n_steps * tile + 1.3, 4.0), n_units * (tile + 0.2) + 1.0), layout="constrained")
     axes = fig.subplots(n_units, n_steps, squeeze=False)

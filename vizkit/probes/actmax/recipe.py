@@ -107,11 +107,12 @@ def objectives(ctx: ProbeContext, opts: dict[str, Any], unsquash: Any) -> Object
     layers = set(model.layer_infos()) | {O.INPUT}
     units = ctx.units.cpu()
     text = opts["objective"]
+    means = class_means(ctx)
     if text and "{unit}" not in text:
-        items = [optvis.parse(text, layers)]
+        items = [optvis.parse(text, layers, means)]
         ids, per_unit, shown = torch.zeros(1, dtype=torch.long), False, text
     elif text:
-        items = [optvis.parse(text.replace("{unit}", str(int(u))), layers) for u in units]
+        items = [optvis.parse(text.replace("{unit}", str(int(u))), layers, means) for u in units]
         ids, per_unit, shown = units, True, text
     else:
         position = vizkit.parse_position(opts["position"], ctx.layer_info)
@@ -152,3 +153,20 @@ def responses(ctx: ProbeContext, goals: Objectives, images: torch.Tensor) -> tor
     acts[O.INPUT] = images
     return torch.stack([O.evaluate_all(goals.items, acts, torch.full((len(images),), j, dtype=torch.long))
                         for j in range(len(goals.items))], dim=1)
+
+
+def class_means(ctx: ProbeContext) -> Any:
+    """``classmean(k)`` in an objective: from the model's own labelled data (its held-out split),
+    read only when an objective asks for it."""
+    cache: dict[str, Any] = {}
+
+    def resolve(layer: str, k: int) -> torch.Tensor:
+        if "examples" not in cache:
+            examples = vizkit.probe_inputs.load_examples(ctx.model, None, "auto", 0)
+            if examples.labels is None:
+                raise OptionError(f"classmean({k}) needs labelled data; {examples.source} has no labels")
+            cache["examples"] = examples
+        examples = cache["examples"]
+        return O.class_mean_vector(ctx.model, examples.images.to(ctx.device), examples.labels, layer, k)
+
+    return resolve

@@ -29,6 +29,7 @@ def run_actmax(ctx: ProbeContext) -> tuple[torch.Tensor, dict[str, Any]]:
         raise UsageError("the hessian probe starts from the actmax probe's optima, but no actmax probe is "
                          "installed; install it or give -o from_dir DIR with optima saved earlier")
     options = {name: ctx.options[name] for name in PASSTHROUGH if ctx.options[name] is not None}
+    options["preset"] = "erhan"  # the analysis is on the sphere |x| = rho, whatever actmax's default for the input
     result = vizkit.run_probe("actmax", ctx.model, ctx.layer, units=ctx.units.cpu().tolist(), seed=ctx.seed,
                               device=ctx.device, show_progress=ctx.show_progress, **options)
     stimuli = torch.as_tensor(np.asarray(result.arrays["stimuli"]))
