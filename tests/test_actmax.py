@@ -306,7 +306,7 @@ def test_objective_expressions_per_unit_and_alone(fresh_host):
     assert alone.arrays["stimuli"].shape == (1, 3, 64, 64) and "channel(6,0) - 0.5*channel(6,1)" in alone.meta["target"]
     x = torch.as_tensor(alone.arrays["stimuli"])
     out = model.activations(x, "6")
-    np.testing.assert_allclose(alone.arrays["responses"][0, 0], float(out[0, 0] - 0.5 * out[0, 1]), rtol=1e-4)
+    np.testing.assert_allclose(alone.arrays["responses"][0, 0], float((out[0, 0] - 0.5 * out[0, 1]).detach()), rtol=1e-4)
     per_unit = vizkit.run_probe("actmax", model, "6", units="0:3", objective="channel(6,{unit})", **kwargs)
     plain = vizkit.run_probe("actmax", model, "6", units="0:3", **kwargs)
     np.testing.assert_allclose(per_unit.arrays["stimuli"], plain.arrays["stimuli"], atol=1e-5)
