@@ -109,9 +109,11 @@ def image_view(shape: Sequence[int]) -> tuple[int, int, int] | None:
     return (1, side, side) if side * side == d and side > 1 else None
 
 
-# Lucid's colour decorrelation for RGB: the square root of ImageNet's colour covariance.
-_COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64)
-_COLOUR = _COLOUR_SQRT / _COLOUR_SQRT.norm(dim=0).max()
+# Lucid's colour decorrelation for RGB: the square root of ImageNet's colour covariance
+# (lucent's ``color_correlation_svd_sqrt``), scaled so its largest column has norm 1; vizkit.optvis's
+# Fourier parameterisation uses the same matrix.
+COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64)
+COLOUR = COLOUR_SQRT / COLOUR_SQRT.norm(dim=0).max()
 
 
 class FourierPreconditioner:
@@ -140,7 +142,7 @@ class FourierPreconditioner:
         spectrum = torch.view_as_complex(p) * self.scale.to(p.device, p.dtype)
         x = torch.fft.irfft2(spectrum, s=(self.h, self.w), norm="ortho")
         if self.c == 3:
-            x = torch.einsum("ij,njhw->nihw", _COLOUR.to(x.device, x.dtype), x)
+            x = torch.einsum("ij,njhw->nihw", COLOUR.to(x.device, x.dtype), x)
         return x.reshape(p.shape[0], *self.input_shape)
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:

@@ -23,12 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vizkit.errors import OptionError
-from vizkit.optim import counter_uniform, image_view
-
-# The square root of ImageNet's colour covariance (lucent's ``color_correlation_svd_sqrt``), scaled
-# so its largest column has norm 1.
-COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=torch.float64)
-COLOUR = COLOUR_SQRT / COLOUR_SQRT.norm(dim=0).max()
+from vizkit.optim import COLOUR, counter_uniform, image_view
 
 
 def counter_normal(keys: torch.Tensor, count: int, salt: int = 0) -> torch.Tensor:
