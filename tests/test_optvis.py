@@ -281,3 +281,23 @@ def test_class_mean_vector_is_the_class_mean_minus_the_mean():
     assert torch.allclose(v, x[labels == 2].mean(0) - x.mean(0))
     with pytest.raises(OptionError, match="no example of class 5"):
         O.class_mean_vector(model, x, labels, "0", 5)
+
+
+def test_render_on_a_resnet_block_with_skips_and_an_expression():
+    """A torchvision-style ResNet (branches, in-place ReLUs): block outputs are objectives like any
+    layer, the forward pass stops there, and a unit alone equals the unit in a batch."""
+    from .resnets import mynets
+
+    torch.manual_seed(0)
+    net = mynets().ResNet(widths=(4, 6, 8, 8), num_classes=5).double().eval()
+    model = vizkit.wrap(net, input_shape=(3, 32, 32))
+    kwargs = dict(restarts=2, param="fourier", transforms="light", constraint=optvis.SigmoidRange(),
+                  thresholds=(8,), dtype=torch.float64, seed=2)
+    batch = optvis.render(model, [O.channel("layer2.1", c) for c in range(4)], ids=range(4), **kwargs)
+    alone = optvis.render(model, [O.channel("layer2.1", 2)], ids=[2], **kwargs)
+    assert torch.allclose(batch.images[4:6], alone.images, atol=1e-10)
+    mixed = optvis.render(model, "channel(layer2.1, 1) - 0.5*channel(layer1.0.relu#2, 0)", **kwargs)
+    with torch.no_grad():
+        acts = vizkit.layer_activations(model, mixed.images, ["layer2.1", "layer1.0.relu#2"])
+    expected = acts["layer2.1"][:, 1].mean((1, 2)) - 0.5 * acts["layer1.0.relu#2"][:, 0].mean((1, 2))
+    assert torch.allclose(mixed.values, expected)
