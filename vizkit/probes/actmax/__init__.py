@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from textwrap import fill
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,7 +58,8 @@ def default_radius(input_shape: tuple[int, ...]) -> float:
 
 class ActMax(Probe):
     name = "actmax"
-    summary = "activation maximisation on the sphere |x| = rho, batched over unit x restart (Erhan et al. 2009)"
+    summary = ("activation maximisation, batched over unit x restart: on the sphere |x| = rho (Erhan et al. 2009), "
+               "or lucent's recipe on colour networks; any objective expression (vizkit.optvis)")
     requires = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD})
     options = (
         Option("preset", str, "auto", "defaults for every option left unset: erhan (pixels on the sphere |x| = "
@@ -300,10 +302,12 @@ class ActMax(Probe):
         best_images = as_images(arrays["stimuli"], shape)
         mode = display_mode(opts)
         title = f"actmax: optimal inputs of {ctx.layer} ({n_units} units, best of {n_restarts} restarts)"
-        if opts["objective"] and "{unit}" not in opts["objective"]:
-            title = f"actmax: the input that maximises {opts['objective']} (best of {n_restarts} restarts)"
         names = self._class_names(ctx, units)
-        if names:  # a classifier's outputs: each optimum under its class's name
+        if opts["objective"] and "{unit}" not in opts["objective"]:  # one expression: its optimum, named
+            stimuli_figure = captioned_tiles(
+                best_images, [f"{fill(opts['objective'], 44)}\nreached {arrays['activations'].max():.4g}"],
+                mode=mode, shared_scale=False, title=f"actmax: best of {n_restarts} restarts", ncols=1, tile_inches=3.0)
+        elif names:  # a classifier's outputs: each optimum under its class's name
             acts = arrays["activations"].max(axis=1)
             stimuli_figure = captioned_tiles(best_images, [f"{u} {n}\n{a:.3g}" for u, n, a in zip(units, names, acts, strict=True)],
                                              mode=mode, shared_scale=False, title=title, ncols=5, tile_inches=1.5)
@@ -316,14 +320,17 @@ class ActMax(Probe):
         if panel:
             images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
             agree = arrays["restarts_agree"][:panel]
-            shown_units = (f"units {units[0]}-{units[panel - 1]}" if units[:panel] == list(range(units[0], units[0] + panel))
+            shown_units = (f"unit {units[0]}" if panel == 1 else
+                           f"units {units[0]}-{units[panel - 1]}" if units[:panel] == list(range(units[0], units[0] + panel))
                            else "units " + ", ".join(map(str, units[:panel])))
             figures["restarts"] = restarts_panel(
                 images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
                 mode=mode, reached="activation reached" if not (opts["objective"] or opts["diversity"])
                 else "objective reached (with its diversity term)" if not opts["objective"] else "objective reached",
-                title=f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
-                      f"(the first {panel} of {n_units})",
+                title=(f"actmax: {n_restarts} random initialisations of {fill(opts['objective'], 60)}"
+                       if opts["objective"] and "{unit}" not in opts["objective"] else
+                       f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
+                       f"(the first {panel} of {n_units})"),
                 agree=agree, cosine_min=arrays["restart_cosine_min"][:panel], spread=arrays["restart_spread"][:panel],
             )
             captions["restarts"] = restarts_caption(ctx.layer, shown_units, panel, n_units, int(agree.sum()),
@@ -340,6 +347,8 @@ class ActMax(Probe):
             title=f"actmax {ctx.layer}: activation reached per restart",
         )
         captions["activations"] = activations_caption(spread)
+        if n_units < 2:  # one optimum: nothing to compare it with (arrays keep the 1 x 1 response)
+            return figures, captions
         figures["sensitivity"], scale_text = sensitivity_matrix(
             arrays["sensitivity"], units,
             title=f"actmax {ctx.layer}: sensitivity (diagonal {s['sensitivity_diagonal']:.2f}, "
