@@ -118,6 +118,7 @@ def build(names: list[str] | None = None) -> None:
             made = _result_file(source)
             if verified_meta(made.parent) is None or not made.is_file():
                 raise SystemExit(f"{made} is not part of a verified result; rebuild {source['recipe']}")
+            _check_made_by_todays_probe(made.parent, source)
             origin = {k: source[k] for k in ("recipe", "model", "probe", "layer", "file")}
             origin["result_fingerprint"] = json.loads((made.parent / "result.json").read_text())["fingerprint"]
         shutil.copyfile(made, IMG / name)
@@ -125,6 +126,19 @@ def build(names: list[str] | None = None) -> None:
                           "sha256": _sha256(IMG / name)}
         print(f"[figures] docs/img/{name} <- {made.relative_to(ROOT) if made.is_relative_to(ROOT) else made}")
     MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
+
+
+def _check_made_by_todays_probe(folder: Path, source: dict[str, Any]) -> None:
+    """Refuse a result whose probe code is not today's: the manifest's fingerprint is computed now,
+    so a probe edited while ``make figures`` ran would otherwise vouch for an image of the old code."""
+    from vizkit import freshness
+    from vizkit.registry import get_host
+
+    recorded = json.loads((folder / "result.json").read_text()).get("inputs", {}).get("code", {}).get("probe")
+    today = freshness.code_sha256([get_host().probe(source["probe"])])
+    if recorded != today:
+        raise SystemExit(f"{folder} was made by other {source['probe']} code than today's (edited while make "
+                         f"figures ran?); run make figures again")
 
 
 def stale() -> list[str]:
