@@ -325,7 +325,8 @@ class ActMax(Probe):
                            else "units " + ", ".join(map(str, units[:panel])))
             figures["restarts"] = restarts_panel(
                 images.reshape(panel, n_restarts, *images.shape[1:]), arrays["activations"][:panel], units[:panel],
-                mode=mode, reached="activation reached" if not (opts["objective"] or opts["diversity"])
+                mode=mode, names=names[:panel] if names else None,
+                reached="activation reached" if not (opts["objective"] or opts["diversity"])
                 else "objective reached (with its diversity term)" if not opts["objective"] else "objective reached",
                 title=(f"actmax: {n_restarts} random initialisations of {fill(opts['objective'], 60)}"
                        if opts["objective"] and "{unit}" not in opts["objective"] else
@@ -340,7 +341,8 @@ class ActMax(Probe):
             tiles = as_images(arrays["snapshots"][:panel].reshape(-1, *shape), shape)
             figures["thresholds"] = thresholds_panel(
                 tiles.reshape(panel, len(steps_at), *tiles.shape[1:]), steps_at, units[:panel],
-                title=f"actmax {ctx.layer}: the kept optimum after each number of steps", mode=mode)
+                title=f"actmax {ctx.layer}: the kept optimum after each number of steps", mode=mode,
+                names=names[:panel] if names else None)
             captions["thresholds"] = thresholds_caption(ctx.layer, steps_at, panel, method)
         figures["activations"] = activation_spread(
             arrays["activations"], arrays["initial_activations"], units,

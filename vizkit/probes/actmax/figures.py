@@ -12,10 +12,15 @@ from matplotlib.patches import Rectangle
 from vizkit.figure import normalise
 
 
+def _row_label(units: Sequence[int], names: Sequence[str] | None, i: int) -> str:
+    """``unit 3``, or ``3 rocket`` where the units are a classifier's named classes."""
+    return f"{units[i]} {names[i]}" if names else f"unit {units[i]}"
+
+
 def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[int], title: str, *,
                    agree: np.ndarray | None = None, cosine_min: np.ndarray | None = None,
                    spread: np.ndarray | None = None, mode: str = "symmetric",
-                   reached: str = "activation reached") -> Figure:
+                   reached: str = "activation reached", names: Sequence[str] | None = None) -> Figure:
     """One row per unit, one column per restart, the activation reached under each tile.
 
     Erhan et al.'s "9 random initialisations" figure; the restart kept (highest activation) is
@@ -48,7 +53,7 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                                 transform=axes[i, 1].transAxes, fontsize=8, va="center", ha="left")
             if i == 0:
                 ax.set_title("kept", fontsize=7)
-            axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
+            axes[i, 0].set_ylabel(_row_label(units, names, i), fontsize=8)
             continue
         for r in range(n_restarts):
             ax = axes[i, r]
@@ -64,7 +69,7 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                 ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor="tab:red", linewidth=2.0))
             if i == 0:
                 ax.set_title(f"restart {r}", fontsize=7)
-        axes[i, 0].set_ylabel(f"unit {units[i]}", fontsize=8)
+        axes[i, 0].set_ylabel(_row_label(units, names, i), fontsize=8)
     fig.suptitle(title, fontsize=9)
     if agree is not None and np.all(agree):  # no row shows its restarts, so no red frame to explain
         key = ("number under each tile: activation reached; in every row all restarts agree, so the optimum "
@@ -140,7 +145,7 @@ def sensitivity_matrix(sensitivity: np.ndarray, units: Sequence[int], title: str
 
 
 def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[int], title: str,
-                     mode: str = "symmetric") -> Figure:
+                     mode: str = "symmetric", names: Sequence[str] | None = None) -> Figure:
     """One row per unit, one column per snapshot step, each tile shown in ``mode``."""
     n_units, n_steps = images.shape[:2]
     shown = normalise(images.reshape(n_units * n_steps, *images.shape[2:]), mode).reshape(images.shape)
@@ -157,6 +162,6 @@ def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[i
             if i == 0:
                 ax.set_title(f"step {steps[j]}", fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"unit {units[i]}", fontsize=9)
+                ax.set_ylabel(_row_label(units, names, i), fontsize=9)
     fig.suptitle(title, fontsize=10)
     return fig
