@@ -354,3 +354,25 @@ def test_pictures_in_a_sigmoid_range_are_shown_as_they_are():
     from vizkit.probes.actmax import display_mode
 
     assert display_mode({"constraint": "sigmoid"}) == "unit" and display_mode({"constraint": "sphere"}) == "symmetric"
+
+
+def test_a_dead_unit_is_marked_not_identifiable(fresh_host, tmp_path):
+    """A ReLU unit that is off for every input has zero gradient everywhere: its "optimum" is the start,
+    and the result says so (meta, caption, a mark on the figure) instead of showing noise as a result."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.ReLU())
+    with torch.no_grad():
+        net[1].weight[:2].abs_()  # on at the uniform [0, 1] starts
+        net[1].weight[2].zero_()
+        net[1].bias[2] = -100.0
+    model = vizkit.wrap(net, input_shape=(1, 4, 4))
+    result = vizkit.run_probe("actmax", model, "2", units="0:3", restarts=2, steps=20, out=tmp_path / "dead")
+    assert result.meta["not_identifiable"]["units"] == [2]
+    assert result.arrays["unmoved"].tolist() == [False, False, True]
+    assert "Not identifiable (marked): unit(s) 2" in result.captions["stimuli"]
+    texts = [t.get_text() for t in result.figures["stimuli"].axes[0].texts]
+    assert texts == ["no gradient:\nnot identifiable"]
+    from vizkit.probes.actmax import ActMax
+
+    assert ActMax().unit_view(result, 2).text.startswith("not identifiable")
+    assert ActMax().unit_view(result, 0).text.startswith("activation reached")

@@ -238,6 +238,14 @@ class ActMax(Probe):
                                        f"activations differ by <= {AGREE_SPREAD:g} of the best"},
         })
         meta["summary"]["agreeing_units"] = int(agree.sum())
+        stuck = unmoved_units(arrays)
+        arrays["unmoved"] = stuck
+        if stuck.any():
+            meta["not_identifiable"] = {
+                "units": arrays["units"][stuck].tolist(),
+                "reason": "no restart changed the objective from its start (zero gradient everywhere the search "
+                          "went, e.g. a ReLU channel that is off for every input tried): the image shown is the "
+                          "start, not an optimum"}
         arrays["restart_cosine_min"], arrays["restart_spread"] = cos_min, spread
         figures, captions = self._figures(ctx, opts, arrays, meta, shape)
         result.figures.update(figures)
@@ -266,8 +274,12 @@ class ActMax(Probe):
                                  shared_scale=False,
                                  title="optimal input from each restart, best first")
         cos = float(result.arrays["restart_cosine"][index].min()) if "restart_cosine" in result.arrays else float("nan")
-        return UnitView(figure=figure, text=f"activation reached {act.max():.4g} (restarts {act.min():.4g}-"
-                                            f"{act.max():.4g}; lowest cosine to the best {cos:.2f})")
+        text = (f"activation reached {act.max():.4g} (restarts {act.min():.4g}-{act.max():.4g}; lowest cosine to "
+                f"the best {cos:.2f})")
+        if "unmoved" in result.arrays and bool(result.arrays["unmoved"][index]):
+            text = ("not identifiable: no restart changed the activation from its start (zero gradient), so these "
+                    "are the starts, not optima; " + text)
+        return UnitView(figure=figure, text=text)
 
     @staticmethod
     def _class_names(ctx: ProbeContext, units: list[int]) -> list[str] | None:
@@ -314,8 +326,16 @@ class ActMax(Probe):
         else:
             stimuli_figure = image_grid(best_images, labels=units, title=title, mode=mode,
                                         tile_inches=1.1 if max(best_images.shape[1:3]) >= 32 else 0.55)
+        stuck = arrays["unmoved"]
+        if stuck.any() and not (opts["objective"] and "{unit}" not in opts["objective"]):
+            mark_unmoved(stimuli_figure, stuck, best_images.shape[1:3], captioned=bool(names))
         figures = {"stimuli": stimuli_figure}
-        captions = {"stimuli": stimuli_caption(ctx.layer, n_restarts, method, s, spread)}
+        captions = {"stimuli": stimuli_caption(ctx.layer, n_restarts, method, s, spread,
+                                               sphere=opts["constraint"] == "sphere")}
+        if stuck.any():
+            captions["stimuli"] += (f" Not identifiable (marked): unit(s) {', '.join(map(str, arrays['units'][stuck]))}, "
+                                    f"whose objective no restart changed from its start (zero gradient): the image is "
+                                    f"the start, not an optimum.")
         panel = min(opts["panel"], n_units)
         if panel:
             images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
@@ -371,6 +391,32 @@ TARGET_TEXT = {
     "logit": "the pre-activation logit(h) = log(h / (1 - h)) of a sigmoid unit",
     "atanh": "the pre-activation atanh(h) of a tanh unit",
 }
+
+
+def unmoved_units(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Units none of whose restarts changed the objective from its start: a dead unit (zero gradient
+    everywhere the search went) has no optimum to show."""
+    act = arrays["activations"].astype(np.float64)
+    start = arrays["initial_activations"].astype(np.float64)
+    return np.all(np.abs(act - start) <= 1e-6 * np.maximum(1.0, np.abs(start)), axis=1)
+
+
+def mark_unmoved(figure: Any, stuck: np.ndarray, tile: tuple[int, ...], captioned: bool) -> None:
+    """Write "not identifiable" over the tiles of units whose search never moved."""
+    h, w = int(tile[0]), int(tile[1])
+    if captioned:  # one axes per tile
+        for ax, flag in zip(figure.axes, stuck, strict=False):
+            if flag:
+                ax.text(0.5, 0.5, "no gradient:\nnot identifiable", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=7, color="tab:red", bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
+        return
+    ax = figure.axes[0]
+    ncols = max(1, math.ceil(math.sqrt(len(stuck))))
+    for i in np.flatnonzero(stuck):
+        r, c = divmod(int(i), ncols)
+        ax.text(1 + c * (w + 1) + w / 2 - 0.5, 1 + r * (h + 1) + h / 2 - 0.5, "no gradient:\nnot identifiable",
+                ha="center", va="center", fontsize=6, color="tab:red",
+                bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})
 
 
 def display_mode(opts: dict[str, Any]) -> str:

@@ -33,11 +33,14 @@ def spread_text(n_restarts: int, spread_median: float, cosine_mean: float) -> st
             f"{spread_median:.3g}; mean cosine of a restart with the kept one: {cosine_mean:.3f}.")
 
 
-def stimuli_caption(layer: str, n_restarts: int, method: str, summary: Mapping[str, float], spread: str) -> str:
+def stimuli_caption(layer: str, n_restarts: int, method: str, summary: Mapping[str, float], spread: str,
+                    sphere: bool = True) -> str:
     """The grid of optimal inputs; ``summary`` is :func:`vizkit.probes.actmax.summarise`'s."""
     s = summary
-    return (f"The input that excites each unit of {layer} most among inputs of the same length, the best "
-            f"of {n_restarts} random starts. The inputs lie on the sphere |x| = rho; {method}. Steps taken: median {s['steps_median']:g}, "
+    first = (f"The input that excites each unit of {layer} most among inputs of the same length, the best "
+             f"of {n_restarts} random starts. The inputs lie on the sphere |x| = rho; {method}." if sphere else
+             f"The input that excites each unit of {layer} most, the best of {n_restarts} random starts; {method}.")
+    return (f"{first} Steps taken: median {s['steps_median']:g}, "
             f"{100 * s['converged_fraction']:.0f}% stopped by the tolerance. Activation reached: "
             f"{s['activation_min']:.4g} – {s['activation_max']:.4g} (from {s['initial_mean']:.4g} on "
             f"average at the start). {spread}")
