@@ -45,7 +45,7 @@ figures: install
 # committed benchmarks/test_slow.md is the log that docs' numbers cite.
 SCIENCE_LOG ?= benchmarks/test_slow.md
 test-slow: install
-	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --durations=0 --science-log $(SCIENCE_LOG)
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m slow --durations=0 --rootdir=. --science-log=$(SCIENCE_LOG)
 
 clean:
 	rm -rf gallery/_build lightning_logs .pytest_cache
