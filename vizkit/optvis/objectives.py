@@ -560,6 +560,21 @@ def evaluate_all(objectives: Sequence[Objective], acts: Activations, objective_o
     return out
 
 
+def needed_layers(objectives: Sequence[Objective]) -> list[str]:
+    """The model layers the objectives read (not ``"input"``), for one forward pass."""
+    return sorted(set().union(*(o.layers() for o in objectives)) - {INPUT})
+
+
+def activations_for(model: Any, x: torch.Tensor, objectives: Sequence[Objective]) -> dict[str, torch.Tensor]:
+    """What the objectives read of ``x``: their layers from one forward pass, and the input itself."""
+    import vizkit
+
+    layers = needed_layers(objectives)
+    acts = dict(vizkit.layer_activations(model, x, layers)) if layers else {}
+    acts[INPUT] = x
+    return acts
+
+
 FUNCTIONS: dict[str, Callable[..., Objective]] = {
     "channel": channel, "neuron": neuron, "direction": direction, "direction_neuron": direction_neuron,
     "channel_weight": channel_weight, "neuron_weight": neuron_weight, "localgroup_weight": localgroup_weight,

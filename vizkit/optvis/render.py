@@ -224,7 +224,6 @@ def render(
         raise OptionError(f"{len(ids_t)} ids for {n_obj} objectives")
     keys = sample_keys(seed, ids_t.repeat_interleave(restarts), torch.arange(restarts).repeat(n_obj))
     objective_of_row = torch.arange(n_obj).repeat_interleave(restarts)
-    layers = sorted(set().union(*(o.layers() for o in objectives)) - {obj.INPUT})
     per_chunk = n_obj if not chunk else max(1, min(int(chunk), n_obj))
     parts = []
     n_chunks = math.ceil(n_obj / per_chunk)
@@ -233,7 +232,7 @@ def render(
         rows = slice(first * restarts, (first + len(members)) * restarts)
         label = desc if n_chunks == 1 else f"{desc} (chunk {i + 1}/{n_chunks})"
         parts.append(_render_chunk(
-            model, [objectives[k] for k in members], objective_of_row[rows] - first, keys[rows], layers, p, chain,
+            model, [objectives[k] for k in members], objective_of_row[rows] - first, keys[rows], p, chain,
             constraint, make_optimizer, lr, steps_at, tol, blur, dtype, device, progress, label))
     out = Rendering(*(torch.cat([getattr(part, f) for part in parts]) for f in
                       ("images", "values", "initial", "trace", "steps", "converged")))
@@ -247,7 +246,6 @@ def _render_chunk(
     objectives: list[obj.Objective],
     rows: torch.Tensor,
     keys: torch.Tensor,
-    layers: list[str],
     p: params_.Param,
     chain: tf.Compose,
     constraint: Constraint,
@@ -282,9 +280,7 @@ def _render_chunk(
 
     def score(x: torch.Tensor, step: int | None) -> torch.Tensor:
         seen = chain(x, device_keys, step) if (stochastic and step is not None) else x
-        acts = dict(vizkit.layer_activations(model, seen, layers)) if layers else {}
-        acts[obj.INPUT] = seen
-        return obj.evaluate_all(objectives, acts, device_rows)
+        return obj.evaluate_all(objectives, obj.activations_for(model, seen, objectives), device_rows)
 
     last = steps_at[-1]
     trace = torch.full((n, last + 1), math.nan, dtype=torch.float64)

@@ -193,12 +193,9 @@ class ActMax(Probe):
                           dtype: torch.dtype) -> float:
         """What one (objective, restart) sample costs in memory, measured on the model (twice what
         autograd saves, as for the sphere engine) plus the image's own buffers."""
-        layers = sorted(set().union(*(g.layers() for g in goals.items)) - {O.INPUT})
-
         def objective(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            acts = dict(vizkit.layer_activations(ctx.model, x, layers)) if layers else {}
-            acts[O.INPUT] = x
-            return O.evaluate_all(goals.items[:1], acts, torch.zeros(len(x), dtype=torch.long))
+            first = goals.items[:1]
+            return O.evaluate_all(first, O.activations_for(ctx.model, x, first), torch.zeros(len(x), dtype=torch.long))
 
         return 2 * saved_bytes_per_sample(objective, shape, dtype, ctx.device) + 12 * math.prod(shape) * 8
 

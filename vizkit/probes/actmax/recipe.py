@@ -148,9 +148,7 @@ def render(ctx: ProbeContext, opts: dict[str, Any], goals: Objectives, rho: floa
 
 def responses(ctx: ProbeContext, goals: Objectives, images: torch.Tensor) -> torch.Tensor:
     """[images, objectives]: every objective's value for every image, from one forward pass."""
-    layers = sorted(set().union(*(g.layers() for g in goals.items)) - {O.INPUT})
-    acts = dict(vizkit.layer_activations(ctx.model, images, layers)) if layers else {}
-    acts[O.INPUT] = images
+    acts = O.activations_for(ctx.model, images, goals.items)
     return torch.stack([O.evaluate_all(goals.items, acts, torch.full((len(images),), j, dtype=torch.long))
                         for j in range(len(goals.items))], dim=1)
 
