@@ -177,6 +177,8 @@ def test_expressions_parse_to_the_objectives_they_name():
     ("channel(c, 1) +", "expected a number"),
     ("", "empty"),
     ("channel(c, 1) / 0", "division by zero"),
+    ("channel(c, 1.5)", "a channel must be a whole number, got 1.5"),
+    ("neuron(c, 1, 0.5, 2)", "a position must be a whole number"),
 ])
 def test_malformed_expressions_are_one_line_errors(text, message):
     with pytest.raises(OptionError, match=re.escape(message)) as info:

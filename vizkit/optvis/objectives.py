@@ -183,6 +183,13 @@ def _position(act: torch.Tensor, y: int | None, x: int | None) -> int:
     return y * w + x
 
 
+def _index(value: Any, what: str) -> int:
+    """A channel or position given as a whole number (1.5 is a mistake, not channel 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise OptionError(f"{what} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def _check_channel(act: torch.Tensor, channel: int, layer: str) -> None:
     n_channels = _spatial(act).shape[1]
     if not 0 <= channel < n_channels:
@@ -208,7 +215,7 @@ class Channel(Leaf):
     """The mean of one channel over the map (a dense layer's unit): vizkit's "unit" of a conv layer."""
 
     def __init__(self, layer: str, channel: int) -> None:
-        self.layer, self.channel = layer, int(channel)
+        self.layer, self.channel = layer, _index(channel, "a channel")
 
     def evaluate(self, acts: Activations, group: Sequence[Objective], rows: torch.Tensor) -> torch.Tensor:
         act = _spatial(_layer(acts, self.layer))
@@ -225,7 +232,9 @@ class Neuron(Leaf):
     """One channel at one position (the centre by default)."""
 
     def __init__(self, layer: str, channel: int, y: int | None = None, x: int | None = None) -> None:
-        self.layer, self.channel, self.y, self.x = layer, int(channel), y, x
+        self.layer, self.channel = layer, _index(channel, "a channel")
+        self.y = None if y is None else _index(y, "a position")
+        self.x = None if x is None else _index(x, "a position")
 
     def evaluate(self, acts: Activations, group: Sequence[Objective], rows: torch.Tensor) -> torch.Tensor:
         full = _layer(acts, self.layer)
