@@ -52,6 +52,52 @@ def test_lightning_checkpoint_loads_and_resumes(fresh_host, tmp_path, cli):
     assert resumed.metrics["layer 2"]["epochs"] == 2 and "layer 1" in resumed.metrics
 
 
+def _tensors(state, prefix=""):
+    for key, value in state.items():
+        if isinstance(value, dict):
+            yield from _tensors(value, f"{prefix}{key}.")
+        elif torch.is_tensor(value):
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize(("args", "whole", "cut"), [
+    # fresh patches each epoch, corruption noise from torch's global generator; 10 batches per
+    # epoch, cut at an epoch's end and inside an epoch (Lightning alone would repeat or skip data)
+    (["ladder", "--decoder", "mod", "--layers", "12,4", "--data", "patches", "-D", "size=6", "-D", "n_train=200",
+      "-D", "n_test=40", "--batch-size", "20"], ["--max-steps", "25"], ["--max-steps", "20"]),
+    (["ladder", "--decoder", "add", "--layers", "12,4", "--data", "patches", "-D", "size=6", "-D", "n_train=200",
+      "-D", "n_test=40", "--batch-size", "20"], ["--max-steps", "25"], ["--max-steps", "13"]),
+    # shuffled rows and persistent Gibbs chains, cut between epochs
+    (["rbm", "--hidden", "12", "--trainer", "pcd", "--binarize", "true", "--data", "digits", "--batch-size", "50"],
+     ["--epochs", "3"], ["--epochs", "1"]),
+    # fast weights too, cut inside the second epoch (FPCD's default rate decays to 0 at the run's
+    # last step, so a piece that stops earlier is another run: the schedule is held constant here)
+    (["rbm", "--hidden", "12", "--trainer", "fpcd", "--lr-schedule", "constant", "--binarize", "true",
+      "--data", "digits", "--batch-size", "50"],
+     ["--max-steps", "50"], ["--max-steps", "37"]),
+], ids=["ladder-epoch-end", "ladder-mid-epoch", "rbm-pcd-epochs", "rbm-fpcd-mid-epoch"])
+def test_a_run_cut_into_pieces_is_the_run_in_one_piece(fresh_host, tmp_path, cli, args, whole, cut):
+    """``--resume`` restores the data stream's position and the random generators, so a run stopped
+    and continued (on this machine or another) ends with the very weights of an uninterrupted run."""
+    res = cli("train", *args, *whole, "--out", tmp_path / "whole.pt", "--log-dir", tmp_path / "a", "-q")
+    assert res.code == 0, res.err
+    res = cli("train", *args, *cut, "--out", tmp_path / "first.pt", "--log-dir", tmp_path / "b", "-q")
+    assert res.code == 0, res.err
+    ckpt = next((tmp_path / "b").rglob("last.ckpt"))
+    moved = tmp_path / "elsewhere.ckpt"  # the piece goes on from a copy, as on another machine
+    moved.write_bytes(ckpt.read_bytes())
+    res = cli("train", *args, *whole, "--out", tmp_path / "pieces.pt", "--log-dir", tmp_path / "c", "-q",
+              "--resume", moved)
+    assert res.code == 0, res.err
+    one = dict(_tensors(torch.load(tmp_path / "whole.pt", weights_only=True)["state_dict"]))
+    two = dict(_tensors(torch.load(tmp_path / "pieces.pt", weights_only=True)["state_dict"]))
+    first = dict(_tensors(torch.load(tmp_path / "first.pt", weights_only=True)["state_dict"]))
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), key
+    assert any(not torch.equal(one[k], first[k]) for k in one)  # the second piece did train
+
+
 def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line(fresh_host, tmp_path, cli):
     """Lightning restores the weights and the optimiser state before training starts; a checkpoint
     written with other options (other shapes) or by a vizkit whose optimiser had other parameter

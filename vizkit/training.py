@@ -24,6 +24,7 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .errors import CheckpointError, OutputError, UsageError, VizkitError
 from .paths import special_kind
 from .registry import get_host
+from .resume_state import ResumeState
 from .validation import check_seed
 
 
@@ -167,6 +168,8 @@ def train(
     kind_defaults = dict(model_cls.data_defaults.get(data, {}))
     dm = build_data(data, {**kind_defaults, **dict(data_options or {})}, batch_size, seed)
     described = dm.describe()
+    if hasattr(dm, "resume_data_at"):  # it resumes mid-epoch where it stopped (vizkit.resume_state)
+        warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended.*")
     if lr is not None and "lr" not in {o.name for o in model_cls.train_options}:
         raise UsageError(f"model {kind!r} takes no --lr")
     hparams = model_cls.hparams_from_options(
@@ -203,7 +206,7 @@ def train(
         # with save_top_k=0 Lightning writes "last" only once training ends, so a crash or a NaN
         # would leave nothing to --resume from.
         callbacks = [ModelCheckpoint(dirpath=Path(log_dir) / kind / versions[tag] / "checkpoints",
-                                     filename="last", save_top_k=1, save_last=False)]
+                                     filename="last", save_top_k=1, save_last=False), ResumeState(pl, dm)]
         if progress and not live_bar:
             callbacks.append(_epoch_lines(pl, f"[{kind}]" + (f" {stage_name}" if len(stages) > 1 else "")))
         trainer = pl.Trainer(

@@ -210,6 +210,12 @@ class _EpochSampler(Sampler[int]):
     Lightning calls ``set_epoch(current_epoch)`` before each epoch; a plain ``for`` loop over the
     loader just counts epochs 0, 1, 2, ... For resampled datasets the sampler also triggers the
     epoch's fresh draw (single process: ``num_workers=0``, so the draw is seen by the loader).
+
+    The sampler also knows where the stream is (:meth:`position`: the epoch being read and the rows
+    handed out so far), which a checkpoint stores, and :meth:`resume_at` continues from there. After
+    a resume the sampler counts epochs itself and ignores ``set_epoch``: Lightning, resuming a run
+    stopped by ``max_steps``, first finishes an empty remainder of the old epoch and numbers the next
+    one a step too far, which would hand the run another epoch's data than the uninterrupted run saw.
     """
 
     def __init__(self, dataset: _Rows, seed: int, shuffle: bool) -> None:
@@ -217,9 +223,27 @@ class _EpochSampler(Sampler[int]):
         self.seed = seed
         self.shuffle = shuffle
         self._epoch = 0
+        self._skip = 0
+        self._resumed = False
+        self._reading: int | None = None  # the epoch handed out last
+        self._rows = 0  # rows of it handed out so far
 
     def set_epoch(self, epoch: int) -> None:
-        self._epoch = int(epoch)
+        if not self._resumed:
+            self._epoch = int(epoch)
+
+    def resume_at(self, epoch: int, rows: int) -> None:
+        """Continue the stream at ``rows`` into ``epoch`` (a checkpoint's :meth:`position`)."""
+        self._epoch, self._skip, self._resumed = int(epoch), int(rows), True
+
+    def position(self) -> tuple[int, int]:
+        """``(epoch, rows)``: where the next row comes from; with ``num_workers=0`` every row handed
+        out has been trained on by the time Lightning writes a checkpoint."""
+        if self._reading is None:
+            return self._epoch, self._skip
+        if self._rows >= len(self.dataset):
+            return self._reading + 1, 0
+        return self._reading, self._rows
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -230,9 +254,18 @@ class _EpochSampler(Sampler[int]):
         if isinstance(self.dataset, _ResampledRows):
             self.dataset.resample(epoch)
         n = len(self.dataset)
-        if not self.shuffle:
-            return iter(range(n))
-        return iter(torch.randperm(n, generator=_torch_generator(self.seed, 0x5A3F, epoch)).tolist())
+        skip, self._skip = min(self._skip, n), 0
+        if self.shuffle:
+            order = torch.randperm(n, generator=_torch_generator(self.seed, 0x5A3F, epoch)).tolist()[skip:]
+        else:
+            order = list(range(skip, n))
+        self._reading, self._rows = epoch, skip
+        return self._counted(order)
+
+    def _counted(self, order: list[int]) -> Iterator[int]:
+        for index in order:
+            self._rows += 1
+            yield index
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,6 +314,8 @@ class VizDataModule(pl.LightningDataModule):
                                               (options or {}).items()}
         self.batch_size: int = coerce_int(batch_size, "batch_size", minimum=1)
         self.seed: int = coerce_int(seed, "seed", minimum=0)
+        self._resume_position: tuple[int, int] | None = None
+        self._train_sampler: _EpochSampler | None = None
         self.num_workers: int = 0
         self.input_shape: tuple[int, ...] = tuple(int(d) for d in train.shape[1:])
         self._train = train.detach().to(torch.float32).contiguous()
@@ -349,13 +384,34 @@ class VizDataModule(pl.LightningDataModule):
         else:
             dataset = _Rows(self._train, self._labels(self._train_labels))
             sampler = _EpochSampler(dataset, self.seed, shuffle=True)
+        if self._resume_position is not None:
+            sampler.resume_at(*self._resume_position)
+            self._resume_position = None
+        self._train_sampler = sampler
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, collate_fn=_collate_rows,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, generator=self._loader_generator())
+
+    def data_position(self) -> tuple[int, int]:
+        """``(epoch, rows)`` of the training stream, for a checkpoint (see :meth:`resume_data_at`)."""
+        if self._train_sampler is None:
+            return (0, 0) if self._resume_position is None else self._resume_position
+        return self._train_sampler.position()
+
+    def resume_data_at(self, epoch: int, rows: int) -> None:
+        """Make the next training loader start ``rows`` into ``epoch``: a resumed run reads on where the
+        checkpoint stopped, mid-epoch included, instead of where Lightning's epoch counter points."""
+        self._resume_position = (int(epoch), int(rows))
+
+    def _loader_generator(self) -> torch.Generator:
+        """DataLoader draws a worker base seed from this generator each epoch instead of from torch's
+        global one, which the model's noise draws from: data loading must not move the model's noise."""
+        return _torch_generator(self.seed, 0x10AD)
 
     def val_dataloader(self) -> DataLoader:
         """The test split in order (vizkit has no separate validation split)."""
         return DataLoader(_Rows(self._test, self._labels(self._test_labels)), batch_size=self.batch_size,
-                          shuffle=False, collate_fn=_collate_rows, num_workers=self.num_workers)
+                          shuffle=False, collate_fn=_collate_rows, num_workers=self.num_workers,
+                          generator=self._loader_generator())
 
     def _labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         """The labels to pair with inputs when :attr:`with_labels` is set, else None."""

@@ -120,6 +120,7 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             self.hidden_bias.append(nn.Parameter(torch.zeros(n_out)))
             self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
         self._estimator: GradientEstimator | None = None
+        self._estimator_state: dict[str, Any] | None = None
         self._history: dict[str, list[float]] = {}
         self._loglik_cache: tuple[int, dict[str, Any]] | None = None
 
@@ -285,6 +286,14 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             else:
                 self.visible_bias[self.stage].copy_(data.mean(0).to(self.visible_bias[self.stage]))
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._estimator is not None:
+            checkpoint["vizkit_estimator"] = self._estimator.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._estimator_state = checkpoint.get("vizkit_estimator")
+
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
         rbm = self.rbm(self.stage)
@@ -293,6 +302,9 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             visible=rbm.visible, k=self.hparams["k"], fast_decay=self.hparams["fast_decay"],
             sparsity=self._stage_hparam("sparsity") or 0.0, sparsity_cost=self.hparams.get("sparsity_cost", 1.0),
             device=self.device, dtype=self.weight[0].dtype)
+        if self._estimator_state is not None:  # --resume: the chains go on where they were
+            self._estimator.load_state_dict(self._estimator_state)
+            self._estimator_state = None
         test = dm.test_tensor()[:_MONITOR_ROWS]
         self._monitor_val = self._fixed_stage_input(test, offset=2).to(self.device)
         self._monitor_train = self._fixed_stage_input(dm.train_tensor()[: len(test)], offset=3).to(self.device)

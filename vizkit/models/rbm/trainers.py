@@ -17,6 +17,8 @@ into preallocated buffers and compared in place, and nothing allocates per updat
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .params import RBMParams
@@ -66,6 +68,22 @@ class GradientEstimator:
         rows = self.chains
         rows.copy_(v[: len(rows)] if len(v) >= len(rows) else v.repeat(len(rows) // len(v) + 1, 1)[: len(rows)])
         self.chains_ready = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on as if never stopped: the particles and the fast weights
+        (the other buffers are rewritten by every update)."""
+        state: dict[str, Any] = {"chains_ready": self.chains_ready, "chains": self.chains.clone()}
+        if self.fast is not None:
+            state["fast"] = [t.clone() for t in (self.fast.weight, self.fast.hidden_bias, self.fast.visible_bias)]
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.chains.copy_(state["chains"])
+        self.chains_ready = bool(state["chains_ready"])
+        if self.fast is not None and "fast" in state:
+            for overlay, saved in zip((self.fast.weight, self.fast.hidden_bias, self.fast.visible_bias),
+                                      state["fast"], strict=True):
+                overlay.copy_(saved)
 
     # -- the update -----------------------------------------------------------------------------
     @torch.no_grad()
