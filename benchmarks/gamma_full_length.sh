@@ -21,7 +21,7 @@ for spec in "mod 1622,50" "add 839,336" "nolat 590,589" "linear 0"; do
   extra=()
   [ "$name" != linear ] && extra=(--layers "$layers")
   mkdir -p "$OUT/models"
-  $VIZKIT train ladder --decoder "$name" "${extra[@]}" --data patches -D size=16 -D whiten=pca \
+  $VIZKIT train ladder --decoder "$name" "${extra[@]}" --data patches -D size=16 -D whiten=pca -D contrast=divisive \
     --max-steps "$STEPS" --batch-size 50 --accelerator gpu --devices 1 -q \
     --log-dir "$OUT/logs" --out "$OUT/models/$name.pt"
   layer=h2

@@ -30,7 +30,7 @@ def wiener_cost(model: object) -> float:
     from vizkit.datasets import patches
 
     info = model.data_info  # type: ignore[attr-defined]
-    opts = {k: v for k, v in info["options"].items() if k in ("size", "whiten", "images")}
+    opts = {k: v for k, v in info["options"].items() if k in ("size", "whiten", "images", "contrast", "contrast_floor")}
     dm = patches.build(**opts, n_train=50_000, n_test=10, seed=int(info.get("seed", 0)))
     x = dm.train_tensor().reshape(50_000, -1).double() / model.hparams["data_std"]  # type: ignore[attr-defined]
     lam = torch.linalg.eigvalsh(torch.cov(x.T)).clamp_min(0)

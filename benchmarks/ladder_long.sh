@@ -3,7 +3,8 @@
 # every milestone (50k, 100k, 200k, 400k, 700k, 1M updates) so gamma can be read against length.
 #
 #   bash benchmarks/ladder_long.sh DECODER [SEED] [RUN_DIR] [EXTRA -D options...]
-#   e.g. OMP_NUM_THREADS=1 bash benchmarks/ladder_long.sh mod 0 /work/runs/ladder-mod-s0
+#   e.g. OMP_NUM_THREADS=1 bash benchmarks/ladder_long.sh mod 0 /work/runs/ladder-mod-cn-s0
+#        OMP_NUM_THREADS=1 bash benchmarks/ladder_long.sh add 0 /work/runs/ladder-add-s0 contrast=none
 #
 # Run it again after an interruption (a session that ends, a killed process, another machine with
 # the folder copied): it continues from the newest Lightning last.ckpt under RUN_DIR/logs with
@@ -24,7 +25,7 @@ case $DECODER in
   linear) LAYERS=() ;;
   *) echo "unknown decoder $DECODER" >&2; exit 2 ;;
 esac
-DATA=(-D size=16 -D whiten=pca)
+DATA=(-D size=16 -D whiten=pca -D contrast=divisive)  # the ladder's defaults on patches, spelled out
 for extra in "$@"; do DATA+=(-D "$extra"); done
 mkdir -p "$RUN/models"
 newest_ckpt() {

@@ -72,7 +72,8 @@ def test_builtin_specs_are_complete() -> None:
     assert [s.name for s in BUILTIN_DATASETS] == ["mnist", "digits", "faces", "patches", "photos"]
     for spec in BUILTIN_DATASETS:
         assert isinstance(spec, DatasetSpec) and callable(spec.build) and spec.help
-    assert set(REGISTRY["patches"].options) == {"size", "whiten", "n_train", "n_test", "images", "whiten_eps"}
+    assert set(REGISTRY["patches"].options) == {"size", "whiten", "n_train", "n_test", "images", "whiten_eps", "contrast",
+                                                "contrast_floor"}
     assert set(REGISTRY["mnist"].options) == {"data_dir", "limit"}
 
 
@@ -232,6 +233,30 @@ def test_whiten_eps_low_passes_the_zca_filter() -> None:
     assert lam_soft[1:].max() / lam_soft[1:].min() > 5
 
 
+def test_divisive_contrast_gives_every_textured_patch_the_same_energy() -> None:
+    raw = patches.build(size=8, whiten="pca", n_train=3000, n_test=200)
+    even = patches.build(size=8, whiten="pca", n_train=3000, n_test=200, contrast="divisive", contrast_floor="0.001")
+    assert even.options["contrast"] == "divisive" and even.options["contrast_floor"] == 0.001
+    assert "contrast" not in raw.options  # the default leaves the data (and its checkpoints) as they were
+    e_raw = raw.train_tensor().reshape(3000, -1).pow(2).mean(1)
+    e_even = even.train_tensor().reshape(3000, -1).pow(2).mean(1)
+    textured = e_raw > e_raw.median()
+    # windows of these photographs span orders of magnitude in energy; divided by their own RMS the
+    # textured half lies within a few percent, at unit pixel std over the draw
+    assert float(e_raw[textured].max() / e_raw[textured].min()) > 5
+    assert float(e_even[textured].max() / e_even[textured].min()) < 1.05
+    assert abs(float(even.train_tensor().std()) - 1.0) < 1e-3
+    # the same preprocessing reaches the test split, every epoch's fresh draw and a checkpoint's
+    # description (which is how the gamma probe's transformed copies are prepared)
+    buffers = even.describe()["buffers"]
+    assert {"contrast_floor", "contrast_scale"} <= set(buffers)
+    again = patches.preprocess(np.random.default_rng(0).random((5, 8, 8)), buffers).reshape(5, -1)
+    assert torch.allclose(again.pow(2).mean(1), again.pow(2).mean(1).mean().expand(5), rtol=0.05)
+    # a floor of 0 is plain RMS normalisation
+    x = torch.randn(4, 64) * torch.tensor([[0.01], [1.0], [10.0], [100.0]])
+    assert torch.allclose(patches.divide_by_contrast(x, 0.0).pow(2).mean(1), torch.ones(4), rtol=1e-5)
+
+
 def test_bad_patch_options() -> None:
     with pytest.raises(DataError, match="size"):
         patches.build(size=3)
@@ -243,6 +268,10 @@ def test_bad_patch_options() -> None:
         patches.build(images="camera,lena")
     with pytest.raises(DataError, match="whiten_eps"):
         patches.build(whiten_eps="-1")
+    with pytest.raises(DataError, match="contrast must be one of none, divisive"):
+        patches.build(contrast="local")
+    with pytest.raises(DataError, match="contrast_floor"):
+        patches.build(contrast="divisive", contrast_floor="0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +444,7 @@ def test_unknown_name_lists_valid_names() -> None:
 
 def test_unknown_and_bad_options() -> None:
     with pytest.raises(DataError, match="unknown option colour for dataset 'patches'; "
-                                        "valid options: images, n_test, n_train, size, whiten, whiten_eps"):
+                                        "valid options: contrast, contrast_floor, images, n_test, n_train, size, whiten, whiten_eps"):
         build_dataset("patches", REGISTRY, colour="red")
     with pytest.raises(DataError, match="valid options: none"):
         build_dataset("digits", REGISTRY, size=3)

@@ -106,6 +106,10 @@ BUILTIN_DATASETS: list[DatasetSpec] = [
                       "(china, flower) | a comma-separated list (default natural)",
             "whiten_eps": "whitening regulariser relative to the mean eigenvalue; larger values low-pass "
                           "(damp pixel noise and JPEG blocks) (default 1e-4)",
+            "contrast": "none | divisive (each whitened patch divided by its own RMS, so windows of "
+                        "different contrast weigh alike; gamma then measures invariance, not contrast) "
+                        "(default none)",
+            "contrast_floor": "divisive: softening, a share of the mean patch energy (default 0.1)",
         },
     ),
     DatasetSpec(

@@ -52,6 +52,9 @@ __all__ = [
     "PCA_VARIANCE",
     "TRAIN_FRACTION",
     "WHITEN_CHOICES",
+    "CONTRAST_CHOICES",
+    "CONTRAST_FLOOR",
+    "divide_by_contrast",
     "DEFAULT_IMAGES",
     "IMAGE_SETS",
     "PHOTOGRAPHS",
@@ -70,6 +73,13 @@ LUMA = np.array([0.299, 0.587, 0.114])
 #: Share of each photograph's width (from the left) that training patches come from.
 TRAIN_FRACTION = 0.8
 WHITEN_CHOICES = ("none", "zca", "pca")
+#: ``contrast``: none, or divisive normalisation of each (whitened) patch by its own RMS. Windows of
+#: these photographs differ in contrast by orders of magnitude (gravel beside sky), and a patch's
+#: energy barely changes when it is shifted, so without it any unit that follows local energy looks
+#: translation invariant to Rasmus et al.'s gamma (docs/models/ladder.md, "Why Add looked like Mod").
+CONTRAST_CHOICES = ("none", "divisive")
+#: the softening of divisive normalisation, as a share of the training draw's mean patch energy
+CONTRAST_FLOOR = 0.1
 PCA_VARIANCE = 0.99
 MAX_PCA_DIMS = 256
 #: Whitening regulariser, relative to the mean non-null eigenvalue (keeps 1/sqrt finite while
@@ -253,7 +263,16 @@ def preprocess(raw: np.ndarray | torch.Tensor, buffers: Mapping[str, torch.Tenso
     x = torch.from_numpy(_remove_dc(raw_np)) / float(buffers["scale"])
     if "whiten" in buffers:
         x = (x - buffers["mean"].float()) @ buffers["whiten"].float()
+    if "contrast_floor" in buffers:
+        x = divide_by_contrast(x, float(buffers["contrast_floor"]), float(buffers["contrast_scale"]))
     return x.reshape(-1, 1, size, size).contiguous()
+
+
+def divide_by_contrast(x: torch.Tensor, floor: float, scale: float = 1.0) -> torch.Tensor:
+    """Each patch divided by its own RMS, softened by ``floor`` (a share of the training draw's mean
+    energy) so near-flat patches (sky, quantisation noise) are not blown up to full contrast."""
+    energy = x.pow(2).mean(dim=1, keepdim=True)
+    return x / (energy + floor).sqrt() / scale
 
 
 def build(
@@ -263,6 +282,8 @@ def build(
     n_test: Any = 2000,
     images: Any = DEFAULT_IMAGES,
     whiten_eps: Any = EPS_RELATIVE,
+    contrast: Any = "none",
+    contrast_floor: Any = CONTRAST_FLOOR,
     *,
     batch_size: Any = 100,
     seed: Any = 0,
@@ -281,6 +302,8 @@ def build(
     seed_i = coerce_int(seed, "seed", minimum=0)
     names = resolve_images(images)
     eps_f = coerce_float(whiten_eps, "whiten_eps", minimum=0.0, maximum=1e6)
+    contrast_mode = coerce_choice(contrast, "contrast", CONTRAST_CHOICES)
+    floor_f = coerce_float(contrast_floor, "contrast_floor", minimum=1e-9, maximum=1e6)
     photos = grey_images(",".join(names))
     image_option = next((k for k, v in IMAGE_SETS.items() if v == names), ",".join(names))
 
@@ -297,6 +320,12 @@ def build(
         buffers["mean"] = torch.from_numpy(mean)
         buffers["whiten"] = torch.from_numpy(np.ascontiguousarray(matrix))
         extra["whiten_dims"] = dims
+    if contrast_mode == "divisive":
+        prepared = preprocess(raw_train, buffers).reshape(n_train_i, -1)
+        floor = floor_f * float(prepared.pow(2).mean())
+        after = divide_by_contrast(prepared, floor)
+        buffers["contrast_floor"] = torch.tensor(floor, dtype=torch.float64)
+        buffers["contrast_scale"] = torch.tensor(float(after.std()), dtype=torch.float64)
 
     def draw(stream: str, n: int, epoch: int = 0) -> torch.Tensor:
         raw, _ = sample_patches(n, size_i, "train" if stream != "test" else "test",
@@ -308,7 +337,8 @@ def build(
         preprocess(raw_train, buffers),
         draw("test", n_test_i),
         options={"size": size_i, "whiten": mode, "n_train": n_train_i, "n_test": n_test_i,
-                 "images": image_option, "whiten_eps": eps_f},
+                 "images": image_option, "whiten_eps": eps_f,
+                 **({"contrast": contrast_mode, "contrast_floor": floor_f} if contrast_mode != "none" else {})},
         batch_size=batch_size,
         seed=seed_i,
         buffers=buffers,

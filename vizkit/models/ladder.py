@@ -28,13 +28,14 @@ does not jump when β moves (Raiko et al.'s compensation).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import capabilities as caps
+from ..compiled_step import CompiledStep, wants_compile
 from ..errors import OptionError
 from ..model import Weights
 from ..options import Option
@@ -63,6 +64,12 @@ class Ladder(StackedLayers, ReferenceModel):
     kind = "ladder"
     summary = "denoising autoencoder with lateral connections: --decoder nolat|add|mod|linear (Rasmus et al. 2015)"
     capabilities = frozenset({caps.ACTIVATIONS, caps.INPUT_GRAD, caps.WEIGHTS, caps.RECONSTRUCT})
+    # The paper's input (supplementary 4.1: 16x16 patches, PCA-whitened keeping 99% of the variance),
+    # and each patch divided by its own RMS: windows of the shipped photographs differ in contrast by
+    # orders of magnitude, and without it Add's top layer spends itself on local energy, which gamma
+    # counts as translation invariance (docs/models/ladder.md, "Why Add looked like Mod").
+    data_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "patches": {"size": 16, "whiten": "pca", "contrast": "divisive"}}
     train_options = (
         Option("decoder", str, "mod", "decoder: nolat (none), add (additive) or mod (modulated) lateral "
                "connections, or linear (the linear denoising baseline)", choices=DECODERS),
@@ -75,6 +82,8 @@ class Ladder(StackedLayers, ReferenceModel):
         Option("centring", float, 0.99, "decay of the running mean the centring bias follows", min=0.0, max=1.0),
         Option("data_std", float, 1.0, "pixel std of the training data (set from the dataset); inputs are "
                "divided by it", min=1e-12),
+        Option("compile", str, "auto", "fuse the ADADELTA update with torch.compile: auto (runs of 20,000 "
+               "updates or more, where the ~30 s it takes pays back), on or off", choices=("auto", "on", "off")),
     )
 
     def __init__(
@@ -88,6 +97,7 @@ class Ladder(StackedLayers, ReferenceModel):
         eps: float = 1e-8,
         centring: float = 0.99,
         data_std: float = 1.0,
+        compile: str = "auto",
     ) -> None:
         super().__init__()
         if decoder not in DECODERS:
@@ -115,6 +125,8 @@ class Ladder(StackedLayers, ReferenceModel):
         for i, n in enumerate(self.sizes[1:]):
             self.register_buffer(f"centre{i}", torch.zeros(n))
         self.best_val = float("inf")
+        self._fused_step: CompiledStep | None = None
+        self._train_sum, self._train_count = torch.zeros(()), 0
         self._val_sum = 0.0
         self._val_count = 0
 
@@ -224,8 +236,23 @@ class Ladder(StackedLayers, ReferenceModel):
     # -- Lightning ------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self.cost(self.scale(batch), record=True)
-        self.log("train_cost", loss, prog_bar=True, on_epoch=True, on_step=False)
+        # summed here and logged once per epoch: Lightning's per-step self.log bookkeeping costs a
+        # tenth of a small model's update (benchmarks/train_step_rate.py)
+        self._train_sum = self._train_sum + loss.detach()
+        self._train_count += 1
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sum, self._train_count = torch.zeros(()), 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            self.log("train_cost", self._train_sum / self._train_count, prog_bar=True)
+
+    def on_train_start(self) -> None:
+        planned = float(self.trainer.estimated_stepping_batches)
+        if self._fused_step is None and wants_compile(self.hparams.get("compile", "auto"), planned):
+            self._fused_step = CompiledStep(self.optimizers().optimizer)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # after the optimiser step, so the compensation acts on the updated weights

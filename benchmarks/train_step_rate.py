@@ -1,0 +1,141 @@
+"""How close a reference model's training step comes to torch's matrix-product rate, at 1 thread.
+
+For each model, three times per update, measured side by side in one run:
+
+- ``matmul``: only the step's matrix products and convolutions (forward and backward), recorded
+  from one real step by a dispatch mode and replayed on the same shapes: the floor;
+- ``bare``: the same step as a plain PyTorch loop (the module's ``training_step``, backward, its own
+  optimiser, its after-step hook), no Lightning;
+- ``cli``: ``vizkit train`` itself (Lightning, logging, checkpoints, validation every epoch): two
+  runs of different length, differenced, so start-up and compilation cancel out.
+
+The ratio matmul / cli is the share of torch's matmul rate that training reaches (the issue's goal:
+at least 0.5 where the model's size allows).
+
+    OMP_NUM_THREADS=1 python benchmarks/train_step_rate.py [--models ladder,sdae] [--steps 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vizkit.registry import get_host
+from vizkit.training import build_data, train
+
+#: kind, dataset, options, data options, batch size: the configurations the galleries train
+MODELS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any], int]] = {
+    "ladder": ("ladder", "patches", {"decoder": "mod", "layers": "1622,50"}, {"n_train": 5000}, 50),
+    "ladder-add": ("ladder", "patches", {"decoder": "add", "layers": "839,336"}, {"n_train": 5000}, 50),
+    "sdae": ("sdae", "mnist", {"layers": "1000,1000,1000", "finetune_epochs": 0}, {}, 100),
+    "convnet": ("convnet", "mnist", {}, {}, 100),
+    "capsule": ("capsule", "mnist", {}, {}, 100),
+}
+HEAVY = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
+         torch.ops.aten.baddbmm.default, torch.ops.aten.convolution.default,
+         torch.ops.aten.convolution_backward.default}
+
+
+class RecordHeavy(TorchDispatchMode):
+    """Keeps (op, args) of every matrix product and convolution that runs under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, tuple, dict]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if func in HEAVY:
+            clone = lambda a: a.detach().clone() if torch.is_tensor(a) else a  # noqa: E731
+            self.calls.append((func, tuple(clone(a) for a in args), {k: clone(v) for k, v in kwargs.items()}))
+        return func(*args, **kwargs)
+
+
+def per_step(fn: Callable[[], None], steps: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def build(name: str) -> tuple[Any, Any, int]:
+    kind, data, options, data_options, batch = MODELS[name]
+    cls = get_host().model_class(kind)
+    dm = build_data(data, {**cls.data_defaults.get(data, {}), **data_options}, batch, 0)
+    hparams = cls.hparams_from_options(options, input_shape=dm.input_shape, data=dm.describe(), lr=None)
+    model = cls(**hparams)
+    model.data_info = dm.describe()
+    return model, dm, batch
+
+
+def bare_step(model: Any, batch: Any) -> tuple[Callable[[], None], Any]:
+    """One update as a plain loop, with the module's own optimiser and after-step hook."""
+    opt = model.configure_optimizers()
+    opt = opt[0][0] if isinstance(opt, tuple) else opt
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    model.train()
+    model.log = lambda *a, **k: None  # no Lightning loop to log into
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)
+        loss = model.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        model.on_train_batch_end(None, batch, 0)
+
+    return step, opt
+
+
+def cli_per_step(name: str, short: int, long: int) -> float:
+    kind, data, options, data_options, batch = MODELS[name]
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for steps in (short, long):
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                train(kind, data, out=Path(tmp) / f"{steps}.pt", max_steps=steps, batch_size=batch,
+                      model_options=options, data_options=data_options, log_dir=Path(tmp) / "logs", progress=False)
+            times.append(time.perf_counter() - start)
+    return (times[1] - times[0]) / (long - short)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="ladder,sdae")
+    parser.add_argument("--steps", type=int, default=300, help="timed updates of the bare loop and the replay")
+    parser.add_argument("--cli-steps", default="500,2500", help="the two run lengths differenced")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    short, long = (int(v) for v in args.cli_steps.split(","))
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print("| model | matmul ms | bare loop ms | vizkit train ms | matmul / bare | matmul / vizkit train |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        model, dm, _ = build(name)
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        step, _ = bare_step(model, batch)
+        step()
+        rec = RecordHeavy()
+        with rec:
+            step()
+        calls = rec.calls
+        t_mm = per_step(lambda calls=calls: [f(*a, **k) for f, a, k in calls], args.steps)
+        t_bare = per_step(step, args.steps)
+        t_cli = cli_per_step(name, short, long)
+        print(f"| {name} | {t_mm * 1e3:.2f} | {t_bare * 1e3:.2f} | {t_cli * 1e3:.2f} | {t_mm / t_bare:.2f} "
+              f"| {t_mm / t_cli:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
