@@ -5,6 +5,7 @@
 #   bash benchmarks/ladder_long.sh DECODER [SEED] [RUN_DIR] [EXTRA -D options...]
 #   e.g. OMP_NUM_THREADS=1 bash benchmarks/ladder_long.sh mod 0 /work/runs/ladder-mod-cn-s0
 #        OMP_NUM_THREADS=1 bash benchmarks/ladder_long.sh add 0 /work/runs/ladder-add-s0 contrast=none
+#        SIZES=1937 MILESTONES=50000 bash benchmarks/ladder_long.sh mod 0 /work/runs/ladder-mod1-s0
 #
 # Run it again after an interruption (a session that ends, a killed process, another machine with
 # the folder copied): it continues from the newest Lightning last.ckpt under RUN_DIR/logs with
@@ -25,6 +26,7 @@ case $DECODER in
   linear) LAYERS=() ;;
   *) echo "unknown decoder $DECODER" >&2; exit 2 ;;
 esac
+[ -n "${SIZES:-}" ] && LAYERS=(--layers "$SIZES")  # e.g. SIZES=1937 for Table 1's one-layer rows
 DATA=(-D size=16 -D whiten=pca -D contrast=divisive)  # the ladder's defaults on patches, spelled out
 for extra in "$@"; do DATA+=(-D "$extra"); done
 mkdir -p "$RUN/models"
