@@ -56,6 +56,7 @@ def measure(path: Path, n_sets: int, seed: int) -> dict[str, float | str | int]:
         "decoder": model.hparams["decoder"], "steps": int(model.metrics["denoising"]["steps"]),
         "data": "divisive contrast" if normalised else "whitened", "seed": int(model.data_info.get("seed", 0)),
         "energy": layer_gamma(energy), "cost": float(model.metrics["denoising"]["val_cost"]),
+        "depth": len(model.layer_infos()),
     }
     variants = {"own": flat}
     if not normalised:
@@ -72,11 +73,16 @@ def measure(path: Path, n_sets: int, seed: int) -> dict[str, float | str | int]:
     return out
 
 
-def paper(model: str) -> str:
+def paper(model: str, depth: int) -> str:
+    """The paper's top-layer γ for this decoder at this depth (its one-layer rows are "No-lat" and
+    "Add/Mod", identical decoders when there is no layer above)."""
     cells = []
     for data in ("CIFAR-10", "O&F"):
-        row = papers.rasmus2015_row(data, LABEL[model])
-        cells.append(f"{row.gamma_translation[-1]:.2f}" if row.gamma_translation else "NA")
+        rows = [r for r in papers.rasmus2015_table1() if r.data == data
+                and (LABEL[model] in r.model.split("/") or r.model == LABEL[model])
+                and r.sizes.count("-") == depth]
+        row = rows[0] if rows else None
+        cells.append(f"{row.gamma_translation[-1]:.2f}" if row and row.gamma_translation else "NA")
     return " / ".join(cells)
 
 
@@ -99,18 +105,19 @@ def main() -> None:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for f in files:
         row = measure(f, args.sets, args.seed)
-        groups[(row["decoder"], row["data"], row["steps"])].append(row)
+        groups[(row["decoder"], row["data"], row["steps"], row["depth"])].append(row)
         print(f"# {f}: {row}", flush=True)
     print()
     print("| model | data | updates | seeds | cost | γ⁽¹⁾ own sets | γ⁽²⁾ own sets | γ⁽²⁾ normalised sets | γ(‖x‖) "
           "| paper γ⁽²⁾ CIFAR-10 / O&F (1M–4M updates) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     order = {"linear": 0, "nolat": 1, "add": 2, "mod": 3}
-    for (decoder, data, steps), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], order[kv[0][0]], kv[0][2])):
+    for (decoder, data, steps, depth), rows in sorted(groups.items(),
+                                                      key=lambda kv: (kv[0][1], kv[0][3], order[kv[0][0]], kv[0][2])):
         def col(key: str, rows: list[dict] = rows) -> str:
             return cell([r[key] for r in rows if key in r])
-        print(f"| {LABEL[decoder]} | {data} | {steps:,} | {len(rows)} | {col('cost')} | {col('own_h1')} "
-              f"| {col('own_h2')} | {col('normalised_h2')} | {col('energy')} | {paper(decoder)} |")
+        print(f"| {LABEL[decoder]} {'256-' + '-'.join(['·'] * depth)} | {data} | {steps:,} | {len(rows)} | {col('cost')} | {col('own_h1')} "
+              f"| {col('own_h2')} | {col('normalised_h2')} | {col('energy')} | {paper(decoder, depth)} |")
 
 
 if __name__ == "__main__":
