@@ -22,7 +22,8 @@ import torch
 import vizkit
 from vizkit import papers
 
-LABEL = {"linear": "Linear", "nolat": "No-lat", "add": "Add", "mod": "Mod"}
+LABEL = {"linear": "Linear", "nolat-1": "No-lat", "addmod-1": "Add/Mod", "nolat": "No-lat", "add": "Add", "mod": "Mod"}
+HIDDEN_LAYERS = {"linear": 0, "nolat-1": 1, "addmod-1": 1}  # the rest: 2
 
 
 def wiener_cost(model: object) -> float:
@@ -43,7 +44,7 @@ def fmt(values: object) -> str:
 
 
 def paper_cell(data: str, name: str) -> str:
-    row = papers.rasmus2015_row(data, LABEL[name])
+    row = papers.rasmus2015_row(data, LABEL[name], HIDDEN_LAYERS.get(name, 2))
     return f"{row.sizes}: {row.cost:.4f}, {fmt(row.gamma_translation)}"
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     root = Path(args.gallery)
     rows = []
     bound = None
-    for name in ("linear", "nolat", "add", "mod"):
+    for name in LABEL:
         ckpt = root / "models" / f"{name}.pt"
         if not ckpt.exists():
             continue

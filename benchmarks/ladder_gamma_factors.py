@@ -78,11 +78,11 @@ def paper(model: str, depth: int) -> str:
     "Add/Mod", identical decoders when there is no layer above)."""
     cells = []
     for data in ("CIFAR-10", "O&F"):
-        rows = [r for r in papers.rasmus2015_table1() if r.data == data
-                and (LABEL[model] in r.model.split("/") or r.model == LABEL[model])
-                and r.sizes.count("-") == depth]
-        row = rows[0] if rows else None
-        cells.append(f"{row.gamma_translation[-1]:.2f}" if row and row.gamma_translation else "NA")
+        try:
+            gammas = papers.rasmus2015_row(data, LABEL[model], hidden_layers=depth).gamma_translation
+        except KeyError:
+            gammas = None
+        cells.append(f"{gammas[-1]:.2f}" if gammas else "NA")
     return " / ".join(cells)
 
 

@@ -221,9 +221,10 @@ def test_the_paper_column_is_read_from_the_one_data_file(fresh_host, noise_file)
 
     raw = tomllib.loads(resources.files("vizkit").joinpath("paper_numbers.toml").read_text(encoding="utf-8"))
     rows = raw["rasmus2015"]["table1"]
-    assert len(rows) == 8 and {r["data"] for r in rows} == {"CIFAR-10", "O&F"}
-    assert all(len(r["gamma_translation"]) == 3 for r in rows if r["model"] != "Linear")
+    assert len(rows) == 12 and {r["data"] for r in rows} == {"CIFAR-10", "O&F"}
+    assert all(len(r["gamma_translation"]) == r["sizes"].count("-") + 1 for r in rows if r["model"] != "Linear")
     assert papers.rasmus2015_row("CIFAR-10", "Mod").gamma_translation == (0.20, 0.31, 0.84)
+    assert papers.rasmus2015_row("O&F", "Add", hidden_layers=1).cost == 0.11891  # the one-layer "Add/Mod"
     assert papers.tieleman2014_capsule_mnist().test_mse == raw["tieleman2014"]["capsule_mnist"]["test_mse"]
 
     # the paper's setting (the reference ladder on its own 16x16 natural-image patches): the caption
@@ -242,7 +243,7 @@ def test_the_paper_column_is_read_from_the_one_data_file(fresh_host, noise_file)
     assert result.meta["paper_table1_translation"] == want
     caption = result.captions["depth"]
     for r in rows:
-        if r["data"] == "CIFAR-10" and "gamma_translation" in r:
+        if r["data"] == "CIFAR-10" and "gamma_translation" in r and r["sizes"].count("-") == 2:
             assert f"{r['model']} " + "/".join(f"{g:.2f}" for g in r["gamma_translation"]) in caption
 
 

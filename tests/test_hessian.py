@@ -318,17 +318,36 @@ def test_shift_alignment_known_answers():
     yy, xx = np.mgrid[:12, :12]
     x = torch.tensor(np.exp(-((xx - 5.5) ** 2 + (yy - 5.5) ** 2) / 8.0) * np.cos(0.9 * xx), dtype=torch.float64)
     x = x.reshape(1, 1, 12, 12)
-    dx, dy, deg = TRANSFORMS["shift 1 px right"]
-    d = (transformed(x, dx, dy, deg) - x).reshape(1, -1)
+    d = (transformed(x, *TRANSFORMS["shift 1 px right"]) - x).reshape(1, -1)
     u = x.reshape(1, -1) / x.norm()
     d = d - (d * u).sum() * u
     d = d / d.norm()
     align, per_direction = transform_alignment(x, d.reshape(1, 1, 1, 12, 12))
-    assert align[0, 0] == pytest.approx(1.0, abs=1e-9) and per_direction.shape == (1, 3, 1)
+    assert align[0, 0] == pytest.approx(1.0, abs=1e-9) and per_direction.shape == (1, len(TRANSFORMS), 1)
     q, _ = np.linalg.qr(rng.normal(size=(144, 5)))
     q = torch.tensor(q.T.copy()).reshape(1, 5, 1, 12, 12)
     chance, _ = transform_alignment(x, q)
     assert (chance < 0.6).all()
+
+
+def test_scale_alignment_known_answer():
+    """Zooming a centred Gaussian blob g(r) = exp(-r²/2σ²) moves it along d/ds g(r/s) = (r²/σ²) g at
+    s = 1: that direction scores ≈ 1 for "scale 1.1×" (a finite step, so not exactly) and little for
+    a shift, which is odd where the zoom is even (0.17, not 0: a one-pixel step is odd about x = 8, not
+    about the blob's centre 7.5)."""
+    from vizkit.probes.hessian.alignment import TRANSFORMS, transform_alignment
+
+    yy, xx = np.mgrid[:16, :16]
+    r2 = (xx - 7.5) ** 2 + (yy - 7.5) ** 2
+    blob = np.exp(-r2 / 8.0)
+    x = torch.tensor(blob, dtype=torch.float64).reshape(1, 1, 16, 16)
+    zoom = torch.tensor(r2 / 4.0 * blob, dtype=torch.float64).reshape(1, -1)
+    u = x.reshape(1, -1) / x.norm()
+    zoom = zoom - (zoom * u).sum() * u
+    align, _ = transform_alignment(x, (zoom / zoom.norm()).reshape(1, 1, 1, 16, 16))
+    names = list(TRANSFORMS)
+    assert align[0, names.index("scale 1.1×")] > 0.98
+    assert align[0, names.index("shift 1 px right")] < 0.25
 
 
 def test_energy_unit_of_shifted_filters_is_invariant_to_shift(fresh_host):

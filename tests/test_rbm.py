@@ -54,6 +54,18 @@ def test_float32_path_agrees_with_float64():
     assert log_partition_exact(rbm, dtype=torch.float32) == pytest.approx(log_partition_exact(rbm), abs=1e-3)
 
 
+@pytest.mark.parametrize("scale", [0.05, 3.0, 12.0])
+def test_float32_factor_sum_holds_where_exponentials_would_overflow(scale):
+    """The float32 path multiplies e^{a_lo} e^{a_hi}; at scale 12 some pixels' activations pass 80
+    (e^a overflows float32) and must still come out right, by the softplus route."""
+    rbm = _random_rbm(50, 14, scale=scale, seed=7)
+    w = rbm.weight.double()
+    largest = float((w.clamp(min=0).sum(0) + rbm.visible_bias.double()).max())
+    assert (largest > 80) == (scale == 12.0)  # the case is the one named
+    exact = log_partition_exact(rbm, dtype=torch.float64)
+    assert log_partition_exact(rbm, dtype=torch.float32) == pytest.approx(exact, rel=1e-6, abs=1e-3)
+
+
 def test_gaussian_visible_log_z_matches_quadrature():
     """∫ Σ_h exp(-E(v, h)) dv on a fine grid for two Gaussian visible units."""
     rbm = _random_rbm(2, 3, scale=0.7, seed=5, visible="gaussian")
@@ -159,6 +171,49 @@ def test_update_equals_positive_minus_negative_statistics(method, n):
     assert torch.allclose(grads.weight, want_w, atol=1e-6)
     assert torch.allclose(grads.hidden_bias, want_b, atol=1e-6)
     assert torch.allclose(grads.visible_bias, want_c, atol=1e-6)
+
+
+def _tensors(p: RBMParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return p.weight, p.hidden_bias, p.visible_bias
+
+
+@pytest.mark.parametrize("visible", ["binary", "gaussian"])
+def test_mean_field_cd_is_the_deterministic_mean_field_chain(visible):
+    """MF CD-2: v1 = E[v | p0], p1 = p(h | v1), v2 = E[v | p1], p2 = p(h | v2); the update is the
+    statistics of the data minus those of (v2, p2), identical on every call (no sampling)."""
+    rbm = _random_rbm(6, 5, scale=0.5, seed=9, visible=visible).to(dtype=torch.float32)
+    batch = (torch.rand(7, 6, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    est = GradientEstimator("mfcd", n_visible=6, n_hidden=5, batch_size=8, k=2, visible=visible)
+    first, again = (RBMParams(torch.empty(5, 6), torch.empty(5), torch.empty(6)) for _ in range(2))
+    est.gradients(rbm, batch, first)
+    est.gradients(rbm, batch, again)
+    v = batch
+    for _ in range(2):
+        v = rbm.visible_mean(rbm.hidden_probs(v))
+    want_w, want_b, want_c = _analytic(rbm, rbm, batch, v)
+    for got, same, want in zip(_tensors(first), _tensors(again), (want_w, want_b, want_c), strict=True):
+        assert torch.equal(got, same)
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_mean_field_cd_raises_the_exact_likelihood_of_its_data():
+    """A known answer for the trainer as a whole: on 8-pixel data drawn from a random RBM, 300
+    MF CD updates from small weights raise the data's exact log-likelihood well above the start."""
+    teacher = _random_rbm(8, 3, scale=2.0, seed=12).to(dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    data = gibbs_generate([teacher], 1, chains=400, samples=1, every=1, burn_in=200, probabilities=False,
+                          generator=gen)
+    data = data.reshape(-1, 8)
+    student = RBMParams(torch.randn(3, 8, generator=gen) * 0.01, torch.zeros(3), torch.zeros(8))
+    before = float(log_likelihood_exact(student, data).mean())
+    est = GradientEstimator("mfcd", n_visible=8, n_hidden=3, batch_size=100, k=1)
+    grads = RBMParams(torch.empty(3, 8), torch.empty(3), torch.empty(8))
+    for step in range(300):
+        est.gradients(student, data[(step % 4) * 100:(step % 4 + 1) * 100], grads)
+        for param, grad in zip(_tensors(student), _tensors(grads), strict=True):
+            param.sub_(0.1 * grad)
+    after = float(log_likelihood_exact(student, data).mean())
+    assert after > before + 0.5, (before, after)
 
 
 def test_fpcd_fast_weights_decay_and_learn():

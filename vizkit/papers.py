@@ -33,6 +33,10 @@ class Table1Row:
     def label(self) -> str:
         return f"{self.data} {self.model} {self.sizes}"
 
+    @property
+    def hidden_layers(self) -> int:
+        return self.sizes.count("-")
+
 
 @dataclass(frozen=True)
 class CapsuleThesis:
@@ -64,12 +68,16 @@ def rasmus2015_table1() -> tuple[Table1Row, ...]:
     return tuple(rows)
 
 
-def rasmus2015_row(data: str, model: str) -> Table1Row:
-    """The row of one decoder (``"Mod"``) on one data set (``"CIFAR-10"`` or ``"O&F"``)."""
+def rasmus2015_row(data: str, model: str, hidden_layers: int | None = None) -> Table1Row:
+    """The row of one decoder (``"Mod"``) on one data set (``"CIFAR-10"`` or ``"O&F"``), with
+    ``hidden_layers`` layers (default: the paper's analysed depth, 2; none for the Linear model).
+    With one layer Add and Mod are the same model, the paper's row "Add/Mod"."""
+    if hidden_layers is None:
+        hidden_layers = 0 if model == "Linear" else 2
     for row in rasmus2015_table1():
-        if row.data == data and row.model == model:
+        if row.data == data and model in (row.model, *row.model.split("/")) and row.hidden_layers == hidden_layers:
             return row
-    raise KeyError(f"Rasmus et al. (2015) Table 1 has no row {data} {model}")
+    raise KeyError(f"Rasmus et al. (2015) Table 1 has no row {data} {model} with {hidden_layers} hidden layers")
 
 
 @cache

@@ -40,7 +40,7 @@ from .interfaces import CLAMPED_SAMPLE, SAMPLE
 from .params import RBMParams, bernoulli
 from .progress import duration, training_progress
 from .sampling import gibbs_generate
-from .trainers import METHODS, GradientEstimator
+from .trainers import LOCAL_METHODS, METHODS, GradientEstimator
 
 # the held-out split feeds the epoch-end free-energy monitor, not a validation loop
 warnings.filterwarnings("ignore", message=r".*val_dataloader.* but have no .validation_step.*")
@@ -51,7 +51,8 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("binarize", bool, False, "sample binary data from [0,1] values afresh every time a case is used"),
     Option("trainer", str, "auto", "gradient estimate (auto: pcd for binary visible units, cd for gaussian "
            "ones, where PCD with momentum diverges)", choices=("auto", *METHODS)),
-    Option("k", int, 1, "Gibbs steps per update of CD-k (pcd and fpcd take one)", min=1, max=1000),
+    Option("k", int, 1, "Gibbs steps per update of CD-k, mean-field steps of mfcd (pcd and fpcd take one)",
+           min=1, max=1000),
     Option("lr", float, None, "learning rate (default 0.05; 0.02 for gaussian visible units)", min=0.0),
     Option("momentum", float, None, "SGD momentum (default 0 for binary visible units, where it hurts PCD; "
            "0.9 for gaussian ones)", min=0.0, max=0.999),
@@ -241,8 +242,8 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
                     f"each time a case is used) or use --visible gaussian")
         elif hp["binarize"]:
             raise OptionError("--binarize is for binary visible units; drop it or use --visible binary")
-        if hp["trainer"] != "cd" and hp["k"] != 1:
-            raise OptionError(f"--k applies to --trainer cd; {hp['trainer']} takes one Gibbs step per update")
+        if hp["trainer"] not in LOCAL_METHODS and hp["k"] != 1:
+            raise OptionError(f"--k applies to --trainer cd or mfcd; {hp['trainer']} takes one Gibbs step per update")
         if hp["loglik"] == "exact":
             check_exact(sizes[0], "--loglik exact")
         return _concrete(hp)

@@ -1,10 +1,12 @@
-"""CD-k, PCD and Fast PCD gradient estimates, fused into a few in-place tensor operations.
+"""CD-k, mean-field CD, PCD and Fast PCD gradient estimates, fused into a few in-place tensor operations.
 
 Every method estimates the log-likelihood gradient as positive statistics (data) minus negative
 statistics (samples of the model) and writes its *descent* direction into the parameters' ``.grad``
 so that a plain ``torch.optim.SGD`` (weight decay on the weights only, no momentum) applies it:
 
 - ``cd`` (CD-k): the negative chain starts at the data and runs ``k`` full Gibbs steps.
+- ``mfcd`` (mean-field CD-k, Welling & Hinton 2002; thesis §1.3.2): CD with every stochastic choice
+  replaced by its probability, so the estimate is deterministic (the thesis's fifth trainer in Fig. 3.1).
 - ``pcd``: persistent chains (as many as the batch size), never reset; one Gibbs step per update,
   statistics taken on the chains' current state before it advances (Tieleman 2008; thesis §3.2.1).
 - ``fpcd``: PCD whose chains run on slow + fast weights; the fast overlay decays by ``fast_decay``
@@ -23,7 +25,8 @@ import torch
 
 from .params import RBMParams
 
-METHODS = ("cd", "pcd", "fpcd")
+METHODS = ("cd", "mfcd", "pcd", "fpcd")
+LOCAL_METHODS = ("cd", "mfcd")  # the negative chain starts at the data and runs k steps
 
 
 class GradientEstimator:
@@ -101,7 +104,7 @@ class GradientEstimator:
         torch.addmm(params.hidden_bias, self.v[:n], params.weight.t(), out=self.p[:n]).sigmoid_()
         if self.sparsity > 0:
             torch.mean(self.p[:n], 0, out=self._mean_hidden)
-        if self.method == "cd":
+        if self.method in LOCAL_METHODS:
             self._cd_negative(params, n)
             n_neg = n
         else:
@@ -121,7 +124,7 @@ class GradientEstimator:
         if self.sparsity > 0 and self.sparsity_cost > 0:
             self._mean_hidden.sub_(self.sparsity).mul_(self.sparsity_cost)
             grads.hidden_bias.add_(self._mean_hidden)
-        if self.method != "cd":
+        if self.method not in LOCAL_METHODS:
             self._sample_visible_into(self._negative_params(params, refresh=False), self.h_sample, self.chains)
 
     def _row_scale(self, n: int, n_neg: int) -> torch.Tensor:
@@ -170,12 +173,18 @@ class GradientEstimator:
         return out.add_(u)
 
     def _cd_negative(self, params: RBMParams, n: int) -> None:
-        """k full Gibbs steps from the data; leaves v_k and p(h | v_k) in the negative rows."""
+        """k full Gibbs steps from the data (mfcd: k mean-field steps, probabilities for states);
+        leaves v_k and p(h | v_k) in the negative rows."""
         b = self.batch_size
         neg_v, neg_p, h = self.v[b : b + n], self.p[b : b + n], self.h_sample[:n]
         probs = self.p[:n]
         for _ in range(self.k):
-            self._sample_hidden_into(probs, h)
-            self._sample_visible_into(params, h, neg_v)
+            if self.method == "mfcd":
+                torch.addmm(params.visible_bias, probs, params.weight, out=neg_v)
+                if self.visible == "binary":
+                    neg_v.sigmoid_()
+            else:
+                self._sample_hidden_into(probs, h)
+                self._sample_visible_into(params, h, neg_v)
             torch.addmm(params.hidden_bias, neg_v, params.weight.t(), out=neg_p).sigmoid_()
             probs = neg_p

@@ -55,7 +55,7 @@ def _paper_caption() -> str:
         return "/".join(f"{g:.2f}" for g in row.gamma_translation or ())
 
     cifar = ", ".join(f"{row.model} {gammas(row)}" for row in papers.rasmus2015_table1()
-                      if row.data == "CIFAR-10" and row.gamma_translation is not None)
+                      if row.data == "CIFAR-10" and row.gamma_translation is not None and row.hidden_layers == 2)
     return (f"Paper, Table 1 (CIFAR-10, translation): {cifar}; "
             f"O&F Mod {gammas(papers.rasmus2015_row('O&F', 'Mod'))}.")
 

@@ -84,7 +84,7 @@ class Hessian(Probe):
                "spread count as equal (degenerate): a direction in a degenerate eigenspace is not identifiable",
                min=0.0, max=0.5),
         Option("transforms", bool, True, "image inputs: measure how well the top invariances span a one-pixel "
-               "shift and a small rotation of the optimum (arrays['alignment'])"),
+               "shift, a small rotation and a small zoom of the optimum (arrays['alignment'])"),
     )
 
     def run(self, ctx: ProbeContext) -> Result:
