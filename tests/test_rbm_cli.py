@@ -62,6 +62,13 @@ def test_fpcd_and_gaussian_visible_units(fresh_host, tmp_path, cli):
     assert np.isfinite(model.metrics["layer 1"]["test_loglik"])
 
 
+def test_mean_field_cd_trains_through_the_cli(fresh_host, tmp_path, cli):
+    out = _train(cli, tmp_path, "rbm", "--hidden", "6", "--binarize", "--trainer", "mfcd", "--k", "2", name="m.pt")
+    model = vizkit.load(out)
+    assert model.hparams["trainer"] == "mfcd" and model.hparams["k"] == 2
+    assert np.isfinite(model.metrics["layer 1"]["test_loglik"])
+
+
 def test_lightning_checkpoint_of_a_dbn_resumes_at_its_stage(fresh_host, tmp_path, cli):
     logs = tmp_path / "logs"
     flags = ["--layers", "8,4", "--binarize", "--log-dir", logs, "-q"]

@@ -96,10 +96,11 @@ class ActMax(Probe):
         Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
         Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
         Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
-        Option("target", str, "activation", "what is maximised: the unit's activation (the paper), or the "
-               "pre-activation of a squashing unit, recovered exactly from its output: logit(h) for sigmoid "
-               "units (SDAE, RBM/DBN), atanh(h) for tanh units. Same optimum direction in principle, but "
-               "gradients and values that do not saturate", choices=("activation", "logit", "atanh")),
+        Option("target", str, "activation", "what is maximised: the unit's output h, or the pre-activation "
+               "of a squashing unit, recovered exactly from its output: logit(h) for sigmoid units (SDAE, "
+               "RBM/DBN; what Erhan et al. maximise, their footnote 1: the total input plus bias), atanh(h) for "
+               "tanh units. Same optimum direction in principle, but gradients and values that do not saturate",
+               choices=("activation", "logit", "atanh")),
     )
 
     # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
@@ -385,7 +386,7 @@ AGREE_SPREAD = 1e-3
 
 TARGET_TEXT = {
     "activation": "the unit's activation h",
-    "logit": "the pre-activation logit(h) = log(h / (1 - h)) of a sigmoid unit",
+    "logit": "the total input (pre-activation) logit(h) = log(h / (1 - h)) of a sigmoid unit",
     "atanh": "the pre-activation atanh(h) of a tanh unit",
 }
 
