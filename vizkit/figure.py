@@ -121,7 +121,10 @@ def image_grid(
     width = min(max(ncols * tile * w / max(h, w) + 1.2, 5.5), 16.0)
     height = min(max(nrows * tile * h / max(h, w) + 1.2, 3.0), 18.0)
     if ax is None:
-        fig = Figure(figsize=(width, height), layout="constrained")
+        # "compressed", not "constrained": constrained layout sizes the axes before their fixed
+        # aspect shrinks them, so a wide grid of few rows pushed a two-line title and the key below
+        # out of the picture (the clamp panels of 6 units x 11 tiles)
+        fig = Figure(figsize=(width, height), layout="compressed")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
