@@ -91,11 +91,15 @@ class Clamp(Probe):
         # samples are ordered chain-major; take the first kept sample of different chains first
         order = np.arange(samples.shape[1]).reshape(opts["chains"], opts["samples"]).T.reshape(-1)[:shown]
         table = np.concatenate([mean[:, None], samples[:, order]], axis=1).astype(np.float64)
+        # pixel probabilities share one scale; real-valued samples (Gaussian visible units on whitened
+        # patches) differ in contrast by orders of magnitude, so on one scale most were flat grey:
+        # each tile gets its own, zero at mid-grey
+        real_valued = bool(table.min() < 0)
         result.figures["clamp"] = image_grid(
             as_images(table.reshape(-1, *shape), shape),
             ncols=1 + shown,
-            mode="minmax",
-            shared_scale=True,
+            mode="symmetric" if real_valued else "minmax",
+            shared_scale=not real_valued,
             title=f"clamp: {ctx.layer} units on, mean | {shown} samples"
             + (f"\nunit vs chain halves: median agreement {median:.2f} (1 = each unit's own pattern, 0 = noise)"
                if finite.size else ""),
