@@ -124,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--durations", default="3,12,48", help="CPU seconds of training per run, comma-separated")
     ap.add_argument("--runs", type=int, default=5, help="test runs per trainer and duration (new seeds)")
-    ap.add_argument("--lrs", default="0.01,0.03,0.1,0.3", help="initial learning rates tried on validation data")
+    ap.add_argument("--lrs", default="0.003,0.01,0.03,0.1,0.3", help="initial learning rates tried on validation data")
     ap.add_argument("--trainers", default=",".join(TRAINERS), help="a subset of " + ", ".join(TRAINERS))
     ap.add_argument("--workers", type=int, default=2, help="processes, one thread each")
     ap.add_argument("--figure", default=None, help="write the curves as a PNG")
