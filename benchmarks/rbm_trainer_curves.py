@@ -15,15 +15,20 @@ per-step bookkeeping (about a millisecond, more than a CD-1 update at this size)
 flatten the differences in cost between the algorithms that the time axis is there to compare.
 
     python benchmarks/rbm_trainer_curves.py --figure curves.png            # 2 worker processes
+
+An interrupted run continues where it stopped: finished points go to ``--points`` (by default
+FIGURE.points.jsonl) as they finish, and a rerun with the same RBM code reuses them.
     python benchmarks/rbm_trainer_curves.py --durations 2,8 --runs 2 --lrs 0.03,0.1   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -108,13 +113,45 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-def _parallel(tasks: list[tuple], workers: int, label: str) -> list[dict[str, Any]]:
-    tasks = sorted(tasks, key=lambda t: -t[2])  # longest first: the workers finish together
-    results = []
+#: Bump when ``train`` or ``run`` changes what a point measures: saved points of another protocol
+#: (or of other RBM code) are not reused.
+PROTOCOL = 1
+
+
+def _point_key(task: tuple) -> str:
+    name, lr, seconds, seed, split = task
+    return json.dumps([name, lr, seconds, seed, split])
+
+
+def _code_version() -> str:
+    from vizkit import freshness
+    from vizkit.models.rbm import RBM
+
+    return json.dumps({"protocol": PROTOCOL, "rbm": freshness.code_sha256([RBM])}, sort_keys=True)
+
+
+def _parallel(tasks: list[tuple], workers: int, label: str, saved: Path | None) -> list[dict[str, Any]]:
+    """Every task's point, computed in ``workers`` processes; with ``saved`` (a JSON-lines file),
+    points already there from the same code are reused and new ones appended as they finish, so
+    an interrupted run continues where it stopped."""
+    version, done = _code_version(), {}
+    if saved is not None and saved.exists():
+        for line in saved.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("version") == version:
+                done[record["key"]] = record["point"]
+    results = [done[_point_key(t)] for t in tasks if _point_key(t) in done]
+    todo = sorted((t for t in tasks if _point_key(t) not in done), key=lambda t: -t[2])  # longest first
+    if results:
+        print(f"  [{label}] {len(results)} of {len(tasks)} points reused from {saved} (same code)", flush=True)
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for i, result in enumerate(pool.imap_unordered(run, tasks), 1):
+        for i, result in enumerate(pool.imap_unordered(run, todo), 1):
             results.append(result)
-            print(f"  [{label} {i}/{len(tasks)}] {result['name']} lr {result['lr']:g} {result['seconds']:g} s "
+            if saved is not None:
+                key = _point_key((result["name"], result["lr"], result["seconds"], result["seed"], result["split"]))
+                with saved.open("a") as fh:
+                    fh.write(json.dumps({"version": version, "key": key, "point": result}) + "\n")
+            print(f"  [{label} {i}/{len(todo)}] {result['name']} lr {result['lr']:g} {result['seconds']:g} s "
                   f"seed {result['seed']}: {result['split']} LL {result['ll']:.2f} ({result['updates']} updates)",
                   flush=True)
     return results
@@ -128,7 +165,10 @@ def main() -> None:
     ap.add_argument("--trainers", default=",".join(TRAINERS), help="a subset of " + ", ".join(TRAINERS))
     ap.add_argument("--workers", type=int, default=2, help="processes, one thread each")
     ap.add_argument("--figure", default=None, help="write the curves as a PNG")
+    ap.add_argument("--points", default=None, help="JSON-lines file of finished points: reused when the code is "
+                    "the same, appended to as points finish (default: beside --figure, FIGURE.points.jsonl)")
     args = ap.parse_args()
+    points = Path(args.points) if args.points else Path(args.figure + ".points.jsonl") if args.figure else None
     durations = sorted(float(s) for s in args.durations.split(","))
     lrs = [float(s) for s in args.lrs.split(",")]
     names = [n.strip() for n in args.trainers.split(",")]
@@ -141,7 +181,7 @@ def main() -> None:
           f"4000 train / 1000 test; binarised afresh each use; {HIDDEN} hidden, batch {BATCH}, rate decayed "
           f"linearly to 0 over each run; time = training CPU seconds at 1 thread\n"
           f"tuning: rates {lrs} per trainer, one {tune_at:g} s run each, exact validation log-likelihood")
-    tuned = _parallel([(n, lr, tune_at, 1000, "validation") for n in names for lr in lrs], args.workers, "tune")
+    tuned = _parallel([(n, lr, tune_at, 1000, "validation") for n in names for lr in lrs], args.workers, "tune", points)
     best = {}
     for name in names:
         mine = sorted((r for r in tuned if r["name"] == name), key=lambda r: r["lr"])
@@ -149,7 +189,7 @@ def main() -> None:
         edge = " (at the grid's edge)" if best[name] in (lrs[0], lrs[-1]) else ""
         print(f"  {name}: " + ", ".join(f"{r['lr']:g} → {r['ll']:.2f}" for r in mine) + f"; chosen {best[name]:g}{edge}")
     tasks = [(n, best[n], s, seed, "test") for n in names for s in durations for seed in range(args.runs)]
-    results = _parallel(tasks, args.workers, "test")
+    results = _parallel(tasks, args.workers, "test", points)
     table = {}
     for name in names:
         for s in durations:
@@ -188,7 +228,7 @@ def write_figure(table: dict, names: list[str], durations: list[float], best: di
 
     from vizkit.output import figure_png
 
-    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.4, 4.6), dpi=110)
     for name in names:
         means = [table[name, s][0] for s in durations]
         stds = [table[name, s][1] for s in durations]
@@ -201,7 +241,7 @@ def write_figure(table: dict, names: list[str], durations: list[float], best: di
     ax.set_title("25-hidden RBM on MNIST (4,000-image subset), exact log-likelihood\n"
                  f"mean ± std of {runs} runs per point; cf. Tieleman (2014) Fig. 3.1", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: no point hidden
     fig.tight_layout()
     with open(path, "wb") as fh:
         fh.write(figure_png(fig))
