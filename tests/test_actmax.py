@@ -258,6 +258,25 @@ def test_logit_target_gives_the_same_optimum_and_the_pre_activation(fresh_host):
     assert "units 0-5 (the first 6 of 6)" in result.figures["restarts"]._suptitle.get_text()
 
 
+def test_logit_target_reaches_optima_beyond_float32_saturation(fresh_host):
+    """Sigmoid units whose pre-activations on the sphere reach 18-33: float32 gives h = 1 from
+    w·x ≈ 16.6 on, so a float32 objective stops short of rho·w/|w|. The probe maximises in float64
+    (the model itself stays float32) and reaches the optimum and its exact pre-activation."""
+    model = make_sdae("6,4")
+    w = model.weight[0].detach().numpy().astype(np.float64)
+    b = model.hidden_bias[0].detach().numpy().astype(np.float64)
+    rho = float(30.0 / np.linalg.norm(w, axis=1).max())
+    expected = rho * np.linalg.norm(w, axis=1) + b
+    assert expected.min() > 18 and expected.max() < 33  # past float32's logit (16.6), within float64's (36)
+    result = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, target="logit", restarts=3)
+    stimuli = result.arrays["stimuli"].reshape(6, -1)
+    for unit in range(6):
+        assert cosine(stimuli[unit], w[unit]) > 0.999
+    np.testing.assert_allclose(result.arrays["activations"].max(axis=1), expected, rtol=2e-3)
+    assert result.arrays["restarts_agree"].all()
+    assert vizkit.model_dtype(model) == torch.float32
+
+
 def test_unsquash_inverts_sigmoid_and_tanh():
     from vizkit.probes.actmax import unsquash
 

@@ -116,13 +116,15 @@ class ActMax(Probe):
         dtype = vizkit.model_dtype(model)
         if recipe.legacy(opts):
             found, chunk, per_sample, units = self._sphere_engine(ctx, opts, shape, rho, dtype)
+            dtype = found.x.dtype
             goals, snapshots, trace, steps_at = None, None, None, []
         else:
             goals = recipe.objectives(ctx, opts, unsquash)
             per_sample = self._bytes_per_sample(ctx, goals, shape, dtype)
             samples = opts["chunk"] or chunk_size(len(goals.ids) * opts["restarts"], opts["memory_mb"] * 2**20, per_sample)
             chunk = max(samples // opts["restarts"], 1) * opts["restarts"]
-            rendering = recipe.render(ctx, opts, goals, rho, dtype, chunk // opts["restarts"])
+            wide, dtype = (model, dtype) if opts["objective"] else resolving_model(model, opts["target"], dtype)
+            rendering = recipe.render(ctx, opts, goals, rho, dtype, chunk // opts["restarts"], model=wide)
             found = SimpleNamespace(x=rendering.images, value=rendering.values, initial=rendering.initial,
                                     steps=rendering.steps, converged=rendering.converged)
             units = goals.ids if goals.per_unit else torch.zeros(1, dtype=torch.long)
@@ -165,7 +167,7 @@ class ActMax(Probe):
     def _sphere_engine(self, ctx: ProbeContext, opts: dict[str, Any], shape: tuple[int, ...], rho: float,
                        dtype: torch.dtype) -> tuple[Any, int, float, torch.Tensor]:
         """The earlier regularisers (jitter, tv, the FFT preconditioner, tangential Adam) on the sphere."""
-        model = ctx.model
+        model, dtype = resolving_model(ctx.model, opts["target"], dtype)
         position = vizkit.parse_position(opts["position"], ctx.layer_info)
         config = AscentConfig(
             steps=opts["steps"], lr=opts["lr"], tol=opts["tol"], optimizer=opts["optimizer"],
@@ -208,6 +210,8 @@ class ActMax(Probe):
         opts = recipe.resolve(ctx.options, shape)
         position = vizkit.parse_position(opts["position"], ctx.layer_info)
         dtype = vizkit.model_dtype(model)
+        if not opts["objective"]:
+            model, dtype = resolving_model(model, opts["target"], dtype)
         stimuli = torch.as_tensor(arrays["stimuli"]).to(dtype)
         with torch.no_grad():
             if opts["objective"]:  # every objective's value for every optimum
@@ -421,6 +425,22 @@ def display_mode(opts: dict[str, Any]) -> str:
     """Optima in [0, 1] (sigmoid range, box) are pictures, shown as they are; optima on the sphere
     are patterns around zero, shown with zero at mid-grey."""
     return "unit" if opts.get("constraint") in ("sigmoid", "box") else "symmetric"
+
+
+def resolving_model(model: Any, target: str, dtype: torch.dtype) -> tuple[Any, torch.dtype]:
+    """The model to maximise a squashing unit's pre-activation with: a float64 copy when the model
+    is in a narrower float type. The pre-activation is recovered from the output h, and float32
+    resolves logit(h) only below about 16, where a first-layer unit on the data's sphere often
+    still has far to go: the ascent stopped there, short of its optimum. float64 resolves it up to
+    about 36. The model itself is left as it is."""
+    import copy
+
+    module = vizkit.torch_module(model)
+    if target == "activation" or dtype == torch.float64 or module is None:
+        return model, dtype
+    wide = copy.deepcopy(model)
+    vizkit.torch_module(wide).double()
+    return wide, torch.float64
 
 
 def unsquash(values: torch.Tensor, target: str) -> torch.Tensor:

@@ -130,14 +130,15 @@ def objectives(ctx: ProbeContext, opts: dict[str, Any], unsquash: Any) -> Object
 
 
 def render(ctx: ProbeContext, opts: dict[str, Any], goals: Objectives, rho: float, dtype: torch.dtype,
-           chunk: int) -> optvis.Rendering:
-    """The search itself: every (objective, restart) of one chunk in one batch."""
+           chunk: int, model: Any = None) -> optvis.Rendering:
+    """The search itself: every (objective, restart) of one chunk in one batch (on ``model``, by
+    default the probed one; ``dtype`` is that model's)."""
     shape = tuple(int(s) for s in ctx.model.input_shape)
     param: Any = opts["param"]
     if param == "pixel" and opts["preset"] == "colour":
         param = optvis.param.Pixel(shape, start="uniform")
     return optvis.render(
-        ctx.model, goals.items, restarts=opts["restarts"], param=param, transforms=opts["transforms"],
+        ctx.model if model is None else model, goals.items, restarts=opts["restarts"], param=param, transforms=opts["transforms"],
         constraint=constraint(opts, rho), optimizer="ascent" if opts["optimizer"] == "sgd" else opts["optimizer"],
         lr=opts["lr"], thresholds=[*thresholds(opts), opts["steps"]],
         tol=opts["tol"] if opts["transforms"] == "none" else 0.0, blur=opts["blur"], seed=ctx.seed, ids=goals.ids,
