@@ -113,8 +113,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(values) > 1 else 0.0
 
 
-#: Bump when ``train`` or ``run`` changes what a point measures: saved points of another protocol
-#: (or of other RBM code) are not reused.
+#: Bump when a point's meaning changes outside the code hashed below (e.g. the evaluation sets).
 PROTOCOL = 1
 
 
@@ -124,10 +123,17 @@ def _point_key(task: tuple) -> str:
 
 
 def _code_version() -> str:
+    """What a saved point depends on: the RBM code (estimators, log Z), the MNIST module and the
+    training harness, and this script's own training and scoring functions."""
+    import hashlib
+    import inspect
+
     from vizkit import freshness
     from vizkit.models.rbm import RBM
 
-    return json.dumps({"protocol": PROTOCOL, "rbm": freshness.code_sha256([RBM])}, sort_keys=True)
+    own = hashlib.sha256("".join(inspect.getsource(f) for f in (_data, train, run)).encode()).hexdigest()
+    return json.dumps({"protocol": PROTOCOL, "rbm": freshness.code_sha256([RBM]), "script": own,
+                       "data": freshness.training_inputs("rbm", "mnist", {})}, sort_keys=True, default=str)
 
 
 def _parallel(tasks: list[tuple], workers: int, label: str, saved: Path | None) -> list[dict[str, Any]]:
