@@ -277,6 +277,26 @@ def test_logit_target_reaches_optima_beyond_float32_saturation(fresh_host):
     assert vizkit.model_dtype(model) == torch.float32
 
 
+def test_logit_target_on_a_resnet_runs_on_a_float64_copy_and_leaves_the_model_alone(fresh_host):
+    """A user's branching network (torchvision-style ResNet, skips, in-place ReLUs) with a sigmoid
+    on its logits: with target logit the value reported for each optimum is the ResNet's own logit
+    there (sigmoid undone exactly), and the user's float32 module is neither converted nor moved."""
+    from .resnets import mynets
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(mynets().ResNet(widths=(4, 6, 8, 8), num_classes=3), torch.nn.Sigmoid()).eval()
+    model = vizkit.wrap(net, input_shape=(3, 32, 32))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    result = vizkit.run_probe("actmax", model, "1", units="0:3", target="logit", restarts=2, steps=30)
+    assert result.meta["dtype"] == "float64"
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with torch.no_grad():
+        logits = net[0](torch.as_tensor(result.arrays["stimuli"])).double()
+    reached = result.arrays["activations"].max(axis=1)
+    np.testing.assert_allclose(reached, logits[torch.arange(3), torch.arange(3)].numpy(), rtol=1e-3, atol=1e-3)
+
+
 def test_unsquash_inverts_sigmoid_and_tanh():
     from vizkit.probes.actmax import unsquash
 
