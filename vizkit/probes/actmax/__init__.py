@@ -12,6 +12,7 @@ this probe's arrays.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from textwrap import fill
@@ -121,9 +122,11 @@ class ActMax(Probe):
         else:
             goals = recipe.objectives(ctx, opts, unsquash)
             per_sample = self._bytes_per_sample(ctx, goals, shape, dtype)
+            wide, wide_dtype = (model, dtype) if opts["objective"] else resolving_model(model, opts["target"], dtype)
+            per_sample *= wide_dtype.itemsize / dtype.itemsize  # measured on the model, run on its copy
+            dtype = wide_dtype
             samples = opts["chunk"] or chunk_size(len(goals.ids) * opts["restarts"], opts["memory_mb"] * 2**20, per_sample)
             chunk = max(samples // opts["restarts"], 1) * opts["restarts"]
-            wide, dtype = (model, dtype) if opts["objective"] else resolving_model(model, opts["target"], dtype)
             rendering = recipe.render(ctx, opts, goals, rho, dtype, chunk // opts["restarts"], model=wide)
             found = SimpleNamespace(x=rendering.images, value=rendering.values, initial=rendering.initial,
                                     steps=rendering.steps, converged=rendering.converged)
@@ -433,8 +436,6 @@ def resolving_model(model: Any, target: str, dtype: torch.dtype) -> tuple[Any, t
     resolves logit(h) only below about 16, where a first-layer unit on the data's sphere often
     still has far to go: the ascent stopped there, short of its optimum. float64 resolves it up to
     about 36. The model itself is left as it is."""
-    import copy
-
     module = vizkit.torch_module(model)
     if target == "activation" or dtype == torch.float64 or module is None:
         return model, dtype
