@@ -3,9 +3,10 @@
 Reads a trained checkpoint (``vizkit train capsule --data mnist ...``) and prints:
 per-pixel MSE train / held-out without and with dropout and the % of data variance (mean per-pixel
 variance of that split), beside PCA with as many components as one CC's code (7 pose numbers +
-the distortion variables); and the 25-label clustering error (cluster = manager's noise-free
+the distortion variables); the 25-label clustering error (cluster = manager's noise-free
 choice, each cluster named by its most confident training image) beside k-means with 25
-clusters on pixels scored the same way (most confident = nearest its centroid).
+clusters on pixels scored the same way (most confident = nearest its centroid); and whether the
+components specialise (vizkit.mixtures: each held-out image redrawn by every component).
 
     .venv/bin/python benchmarks/capsule_mnist.py CHECKPOINT.pt [--seeds 3]
 """
@@ -68,6 +69,12 @@ def main() -> None:
         print(f"manager: max y >= 0.99 for {100 * c['max_y_ge_0.99']:.0f}%, >= 0.9 for {100 * c['max_y_ge_0.9']:.0f}%, "
               f"entropy {c['entropy_pct_of_logK']:.1f}% of log K (thesis: {thesis.max_y_ge_099_pct}%, "
               f"{thesis.max_y_ge_09_pct}%, {thesis.entropy_pct_of_log_k}%)")
+        s = c["specialisation"]
+        print(f"specialisation (held-out, y forced to each component): error on other components' images / on "
+              f"its own, median over components {s['median_ratio']:.2f}; the chosen component is the best one "
+              f"for {100 * s['chosen_is_best']:.0f}%; forced onto an image of another digit a component draws "
+              f"its own digit {100 * s['wrong_draws_own']:.0f}%, the input's {100 * s['wrong_draws_input']:.0f}% "
+              f"(a pixel classifier's reading; thesis Fig. 2.19: its own)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -11,7 +11,8 @@ training anything, from
 * the recipe's [[model]] table and the [[probe]] table(s) of that model, probe and layer,
 * the content hash of the model kind's code, vizkit's training harness and the dataset's module
   (:func:`vizkit.freshness.training_inputs`) and of the probe's code,
-* for a command: the command, the script's content hash and the kinds' code.
+* for a command: the command, the script's content hash, the kinds' code and the files it reads
+  (``inputs``, e.g. the recipe whose options it trains with).
 
 tests/test_docs_figures.py recomputes every fingerprint and fails when one no longer matches (a
 model kind, a probe or a recipe changed since the image was made) or an image's bytes differ from
@@ -61,8 +62,11 @@ def fingerprint(source: dict[str, Any]) -> str:
     if "command" in source:
         kinds = sorted(source.get("kinds", []))
         host = get_host()
-        return _digest({"command": source["command"], "script": freshness.file_sha256(ROOT / source["script"]),
-                        "code": {k: freshness.code_sha256([host.model_class(k)]) for k in kinds}})
+        made = {"command": source["command"], "script": freshness.file_sha256(ROOT / source["script"]),
+                "code": {k: freshness.code_sha256([host.model_class(k)]) for k in kinds}}
+        if source.get("inputs"):  # files the script reads (a recipe's options): only when listed, so
+            made["inputs"] = {f: freshness.file_sha256(ROOT / f) for f in source["inputs"]}  # older entries keep theirs
+        return _digest(made)
     recipe = tomllib.loads((ROOT / source["recipe"]).read_text())
     model = next(m for m in recipe["model"] if m["name"] == source["model"])
     probes = [p for p in recipe["probe"] if p.get("model") == source["model"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vizkit.models.capsule.model import POSE, CapsuleAE
@@ -28,7 +29,7 @@ def test_activation_sets_the_first_two_hidden_layers_of_both_nets():
 
 
 def test_shared_code_adds_one_part_to_every_cc_but_not_to_the_logits():
-    model = tiny(shared_code=True)
+    model = tiny(shared_code=True, shared_distortion=True)
     n_own = 3 * (POSE + 2 + 1)
     with torch.no_grad():
         for layer in (model.encoder.out1, model.encoder.out2, model.encoder.out3):
@@ -128,3 +129,32 @@ def test_a_checkpoint_from_before_the_new_options_loads_as_it_was_trained():
     x = torch.rand(3, 1, 8, 8)
     torch.testing.assert_close(loaded.reconstruct(x), old.reconstruct(x))
     assert tiny().hparams["activation"] == "relu" and tiny().hparams["shared_code"]  # today's defaults
+
+
+def test_shared_distortion_false_shares_the_pose_only():
+    model = tiny(shared_code=True, shared_distortion=False)
+    n_own = 3 * (POSE + 2 + 1)
+    assert model.encoder.out3.bias.numel() == n_own + POSE
+    with torch.no_grad():
+        for layer in (model.encoder.out1, model.encoder.out2, model.encoder.out3):
+            layer.weight_raw[:n_own] = 0.0
+        model.encoder.out3.bias[:n_own] = 0.0
+    code = model.code(torch.rand(4, 1, 8, 8))
+    torch.testing.assert_close(code[:, 0, :POSE], code[:, 2, :POSE])
+    assert code[:, 0, :POSE].abs().sum() > 0
+    assert (code[..., POSE:] == 0).all()  # distortions and logits are each CC's own
+
+
+def test_forced_errors_are_the_reconstruction_errors_of_each_forced_component():
+    from vizkit.models.capsule.evaluate import forced
+
+    model = tiny()
+    x = torch.rand(5, 1, 8, 8)
+    out = forced(model, x, classify=lambda flat: (flat.sum(1) > 3).astype(int), chunk=4)
+    assert out["errors"].shape == out["predicted"].shape == (5, 3)
+    with torch.no_grad():
+        for c in range(3):
+            rec = model.forward_parts(x, component=torch.full((5,), c))["reconstruction"]
+            want = (rec - x[:, 0]).square().flatten(1).mean(1).double().numpy()
+            np.testing.assert_allclose(out["errors"][:, c], want, rtol=1e-5)
+            np.testing.assert_array_equal(out["predicted"][:, c], (rec.flatten(1).double().numpy().sum(1) > 3))

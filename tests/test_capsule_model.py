@@ -110,7 +110,8 @@ def test_sweep_at_zero_distortion_equals_decoding_the_pose():
 
 @pytest.mark.parametrize("options", [dict(skip=False), dict(squaring=False), dict(dist_dropout=0.0),
                                      dict(negative_ink=True), dict(ccs=1), dict(distortion=0),
-                                     dict(output_model="sum"), dict(optimizer="rmsprop")])
+                                     dict(output_model="sum"), dict(optimizer="rmsprop"),
+                                     dict(optimizer="conservative")])
 def test_ablation_options_build_and_train_one_step(options):
     model = tiny(**options).train()
     opt = model.configure_optimizers()
@@ -134,9 +135,20 @@ def test_negative_ink_allows_negative_templates():
 def test_penalties():
     model = tiny()
     terms = model.loss_terms(torch.rand(4, 1, 8, 8))
-    assert set(terms) == {"sq_error", "det", "code", "weight", "usage", "mse"}
+    assert set(terms) == {"sq_error", "det", "code", "canvas", "weight", "usage", "mse"}
     # with the default AC scale 2 no capsule is over-scaled, so the determinant penalty is 0
     assert float(terms["det"].detach()) == 0.0
+    # the canvas term: Σ over ACs of how far each centre lies outside the unit square, squared
+    from vizkit.models.capsule import poses
+
+    x = torch.rand(4, 1, 8, 8)
+    before = float(model.loss_terms(x)["canvas"].detach())
+    with torch.no_grad():
+        model.distortion_net.out3.bias.view(2, 7)[0, 1] -= 2.0  # AC 0 moves 2 image widths right
+    centre = poses.template_centre(model.forward_parts(x)["matrices"])
+    want = model.hparams["canvas_penalty"] * torch.relu((centre - 0.5).abs() - 0.5).square().sum((1, 2)).mean()
+    got = float(model.loss_terms(x)["canvas"].detach())
+    assert got == pytest.approx(float(want), rel=1e-4) and got > before + 1.0
     # the use-all-components term is smallest for uniform usage: K log K
     model.hparams["noise"] = 0.0
     with torch.no_grad():
@@ -188,6 +200,22 @@ def test_harness_decays_the_learning_rate_over_the_whole_run(cli, tmp_path, fres
     steps = ckpt["global_step"]
     assert steps > 10 and sched["last_epoch"] == steps
     assert sched["_last_lr"][0] == pytest.approx(0.01 * 0.02, rel=0.05)
+
+
+def test_the_thesis_optimiser_records_which_rule_set_the_steps(cli, tmp_path, fresh_host):
+    """Fig. 2.13's data: every RULE_EVERY updates, the share of numbers each rule set, in the model file."""
+    from vizkit.models.capsule.model import RULE_EVERY
+
+    out = tmp_path / "m.pt"
+    args = ["train", "capsule", "--data", "digits", "--epochs", "2", "--out", str(out), "--optimizer", "conservative",
+            "--log-dir", str(tmp_path / "logs")] + [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    res = cli(*args)
+    assert res.code == 0, res.err
+    rules = vizkit.load(out).metrics["optimizer_rules"]
+    assert len(rules["step"]) >= 2 and all(s % RULE_EVERY == 0 for s in rules["step"])
+    shares = np.asarray(rules["share"])
+    np.testing.assert_allclose(shares.sum(1), 1.0, atol=1e-4)
+    assert (shares[:, 2:].sum(1) > 0.95).all()  # the thesis: rules 1 and 2 almost never set a step
 
 
 def test_data_that_is_not_2d_images_is_refused(cli, tmp_path, fresh_host):

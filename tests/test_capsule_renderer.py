@@ -140,3 +140,29 @@ def test_ink_is_nonnegative_and_inverts():
     assert (poses.ink(x) >= 0).all()
     y = torch.tensor([0.01, 0.3, 1.0, 2.0], dtype=torch.float64)
     torch.testing.assert_close(poses.ink(poses.ink_inverse(y)), y)
+
+
+def test_template_centre_is_where_the_renderer_draws_the_template_middle():
+    """A one-pixel template point at the middle, rendered at random poses, lands at template_centre."""
+    from vizkit.models.capsule import poses
+
+    torch.manual_seed(0)
+    nice = torch.stack([torch.empty(6).uniform_(-0.3, 0.3), torch.empty(6).uniform_(-0.3, 0.3),
+                        torch.empty(6).uniform_(1.5, 3.0), torch.empty(6).uniform_(1.5, 3.0),
+                        torch.empty(6).uniform_(-0.3, 0.3), torch.empty(6).uniform_(-3, 3)], 1).double()
+    matrix = poses.nice_to_matrix(nice)
+    centre = poses.template_centre(matrix)
+    back = matrix @ torch.cat([centre, torch.ones(6, 1, dtype=torch.float64)], 1)[..., None]
+    torch.testing.assert_close(back[:, :2, 0], torch.full((6, 2), 0.5, dtype=torch.float64))
+    # rendered: a template lit only at its middle point peaks at the pixel holding that centre
+    template = torch.zeros(1, 21, 21, dtype=torch.float64)
+    template[0, 10, 10] = 1.0
+    size = 64
+    drawn = render(template, matrix[:, None], torch.ones(6, 1, dtype=torch.float64), (size, size))[:, 0]
+    peak = drawn.flatten(1).argmax(1)
+    rows, cols = peak // size, peak % size
+    torch.testing.assert_close(((cols + 0.5) / size).double(), centre[:, 0], atol=1.0 / size, rtol=0)
+    torch.testing.assert_close(((rows + 0.5) / size).double(), centre[:, 1], atol=1.0 / size, rtol=0)
+    # the identity pose draws the template over the whole image: its middle is the image's middle
+    torch.testing.assert_close(poses.template_centre(poses.nice_to_matrix(torch.tensor([0.0, 0, 1, 1, 0, 0]))),
+                               torch.tensor([0.5, 0.5]))

@@ -61,6 +61,14 @@ def test_arrays_agree_with_the_model(fresh_host):
     # forced reconstructions: image × component, the manager's choice recorded
     np.testing.assert_allclose(a["forced"], forced["reconstructions"].reshape(2, 3, 1, 8, 8).numpy(), atol=1e-6)
     assert a["forced_chosen"].tolist() == y[:2].argmax(1).tolist()
+    # every image under every component: the errors, and the specialisation read from them
+    with torch.no_grad():
+        every = model.parts(images.repeat_interleave(3, 0), component=torch.arange(3).repeat(len(images)))
+    errors = (every["reconstructions"].reshape(len(images), 3, -1) - images.reshape(len(images), 1, -1)).square().mean(2)
+    np.testing.assert_allclose(a["forced_errors"], errors.numpy(), rtol=1e-4, atol=1e-8)
+    spec = vizkit.mixtures.specialisation(errors.double().numpy(), y.argmax(1))
+    assert result.meta["specialisation"]["median_ratio"] == pytest.approx(spec["median_ratio"], rel=1e-4)
+    assert f"{spec['median_ratio']:.2f}×" in result.captions["components"]
     # sweeps: the middle column is the undistorted capsule, the same for every variable
     sweeps = a["sweeps"]
     assert sweeps.shape[:3] == (2, 2, 9)

@@ -67,6 +67,7 @@ _EXPORTS = {
     "receptive_fields": "vizkit.receptive_fields",
     "image_transforms": "vizkit.image_transforms",
     "papers": "vizkit.papers",
+    "mixtures": "vizkit.mixtures",
     "transformation_sets": "vizkit.image_transforms",
     "transform_images": "vizkit.image_transforms",
     # errors
@@ -89,7 +90,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 #: Modules exported as modules (``from vizkit import figure``), not as an attribute of one.
 _MODULES = {"capabilities", "figure", "optim", "optvis", "sphere", "probe_inputs", "class_names", "deconvnet", "receptive_fields",
-            "image_transforms", "papers"}
+            "image_transforms", "papers", "mixtures"}
 
 #: Earlier names of public modules, kept so third-party plugins written against them still import.
 _RENAMED = {"render": "figure", "datasource": "probe_inputs", "transforms": "image_transforms"}

@@ -318,7 +318,7 @@ def _model(entry: dict[str, Any], home: Path, out: Path, progress: bool) -> Any:
             local = home / data
             model.data_info = {"name": str(local.resolve()) if local.exists() else data}
         return model
-    return _train(entry, out, progress)
+    return train_entry(entry, out, progress)
 
 
 #: probe options whose value may name a file or folder; in a recipe they are read from its folder
@@ -344,7 +344,13 @@ def _recipe_file(home: Path, name: str, model: str, what: str) -> Path:
     return path
 
 
-def _train(entry: dict[str, Any], out: Path, progress: bool) -> Any:
+def train_entry(entry: dict[str, Any], out: Path, progress: bool = True) -> Any:
+    """The model of a recipe's ``[[model]]`` table, trained into ``out``/models as the gallery build
+    trains it, or that build's own file while the table, the checkpoint and the code are unchanged.
+
+    Public so a script that needs a recipe's model (a benchmark drawing its training record) shares
+    the gallery's copy instead of training a second one.
+    """
     from . import api
     from .freshness import training_inputs
     from .training import train

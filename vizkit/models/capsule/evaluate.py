@@ -51,6 +51,42 @@ def component_probabilities(model: Any, x: torch.Tensor) -> np.ndarray:
     return out
 
 
+@torch.no_grad()
+def forced(model: Any, x: torch.Tensor, classify: Any = None, chunk: int = 2000) -> dict[str, np.ndarray]:
+    """Every image redrawn by every component (y one-hot, the component's own pose; Fig. 2.19).
+
+    Returns ``errors`` ``[n, K]`` (per-pixel MSE) and, when ``classify`` (flat images ``[m, pixels]``
+    → labels) is given, ``predicted`` ``[n, K]``: its label for each forced reconstruction. Images
+    × components go through the model in chunks of ``chunk`` renders.
+    """
+    was = model.training
+    model.eval()
+    k = model.n_ccs
+    rep = x.repeat_interleave(k, 0)
+    comp = torch.arange(k, device=x.device).repeat(len(x))
+    errors, predicted = [], []
+    for start in range(0, len(rep), chunk):
+        xs = rep[start:start + chunk]
+        rec = model.forward_parts(xs, component=comp[start:start + chunk])["reconstruction"]
+        flat = rec.reshape(len(xs), -1)
+        errors.append((flat - xs.reshape(flat.shape)).double().square().mean(1).cpu().numpy())
+        if classify is not None:
+            predicted.append(np.asarray(classify(flat.double().cpu().numpy())))
+    model.train(was)
+    out = {"errors": np.concatenate(errors).reshape(len(x), k)}
+    if classify is not None:
+        out["predicted"] = np.concatenate(predicted).reshape(len(x), k)
+    return out
+
+
+def digit_classifier(x: torch.Tensor, labels: np.ndarray) -> Any:
+    """A linear classifier on pixels (scikit-learn's logistic regression): the judge of what a
+    forced reconstruction depicts, trained on the training images only."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=300).fit(x.reshape(len(x), -1).double().cpu().numpy(), labels).predict
+
+
 def cluster_error(clusters_train: np.ndarray, confidence_train: np.ndarray, labels_train: np.ndarray,
                   clusters_test: np.ndarray, labels_test: np.ndarray, n_clusters: int) -> dict[str, Any]:
     """Test error when each cluster is labelled by its most confident training member.
@@ -73,11 +109,21 @@ def cluster_error(clusters_train: np.ndarray, confidence_train: np.ndarray, labe
 
 def capsule_cluster_error(model: Any, xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor,
                           yte: np.ndarray) -> dict[str, Any]:
+    """Clustering, the manager's confidence (training images) and, on the held-out images, how
+    far the components specialise (:mod:`vizkit.mixtures`, judged by a pixel classifier)."""
+    from vizkit import mixtures
+
     ptr, pte = component_probabilities(model, xtr), component_probabilities(model, xte)
     ctr = ptr.argmax(1)
     out = cluster_error(ctr, ptr[np.arange(len(ctr)), ctr], np.asarray(ytr), pte.argmax(1), np.asarray(yte),
                         ptr.shape[1])
     out.update(manager_confidence(ptr))
+    judged = forced(model, xte, digit_classifier(xtr, np.asarray(ytr)))
+    spec = mixtures.specialisation(judged["errors"], pte.argmax(1))
+    draws = mixtures.wrong_component_draws(judged["predicted"], np.asarray(yte), np.asarray(out["cluster_labels"]))
+    out["specialisation"] = {"ratio": [float(r) for r in spec["ratio"]], "median_ratio": spec["median_ratio"],
+                             "chosen_is_best": spec["chosen_is_best"], "wrong_draws_own": draws["own"],
+                             "wrong_draws_input": draws["input"]}
     return out
 
 

@@ -32,6 +32,7 @@ from ...model import LayerInfo, layer_info
 from ...options import Option
 from ..base import ReferenceModel
 from . import poses
+from .conservative import Conservative
 from .interfaces import TEMPLATES
 from .renderer import render
 
@@ -40,10 +41,12 @@ POSE = 7
 L1_SCALE = 4.0  # (inferred) input-layer weights 4x the default range, see GPNN
 ENC_OUT_SCALE = 0.1  # encoder output weights 0.1x default: poses start near the default
 DIST_OUT_SCALE = 0.1  # same for the distortion network (1.0 trained worse)
+RULE_EVERY = 10  # updates between the conservative optimiser's recorded rule shares
 
 
 #: options added after capsule checkpoints were first written, with the value those were trained with
-BEFORE_OPTION = {"activation": "logistic", "shared_code": False, "encoder_decay": 0.0}
+BEFORE_OPTION = {"activation": "logistic", "shared_code": False, "encoder_decay": 0.0, "shared_distortion": True,
+                 "canvas_penalty": 0.0}
 
 
 class TrainingDiverged(VizkitError):
@@ -168,13 +171,14 @@ class CapsuleAE(ReferenceModel):
     train_options = (
         Option("ccs", int, 25, "composite capsules (mixture components); 1 = no mixture", min=1, max=200),
         Option("acs", int, 9, "atomic capsules (templates) per composite capsule", min=1, max=100),
-        Option("distortion", int, 30, "distortion variables per composite capsule", min=0, max=200),
+        Option("distortion", int, 5, "distortion variables per composite capsule (thesis: 30; with 30 every "
+               "component learned to draw every digit within 50 epochs here)", min=0, max=200),
         Option("template_size", int, 11, "template side in points", min=2, max=64),
         Option("hidden", int, 666, "units per hidden layer of the encoder (3 layers)", min=1, max=10000),
         Option("dist_hidden", int, 666, "units per hidden layer of the distortion network", min=1, max=10000),
         Option("dropout", float, 0.0, "dropout on the encoder's hidden units (thesis: 0.5; 0 learns ~3x faster here)", min=0.0, max=0.95),
-        Option("dist_dropout", float, 0.25, "dropout on the distortion variables (thesis: 0.5; 0: the ablation; "
-               "0.25 reconstructs and clusters better within 50 epochs here)", min=0.0, max=0.95),
+        Option("dist_dropout", float, 0.5, "dropout on the distortion variables (thesis: 0.5; 0: the ablation; "
+               "less lets them carry the digit, so the components stop specialising)", min=0.0, max=0.95),
         Option("activation", str, "relu", "units of the first two hidden layers of the encoder and of the "
                "distortion network (thesis: logistic, which fits the MNIST subset far slower)",
                choices=("logistic", "relu")),
@@ -191,9 +195,16 @@ class CapsuleAE(ReferenceModel):
         Option("weight_decay", float, 1e-6, "decay on the part of |θ| above 0.1 (thesis: 1e-6)", min=0.0),
         Option("code_decay", float, 1e-4, "L2 on the code-layer values", min=0.0),
         Option("det_penalty", float, 1.0, "penalty on det(world→template) below 1 (over-scaling)", min=0.0),
+        Option("canvas_penalty", float, 1.0, "penalty on a capsule's centre outside the image, Σ max(0, |c − ½| − ½)² "
+               "(a capsule pushed off the canvas gets no other gradient and stays blank; 0: off, the thesis)",
+               min=0.0),
         Option("usage_penalty", float, 0.1, "use-all-components term, −Σᵢ log(batch mean yᵢ)", min=0.0),
-        Option("optimizer", str, "adam", "optimiser (stands in for the thesis's hand-made one)",
-               choices=("adam", "rmsprop")),
+        Option("optimizer", str, "adam", "optimiser: Adam stands in for the thesis's hand-made one, which is "
+               "'conservative' (§2.5.3; its four α's unpublished, see --rule4-rms)",
+               choices=("adam", "rmsprop", "conservative")),
+        Option("rule4_rms", float, 0.03, "conservative optimiser: the gradient size (√ĝ²) above which rule 4's "
+               "smaller steps take over from rule 3's (α4 = lr × this; 0.03 trained fastest of 0.001-0.03 here)",
+               min=0.0),
         Option("lr", float, 3e-3, "learning rate (Adam; 1e-3 measured slower on the MNIST subset)", min=0.0),
         Option("beta2", float, 0.999, "Adam's second-moment decay (0.99 measured no better)", min=0.0, max=0.9999),
         Option("template_lr", float, 1.0, "learning rate of the templates, as a multiple of --lr (10 measured worse)",
@@ -212,6 +223,8 @@ class CapsuleAE(ReferenceModel):
         Option("code_target_lr", float, 0.01, "Adam's rate for refining the code", min=0.0),
         Option("shared_code", bool, True, "each CC's pose and distortion = a part shared by all CCs + its own "
                "(the same functions; the shared part learns from every image; thesis: false)"),
+        Option("shared_distortion", bool, False, "with --shared-code, the shared part covers the distortion "
+               "variables too (default: the pose only, so a component's distortions describe its own images)"),
         Option("encoder_decay", float, 0.3, "decoupled weight decay on the encoder's hidden-layer weights: before "
                "each step they shrink by this x their current rate (AdamW-style; thesis: 0, off)",
                min=0.0, max=10.0),
@@ -224,12 +237,12 @@ class CapsuleAE(ReferenceModel):
         input_shape: list[int],
         ccs: int = 25,
         acs: int = 9,
-        distortion: int = 30,
+        distortion: int = 5,
         template_size: int = 11,
         hidden: int = 666,
         dist_hidden: int = 666,
         dropout: float = 0.0,
-        dist_dropout: float = 0.25,
+        dist_dropout: float = 0.5,
         activation: str = "relu",
         skip: bool = True,
         squaring: bool = True,
@@ -243,7 +256,9 @@ class CapsuleAE(ReferenceModel):
         code_decay: float = 1e-4,
         det_penalty: float = 1.0,
         usage_penalty: float = 0.1,
+        canvas_penalty: float = 1.0,
         optimizer: str = "adam",
+        rule4_rms: float = 0.03,
         lr: float = 3e-3,
         beta2: float = 0.999,
         template_lr: float = 1.0,
@@ -255,6 +270,7 @@ class CapsuleAE(ReferenceModel):
         code_target_weight: float = 10.0,
         code_target_lr: float = 0.01,
         shared_code: bool = True,
+        shared_distortion: bool = False,
         encoder_decay: float = 0.3,
     ) -> None:
         super().__init__()
@@ -264,7 +280,7 @@ class CapsuleAE(ReferenceModel):
         self.n_ccs, self.n_acs, self.n_dist = ccs, acs, distortion
         self.per_cc = POSE + distortion + 1  # pose, distortion, manager logit
         gen = torch.Generator().manual_seed(0)
-        n_shared = self.per_cc - 1 if shared_code else 0
+        n_shared = (self.per_cc - 1 if shared_distortion else POSE) if shared_code else 0
         self.encoder = GPNN(n_pix, hidden, ccs * self.per_cc + n_shared, dropout=dropout, skip=skip, squaring=squaring,
                             out_scale=ENC_OUT_SCALE, activation=activation, generator=gen)
         with torch.no_grad():
@@ -302,9 +318,10 @@ class CapsuleAE(ReferenceModel):
         out = self.encoder(self.flat(x))
         if not self.hparams.get("shared_code"):
             return out.reshape(x.shape[0], self.n_ccs, self.per_cc)
-        own = out[:, : self.n_ccs * self.per_cc].reshape(x.shape[0], self.n_ccs, self.per_cc)
-        shared = F.pad(out[:, self.n_ccs * self.per_cc:], (0, 1))
-        return own + shared[:, None]
+        n_own = self.n_ccs * self.per_cc
+        own = out[:, :n_own].reshape(x.shape[0], self.n_ccs, self.per_cc)
+        shared = out[:, n_own:]  # the pose (and, with shared_distortion, the distortion), never the logit
+        return own + F.pad(shared, (0, self.per_cc - shared.shape[1]))[:, None]
 
     def manager(self, logits: torch.Tensor, noisy: bool) -> torch.Tensor:
         """Responsibilities y ``[B, ccs]``: softmax of the logits (+ uniform noise when ``noisy``).
@@ -471,6 +488,11 @@ class CapsuleAE(ReferenceModel):
         terms = {"sq_error": sq}
         terms["det"] = hp["det_penalty"] * F.relu(1.0 - poses.determinant(out["matrices"])).square().sum(1).mean()
         terms["code"] = hp["code_decay"] * out["code"].square().flatten(1).sum(1).mean()
+        if hp.get("canvas_penalty", 0.0) > 0:
+            # (inferred) an AC whose centre leaves the image renders nothing and gets no gradient
+            # from the image, so it stays blank for good (8 of 20 on the face set without this)
+            outside = F.relu((poses.template_centre(out["matrices"]) - 0.5).abs() - 0.5)
+            terms["canvas"] = hp["canvas_penalty"] * outside.square().sum((1, 2)).mean()
         if hp["weight_decay"] > 0:
             terms["weight"] = hp["weight_decay"] * sum(excess_decay(p, s) for p, s in self.scaled_parameters())
         if self.n_ccs > 1 and hp["usage_penalty"] > 0:
@@ -499,6 +521,15 @@ class CapsuleAE(ReferenceModel):
         self.log("train_mse", terms["mse"], prog_bar=True, on_epoch=True, on_step=False)
         self.log("train_loss", loss.detach(), on_epoch=True, on_step=False)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """With the thesis's optimiser, keep which rule set each number's step (Fig. 2.13) every
+        ``RULE_EVERY`` updates, in the checkpoint's metrics."""
+        opt = getattr(self.optimizers(), "optimizer", None)
+        if isinstance(opt, Conservative) and self.global_step % RULE_EVERY == 0:
+            history = self.metrics.setdefault("optimizer_rules", {"step": [], "share": []})
+            history["step"].append(int(self.global_step))
+            history["share"].append([round(float(v), 5) for v in opt.rule_share])
 
     def on_train_epoch_end(self) -> None:
         """Keep a Lightning checkpoint of every finished epoch (``last-epoch.ckpt`` in the harness's
@@ -552,6 +583,8 @@ class CapsuleAE(ReferenceModel):
             groups.append({"params": params(decayed), "lr": hidden_lr, "decoupled_decay": decay})
         if hp["optimizer"] == "rmsprop":
             opt: torch.optim.Optimizer = torch.optim.RMSprop(groups, lr=lr, foreach=True)
+        elif hp["optimizer"] == "conservative":
+            opt = Conservative(groups, lr=lr, rule4_rms=hp.get("rule4_rms", 0.03))
         else:
             # fused: one pass over the ~4.4 million numbers per update instead of ~8, cheaper than
             # foreach, which beats the default per-tensor loop (benchmarks/README.md, capsule_step.py)

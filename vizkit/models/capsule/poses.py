@@ -83,6 +83,17 @@ def determinant(matrix: torch.Tensor) -> torch.Tensor:
     return matrix[..., 0, 0] * matrix[..., 1, 1] - matrix[..., 0, 1] * matrix[..., 1, 0]
 
 
+def template_centre(matrix: torch.Tensor) -> torch.Tensor:
+    """``[..., 2]`` the world point (x, y) that ``[..., 3, 3]`` world→template matrices send to the
+    template's middle (0.5, 0.5): where a capsule is drawn. A 2×2 solve in closed form (the
+    determinant penalty keeps det away from 0; it is clamped at 1e-3 for safety)."""
+    a, b, c, d = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 1, 0], matrix[..., 1, 1]
+    det = a * d - b * c
+    det = torch.where(det.abs() < 1e-3, torch.full_like(det, 1e-3), det)
+    u, v = 0.5 - matrix[..., 0, 2], 0.5 - matrix[..., 1, 2]
+    return torch.stack([(d * u - b * v) / det, (a * v - c * u) / det], -1)
+
+
 def ink(x: torch.Tensor) -> torch.Tensor:
     """The sharpened softplus f(x) = log(1 + e^{10x}) / 10 that keeps templates and intensities ≥ 0.
 

@@ -195,20 +195,34 @@ class Templates(probe_inputs.NeedsExamples, Probe):
             "components_used": int((arrays["usage"] > 0).sum()),
         }
 
-        # (e) every component reconstructs the same images (one batch: images × components)
+        # (e) every component reconstructs every image (batches of images × components): the
+        # first forced_rows rows are drawn (Fig. 2.19), and the errors of all of them say how far
+        # the components specialise (vizkit.mixtures)
         n_forced = min(opts["forced_rows"], len(rows)) if k > 1 else 0
-        if n_forced:
-            xs = images[rows[:n_forced]]
-            rep = xs.repeat_interleave(k, 0)
-            comp = torch.arange(k).repeat(n_forced)
+        if k > 1:
+            order = np.concatenate([rows[:n_forced], np.setdiff1d(np.arange(n), rows[:n_forced])]).astype(np.int64)
+            per_batch = max(1, opts["batch"] // k)
+            errors, forced = [], []
             with torch.no_grad():
-                forced = []
-                for start in range(0, rep.shape[0], opts["batch"]):
-                    part = model.parts(rep[start:start + opts["batch"]].to(ctx.device, dtype),
-                                       component=comp[start:start + opts["batch"]].to(ctx.device))
-                    forced.append(part["reconstructions"].double().cpu().numpy())
-            arrays["forced"] = np.concatenate(forced).reshape(n_forced, k, *shape).astype(np.float32)
-            arrays["forced_chosen"] = chosen_all[rows[:n_forced]].astype(np.int64)
+                for start in range(0, n, per_batch):
+                    idx = order[start:start + per_batch]
+                    xs = images[idx].to(ctx.device, dtype)
+                    part = model.parts(xs.repeat_interleave(k, 0),
+                                       component=torch.arange(k, device=ctx.device).repeat(len(idx)))
+                    rec = part["reconstructions"].double().reshape(len(idx), k, -1)
+                    errors.append((rec - xs.double().reshape(len(idx), 1, -1)).square().mean(2).cpu().numpy())
+                    keep = max(0, min(len(idx), n_forced - start))
+                    if keep:
+                        forced.append(rec[:keep].cpu().numpy())
+            forced_errors = np.empty((n, k))
+            forced_errors[order] = np.concatenate(errors)
+            arrays["forced_errors"] = forced_errors.astype(np.float32)
+            spec = vizkit.mixtures.specialisation(forced_errors, chosen_all)
+            meta["specialisation"] = {"median_ratio": spec["median_ratio"], "chosen_is_best": spec["chosen_is_best"],
+                                      "ratio": [None if np.isnan(r) else float(r) for r in spec["ratio"]]}
+            if n_forced:
+                arrays["forced"] = np.concatenate(forced).reshape(n_forced, k, *shape).astype(np.float32)
+                arrays["forced_chosen"] = chosen_all[rows[:n_forced]].astype(np.int64)
 
         # (d) distortion sweeps of the most used components, largest-σ variables first
         dist = everything["distortion"]

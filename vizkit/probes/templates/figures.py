@@ -200,7 +200,19 @@ def _forced(result: Result) -> None:
     result.captions["components"] = (
         "What each mixture component makes of the same images: every image redrawn by each component in turn. "
         "Column 1: original; column 2: the chosen component's reconstruction; then the reconstruction with y "
-        "forced to each component and that component's own pose (Tieleman Fig. 2.19).")
+        "forced to each component and that component's own pose (Tieleman Fig. 2.19). "
+        + _specialisation_note(result.meta.get("specialisation"), result.meta["n_images"], k))
+
+
+def _specialisation_note(spec: dict[str, Any] | None, n_images: int, k: int) -> str:
+    """The figure's one number: how much worse a component draws the others' images than its own."""
+    if not spec or spec.get("median_ratio") is None or not np.isfinite(spec["median_ratio"]):
+        return ""
+    return (f"Specialisation over all {n_images} images: a component's error on the images the manager gives to "
+            f"other components is {spec['median_ratio']:.2f}× its error on its own (median over components; "
+            f"1 would mean every component redraws every image equally well), and the chosen component is also "
+            f"the best of all {k} for {100 * spec['chosen_is_best']:.0f}% of the images. In the thesis "
+            f"(Fig. 2.19) a wrong component draws its own digit.")
 
 
 def _sweeps(result: Result) -> None:
