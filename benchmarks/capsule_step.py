@@ -7,7 +7,9 @@ effective weight matrix built every forward, and ``torch.optim.Adam``'s default 
 the CPU. The model's way (vizkit/models/capsule/model.py): the decay as one autograd function
 (clamp, sub, dot; one multiply backward), the [B, n_in] input scaled instead of the weights, and
 fused Adam. Both compute the same loss (checked) on the same batches; printed: seconds per epoch of
-the 4,000-image MNIST subset at each batch size and the ratio.
+the 4,000-image MNIST subset at each batch size and the ratio. Then the model's step with the
+thesis's conservative optimiser (``--optimizer conservative``, four candidate steps per number)
+against fused Adam, same batches, batch 100.
 
     .venv/bin/python benchmarks/capsule_step.py [--batches 100 25] [--steps-images 1200]
 """
@@ -83,6 +85,19 @@ def main() -> None:
         print(f"batch {batch:4d}: plain {times['plain']:.2f} s/epoch, model {times['model']:.2f} s/epoch, "
               f"{times['plain'] / times['model']:.2f}x; first-step loss {losses['plain']:.4f} vs "
               f"{losses['model']:.4f} ({'same' if same else 'DIFFERENT'})")
+    per_epoch = {}
+    idx = torch.arange(args.steps_images).split(100)
+    for name in ("adam", "conservative"):
+        torch.manual_seed(0)
+        model = CapsuleAE([1, 28, 28], optimizer=name).train()
+        opt = model.make_optimizer()
+        step_model(model, opt, x[idx[0]])
+        start = time.perf_counter()
+        for i in idx[1:]:
+            step_model(model, opt, x[i])
+        per_epoch[name] = (time.perf_counter() - start) / (args.steps_images - len(idx[0])) * len(x)
+    print(f"batch  100: fused Adam {per_epoch['adam']:.2f} s/epoch, conservative {per_epoch['conservative']:.2f} "
+          f"s/epoch, {per_epoch['conservative'] / per_epoch['adam']:.2f}x Adam's time")
 
 
 if __name__ == "__main__":

@@ -5,16 +5,23 @@ Add and Mod.
 ``run`` trains one two-layer ladder per (decoder, α) with ``benchmarks/ladder_long.sh`` (resumable:
 run it again after an interruption and finished models are kept, unfinished ones continue from
 their last checkpoint); ``table`` reads the models' held-out costs and prints them beside the
-paper's best ratios (αmin: No-lat 1.0 / 1.4, Mod 0.03 / 0.12 on CIFAR-10 / O&F).
+paper's best ratios (αmin: No-lat 1.0 / 1.4, Mod 0.03 / 0.12 on CIFAR-10 / O&F); ``figure`` runs
+what is missing of the whole sweep, prints the table and draws Fig. 2 (``make figures`` does this
+into gallery/_build/ladder-alpha). A sweep folder is stamped with what its models were trained
+from (the ladder's code, the harness, the patch data: :func:`vizkit.freshness.training_inputs`);
+when that changes, the old folder is set aside (renamed ``*.stale-N``) and the sweep retrains (a
+folder without a stamp, e.g. runs copied from elsewhere, is stamped as today's when first used).
 
     python benchmarks/ladder_alpha_sweep.py sizes mod 0.03               # 1622,50: the paper's Mod
     python benchmarks/ladder_alpha_sweep.py run /work/runs/alpha --decoders nolat,add --steps 50000
     python benchmarks/ladder_alpha_sweep.py table /work/runs/alpha
+    python benchmarks/ladder_alpha_sweep.py figure gallery/_build/ladder-alpha --out fig2.png
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -22,7 +29,15 @@ from pathlib import Path
 BUDGET = 1_000_000
 N_IN = 256
 ALPHAS = (0.03, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: the figure's grid: No-lat over the whole range (its best α is near 1), Mod up to 1 (its best is
+#: the smallest), Add at three points (the paper: little dependence on α)
+GRID = {"nolat": ALPHAS, "add": (0.03, 0.2, 1.0), "mod": (0.03, 0.1, 0.2, 0.5, 1.0)}
 LABEL = {"nolat": "No-lat", "add": "Add", "mod": "Mod"}
+#: the patches' options ladder_long.sh trains with (the ladder's defaults, spelled out there too)
+DATA_OPTIONS = {"size": 16, "whiten": "pca", "contrast": "divisive"}
+#: the paper's best α per decoder (CIFAR-10, O&F), its Fig. 2
+PAPER_BEST = {"nolat": (1.0, 1.4), "mod": (0.03, 0.12)}
+COLOUR = {"nolat": "tab:blue", "add": "tab:orange", "mod": "tab:green"}
 
 
 def parameters(decoder: str, n1: int, n2: int) -> int:
@@ -43,7 +58,27 @@ def sizes(decoder: str, alpha: float) -> tuple[int, int]:
     return n1, max(1, round(alpha * n1))
 
 
+def fresh_root(root: Path) -> None:
+    """Keep ``root``'s models only while what they were trained from is unchanged: a folder stamped
+    with other inputs is renamed aside, so a stale model is never read as today's."""
+    from vizkit.freshness import training_inputs
+
+    today = json.loads(json.dumps(training_inputs("ladder", "patches", DATA_OPTIONS), sort_keys=True))
+    stamp = root / "inputs.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != today:
+        n = 1
+        while root.with_name(f"{root.name}.stale-{n}").exists():
+            n += 1
+        aside = root.with_name(f"{root.name}.stale-{n}")
+        root.rename(aside)
+        print(f"[sweep] the ladder's code, harness or data changed since {root} was trained: moved to {aside}")
+    root.mkdir(parents=True, exist_ok=True)
+    if not stamp.is_file():
+        stamp.write_text(json.dumps(today, sort_keys=True, indent=1))
+
+
 def run(root: Path, decoders: list[str], alphas: list[float], steps: int, seed: int) -> None:
+    fresh_root(root)
     for decoder in decoders:
         for alpha in alphas:
             n1, n2 = sizes(decoder, alpha)
@@ -54,23 +89,63 @@ def run(root: Path, decoders: list[str], alphas: list[float], steps: int, seed: 
             subprocess.run(["bash", "benchmarks/ladder_long.sh", decoder, str(seed), str(folder)], env=env, check=True)
 
 
-def table(root: Path) -> None:
+def costs(root: Path) -> list[dict]:
+    """Each finished model's decoder, sizes, α, updates and best held-out cost, by decoder then α."""
     import vizkit
-    from vizkit import papers
 
-    print("| decoder | α | sizes | updates | held-out cost (ours) |")
-    print("|---|---:|---|---:|---:|")
-    for path in sorted(root.glob("*-a*-s*/models/*.pt")):
+    rows = []
+    for path in root.glob("*-a*-s*/models/*.pt"):
         model = vizkit.load(path)
         den = model.metrics["denoising"]
-        decoder = model.hparams["decoder"]
         n1, n2 = model.sizes[1:]
-        print(f"| {LABEL[decoder]} | {n2 / n1:.3g} | 256-{n1}-{n2} | {int(den['steps']):,} | {den['val_cost_min']:.4f} |")
+        rows.append({"decoder": model.hparams["decoder"], "n1": n1, "n2": n2, "alpha": n2 / n1,
+                     "steps": int(den["steps"]), "cost": float(den["val_cost_min"])})
+    return sorted(rows, key=lambda r: (list(LABEL).index(r["decoder"]), r["alpha"]))
+
+
+def table(root: Path) -> list[dict]:
+    from vizkit import papers
+
+    rows = costs(root)
+    print("| decoder | α | sizes | updates | held-out cost (ours) |")
+    print("|---|---:|---|---:|---:|")
+    for r in rows:
+        print(f"| {LABEL[r['decoder']]} | {r['alpha']:.3g} | 256-{r['n1']}-{r['n2']} | {r['steps']:,} | {r['cost']:.4f} |")
+    for decoder in LABEL:
+        mine = [r for r in rows if r["decoder"] == decoder]
+        if mine:
+            best = min(mine, key=lambda r: r["cost"])
+            print(f"best {LABEL[decoder]} (ours): α {best['alpha']:.3g}, cost {best['cost']:.4f}")
     print("\nThe paper (1M updates, 5 runs each): best No-lat at α 1.0 (CIFAR-10) / 1.4 (O&F), best Mod at 0.03 /"
           " 0.12; Add in between with little dependence on α. Its Table 1 costs at those ratios:")
     for data in ("CIFAR-10", "O&F"):
-        rows = ", ".join(f"{r.model} {r.sizes} {r.cost:.4f}" for r in papers.rasmus2015_table1() if r.data == data)
-        print(f"  {data}: {rows}")
+        paper = ", ".join(f"{r.model} {r.sizes} {r.cost:.4f}" for r in papers.rasmus2015_table1() if r.data == data)
+        print(f"  {data}: {paper}")
+    return rows
+
+
+def figure(rows: list[dict], out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for decoder in LABEL:
+        mine = [r for r in rows if r["decoder"] == decoder]
+        if not mine:
+            continue
+        ax.plot([r["alpha"] for r in mine], [r["cost"] for r in mine], "o-", color=COLOUR[decoder],
+                label=f"{LABEL[decoder]} (ours)")
+        for i, best in enumerate(PAPER_BEST.get(decoder, ())):
+            ax.axvline(best, color=COLOUR[decoder], ls=":" if i == 0 else "--", lw=1,
+                       label=f"{LABEL[decoder]}: paper's best α, {'CIFAR-10' if i == 0 else 'O&F'}")
+    steps = sorted({r["steps"] for r in rows})
+    ax.set_xscale("log")
+    ax.set_xlabel("α = |h⁽²⁾| / |h⁽¹⁾| (1M-parameter budget)")
+    ax.set_ylabel("best held-out denoising cost")
+    ax.set_title(f"Rasmus et al. Fig. 2: cost against α — ours {', '.join(f'{s:,}' for s in steps)} updates, seed 0, "
+                 f"16×16 patches;\npaper: 1M updates, 5 runs, CIFAR-10 and O&F patches", fontsize=8)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.savefig(out, dpi=120)
 
 
 def main() -> None:
@@ -87,12 +162,21 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("table")
     t.add_argument("root", type=Path)
+    f = sub.add_parser("figure", help="run what is missing of the whole sweep, then print the table and draw Fig. 2")
+    f.add_argument("root", type=Path)
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--steps", type=int, default=50_000)
     args = ap.parse_args()
     if args.command == "sizes":
         n1, n2 = sizes(args.decoder, args.alpha)
         print(f"{n1},{n2}  ({parameters(args.decoder, n1, n2):,} parameters)")
     elif args.command == "run":
         run(args.root, args.decoders.split(","), [float(a) for a in args.alphas.split(",")], args.steps, args.seed)
+    elif args.command == "figure":
+        for decoder, alphas in GRID.items():
+            run(args.root, [decoder], list(alphas), args.steps, 0)
+        figure(table(args.root), args.out)
+        print(f"wrote {args.out}")
     else:
         table(args.root)
 

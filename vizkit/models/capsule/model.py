@@ -584,7 +584,7 @@ class CapsuleAE(ReferenceModel):
         if hp["optimizer"] == "rmsprop":
             opt: torch.optim.Optimizer = torch.optim.RMSprop(groups, lr=lr, foreach=True)
         elif hp["optimizer"] == "conservative":
-            opt = Conservative(groups, lr=lr, rule4_rms=hp.get("rule4_rms", 0.03))
+            opt = Conservative(groups, lr=lr, rule4_rms=hp.get("rule4_rms", 0.03), record_every=RULE_EVERY)
         else:
             # fused: one pass over the ~4.4 million numbers per update instead of ~8, cheaper than
             # foreach, which beats the default per-tensor loop (benchmarks/README.md, capsule_step.py)
