@@ -32,6 +32,11 @@ ALPHAS = (0.03, 0.1, 0.2, 0.5, 1.0, 2.0)
 #: the figure's grid: No-lat over the whole range (its best α is near 1), Mod up to 1 (its best is
 #: the smallest), Add at three points (the paper: little dependence on α)
 GRID = {"nolat": ALPHAS, "add": (0.03, 0.2, 1.0), "mod": (0.03, 0.1, 0.2, 0.5, 1.0)}
+#: the figure's horizontal lines (the paper's too): one-layer models and the linear denoiser, Table
+#: 1's sizes; with no layer above, Add and Mod are one model
+REFERENCES = {"nolat-L1": ("nolat", "1948", "one-layer No-lat 256-1948"),
+              "mod-L1": ("mod", "1937", "one-layer Add/Mod 256-1937"),
+              "linear": ("linear", "", "Linear 256")}
 LABEL = {"nolat": "No-lat", "add": "Add", "mod": "Mod"}
 #: the patches' options ladder_long.sh trains with (the ladder's defaults, spelled out there too)
 DATA_OPTIONS = {"size": 16, "whiten": "pca", "contrast": "divisive"}
@@ -89,6 +94,27 @@ def run(root: Path, decoders: list[str], alphas: list[float], steps: int, seed: 
             subprocess.run(["bash", "benchmarks/ladder_long.sh", decoder, str(seed), str(folder)], env=env, check=True)
 
 
+def run_references(root: Path, steps: int) -> None:
+    fresh_root(root)
+    for name, (decoder, size, label) in REFERENCES.items():
+        env = {**os.environ, "MILESTONES": str(steps)}
+        if size:
+            env["SIZES"] = size
+        print(f"[sweep] {label} -> {root / name}", flush=True)
+        subprocess.run(["bash", "benchmarks/ladder_long.sh", decoder, "0", str(root / name)], env=env, check=True)
+
+
+def reference_costs(root: Path) -> dict[str, float]:
+    """``{label: best held-out cost}`` of the one-layer and linear models that are finished."""
+    import vizkit
+
+    out = {}
+    for name, (_decoder, _size, label) in REFERENCES.items():
+        for path in (root / name / "models").glob("*.pt"):
+            out[label] = float(vizkit.load(path).metrics["denoising"]["val_cost_min"])
+    return out
+
+
 def costs(root: Path) -> list[dict]:
     """Each finished model's decoder, sizes, α, updates and best held-out cost, by decoder then α."""
     import vizkit
@@ -124,11 +150,14 @@ def table(root: Path) -> list[dict]:
     return rows
 
 
-def figure(rows: list[dict], out: Path) -> None:
+def figure(rows: list[dict], references: dict[str, float], out: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
+    for (label, cost), colour in zip(references.items(), ("tab:blue", "tab:purple", "black")):
+        ax.axhline(cost, color=colour, ls=(0, (1, 3)) if label.startswith("Linear") else (0, (6, 3)), lw=1,
+                   label=f"{label} (ours) {cost:.4f}")
     for decoder in LABEL:
         mine = [r for r in rows if r["decoder"] == decoder]
         if not mine:
@@ -144,7 +173,7 @@ def figure(rows: list[dict], out: Path) -> None:
     ax.set_ylabel("best held-out denoising cost")
     ax.set_title(f"Rasmus et al. Fig. 2: cost against α — ours {', '.join(f'{s:,}' for s in steps)} updates, seed 0, "
                  f"16×16 patches;\npaper: 1M updates, 5 runs, CIFAR-10 and O&F patches", fontsize=8)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=6, loc="upper right", ncol=2)
     fig.savefig(out, dpi=120)
 
 
@@ -175,7 +204,12 @@ def main() -> None:
     elif args.command == "figure":
         for decoder, alphas in GRID.items():
             run(args.root, [decoder], list(alphas), args.steps, 0)
-        figure(table(args.root), args.out)
+        run_references(args.root, args.steps)
+        rows = table(args.root)
+        references = reference_costs(args.root)
+        for label, cost in references.items():
+            print(f"{label} (ours): {cost:.4f}")
+        figure(rows, references, args.out)
         print(f"wrote {args.out}")
     else:
         table(args.root)

