@@ -415,3 +415,25 @@ def test_a_dead_unit_is_marked_not_identifiable(fresh_host, tmp_path):
 
     assert ActMax().unit_view(result, 2).text.startswith("not identifiable")
     assert ActMax().unit_view(result, 0).text.startswith("activation reached")
+
+
+def test_units_that_never_switch_on_are_named_in_the_caption(fresh_host):
+    """A sigmoid unit whose bias outweighs anything an input of this norm can add never exceeds ½:
+    with the total input as target its best value is negative and the caption says so; a unit that
+    does switch on is not named."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 3), torch.nn.Sigmoid())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.randn(3, 16) * 0.1)
+        net[0].bias.copy_(torch.tensor([0.0, -50.0, 0.5]))
+    model = vizkit.wrap(net, input_shape=[16])
+    result = vizkit.run_probe("actmax", model, "1", units="0:3", rho=1.0, target="logit", restarts=2, steps=50)
+    best = result.arrays["activations"].max(axis=1)
+    assert best[1] < 0 < min(best[0], best[2])
+    assert result.meta["never_on"] == [1]
+    assert "Never switched on: unit(s) 1," in result.captions["stimuli"]
+    # maximising the output itself, the probe cannot know the unit's midpoint: nothing is claimed
+    plain = vizkit.run_probe("actmax", model, "1", units="0:3", rho=1.0, restarts=2, steps=50)
+    assert "never_on" not in plain.meta and "Never switched on" not in plain.captions["stimuli"]

@@ -341,6 +341,13 @@ class ActMax(Probe):
             captions["stimuli"] += (f" Not identifiable (marked): unit(s) {', '.join(map(str, arrays['units'][stuck]))}, "
                                     f"whose objective no restart changed from its start (zero gradient): the image is "
                                     f"the start, not an optimum.")
+        off = never_on(arrays["activations"].max(axis=1), opts["target"]) if not opts["objective"] else np.zeros(0, bool)
+        if off.any():
+            meta["never_on"] = arrays["units"][off].tolist()
+            captions["stimuli"] += (f" Never switched on: unit(s) {', '.join(map(str, arrays['units'][off]))}, whose "
+                                    f"largest total input at this norm is still below 0 (the unit's output stays under "
+                                    f"its midpoint): their image is the least-off input, not a pattern the unit "
+                                    f"responds to.")
         panel = min(opts["panel"], n_units)
         if panel:
             images = as_images(arrays["restarts"][:panel].reshape(panel * n_restarts, *shape), shape)
@@ -442,6 +449,15 @@ def resolving_model(model: Any, target: str, dtype: torch.dtype) -> tuple[Any, t
     wide = copy.deepcopy(model)
     vizkit.torch_module(wide).double()
     return wide, torch.float64
+
+
+def never_on(best: np.ndarray, target: str) -> np.ndarray:
+    """Units whose best pre-activation is negative: a sigmoid unit whose optimum leaves it below ½
+    (a tanh unit below 0) never switches on at this norm. Known only when the pre-activation is what
+    was maximised (``target`` logit or atanh); for the unit's output the probe cannot tell its type."""
+    if target not in ("logit", "atanh"):
+        return np.zeros(len(best), dtype=bool)
+    return np.asarray(best) < 0
 
 
 def unsquash(values: torch.Tensor, target: str) -> torch.Tensor:
