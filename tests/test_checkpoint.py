@@ -8,6 +8,7 @@ import torch
 
 import vizkit
 from vizkit.checkpoint import make_checkpoint, save_checkpoint
+from vizkit.errors import CheckpointError
 
 from .conftest import make_sdae
 
@@ -101,3 +102,36 @@ def test_inspect_lists_layers_capabilities_and_probes(sdae_ckpt, cli):
     assert re.search(r"h1 +6 units", res.out) and re.search(r"h2 +4 units", res.out)
     assert "capabilities activations, input_grad, reconstruct, weights" in res.out
     assert "filters" in res.out
+
+
+def test_a_diverged_model_is_never_written(tmp_path):
+    """save_checkpoint checks the weights before writing: a model with NaN is refused, no file
+    appears, and a file already at the path is left as it was."""
+    model = make_sdae()
+    ckpt = model.to_checkpoint()
+    ckpt["state_dict"]["weight.0"][0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="nothing was written"):
+        save_checkpoint(ckpt, tmp_path / "new.pt")
+    assert not (tmp_path / "new.pt").exists()
+    kept = save_checkpoint(make_sdae().to_checkpoint(), tmp_path / "kept.pt")
+    before = kept.read_bytes()
+    with pytest.raises(CheckpointError):
+        save_checkpoint(ckpt, kept)
+    assert kept.read_bytes() == before
+
+
+def test_training_that_diverges_exits_1_and_writes_nothing(fresh_host, tmp_path, cli, monkeypatch):
+    """Through the CLI: a model whose weights end up NaN (forced here after training) gives one line,
+    exit 1, and no file at --out."""
+    from vizkit.models.rbm.model import RBM
+
+    def diverge(self, stage, trainer, datamodule):
+        with torch.no_grad():
+            next(self.parameters()).fill_(float("nan"))
+
+    monkeypatch.setattr(RBM, "after_stage", diverge)
+    out = tmp_path / "m.pt"
+    res = cli("train", "rbm", "--data", "digits", "--binarize", "--hidden", "6", "--epochs", "1", "--out", out,
+              "--log-dir", tmp_path / "logs", "-q")
+    assert res.code == 1 and "training diverged" in res.err and "Traceback" not in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1 and not out.exists()

@@ -88,6 +88,10 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path, model: Any = None) -
     With ``model``, the checkpoint also carries its :func:`listing` (layers and capabilities).
     """
     path = Path(path)
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:  # checked before writing: a diverged model never replaces what --out held
+        raise CheckpointError(f"training diverged: {bad!r} holds NaN or inf values, so nothing was written to "
+                              f"{path}; train again with a lower --lr")
     if model is not None:
         ckpt = {**ckpt, "listing": listing(model, ckpt["hparams"])}
     data = checkpoint_bytes(ckpt)
@@ -275,9 +279,15 @@ def _normalise(raw: Any, path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{path} is missing {key!r}; it is not a complete vizkit checkpoint")
     _check_types(ckpt, path)
     _refuse_complex(ckpt["state_dict"], path)
-    for name, tensor in ckpt["state_dict"].items():
-        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(
-                f"{path} has non-finite values (NaN/inf) in {name!r}; training probably diverged"
-            )
+    bad = first_non_finite(ckpt["state_dict"])
+    if bad is not None:
+        raise CheckpointError(f"{path} has non-finite values (NaN/inf) in {bad!r}; training probably diverged")
     return ckpt
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or None."""
+    for name, tensor in state_dict.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
