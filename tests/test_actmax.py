@@ -437,3 +437,21 @@ def test_units_that_never_switch_on_are_named_in_the_caption(fresh_host):
     # maximising the output itself, the probe cannot know the unit's midpoint: nothing is claimed
     plain = vizkit.run_probe("actmax", model, "1", units="0:3", rho=1.0, restarts=2, steps=50)
     assert "never_on" not in plain.meta and "Never switched on" not in plain.captions["stimuli"]
+
+
+def test_never_switched_on_on_a_users_resnet(fresh_host):
+    """On a branching ResNet with a sigmoid on its logits, a class whose bias no input can overcome
+    is named as never switched on, and exactly the units whose best logit is negative are named."""
+    from .resnets import mynets
+
+    torch.manual_seed(0)
+    resnet = mynets().ResNet(widths=(4, 6, 8, 8), num_classes=3)
+    head = [m for m in resnet.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.bias[1] = -1000.0
+    model = vizkit.wrap(torch.nn.Sequential(resnet, torch.nn.Sigmoid()).eval(), input_shape=(3, 32, 32))
+    result = vizkit.run_probe("actmax", model, "1", units="0:3", target="logit", restarts=2, steps=30)
+    reached = result.arrays["activations"].max(axis=1)
+    assert reached[1] < -30  # the sigmoid undone in float64: clamped near -36, far below 0
+    assert result.meta["never_on"] == [u for u in range(3) if reached[u] < 0]
+    assert 1 in result.meta["never_on"] and "Never switched on: unit(s) " in result.captions["stimuli"]
