@@ -186,8 +186,8 @@ class CapsuleAE(ReferenceModel):
         Option("squaring", bool, True, "squaring units in hidden layer 3 (ablation: false = all logistic)"),
         Option("negative_ink", bool, False, "allow negative templates and intensities (ablation)"),
         Option("noise", float, 10.0, "manager noise: uniform(0, noise) added to the logits while training", min=0.0),
-        Option("logit_gain", float, 10.0, "manager logit = gain x encoder output (lets the logits outgrow the noise)",
-               min=0.0),
+        Option("logit_gain", float, 20.0, "manager logit = gain x encoder output (lets the logits outgrow the noise; "
+               "20 against 10: the manager is sure on 84-87% of images instead of 75-78%)", min=0.0),
         Option("manager_init", float, 20.0, "initial scale of the manager-logit weights (x the other outputs'); "
                "larger makes the first choices image-dependent", min=0.0),
         Option("output_model", str, "maxsemisoft", "how AC images combine", choices=("maxsemisoft", "sum", "max")),
@@ -198,7 +198,8 @@ class CapsuleAE(ReferenceModel):
         Option("canvas_penalty", float, 1.0, "penalty on a capsule's centre outside the image, Σ max(0, |c − ½| − ½)² "
                "(a capsule pushed off the canvas gets no other gradient and stays blank; 0: off, the thesis)",
                min=0.0),
-        Option("usage_penalty", float, 0.1, "use-all-components term, −Σᵢ log(batch mean yᵢ)", min=0.0),
+        Option("usage_penalty", float, 0.05, "use-all-components term, −Σᵢ log(batch mean yᵢ) (it pulls every "
+               "image's y towards the rarely used components, against a sure choice)", min=0.0),
         Option("optimizer", str, "adam", "optimiser: Adam stands in for the thesis's hand-made one, which is "
                "'conservative' (§2.5.3; its four α's unpublished, see --rule4-rms)",
                choices=("adam", "rmsprop", "conservative")),
@@ -248,14 +249,14 @@ class CapsuleAE(ReferenceModel):
         squaring: bool = True,
         negative_ink: bool = False,
         noise: float = 10.0,
-        logit_gain: float = 10.0,
+        logit_gain: float = 20.0,
         manager_init: float = 20.0,
         output_model: str = "maxsemisoft",
         ac_scale: float = 2.0,
         weight_decay: float = 1e-6,
         code_decay: float = 1e-4,
         det_penalty: float = 1.0,
-        usage_penalty: float = 0.1,
+        usage_penalty: float = 0.05,
         canvas_penalty: float = 1.0,
         optimizer: str = "adam",
         rule4_rms: float = 0.03,
@@ -285,8 +286,8 @@ class CapsuleAE(ReferenceModel):
                             out_scale=ENC_OUT_SCALE, activation=activation, generator=gen)
         with torch.no_grad():
             # (inferred) the manager's logit rows start `manager_init` x larger than the pose
-            # rows, so the first noise-free choices already depend on the image (logits ~1.4
-            # apart on MNIST at 20x, vs 0.07): with logits 0.07 apart against uniform(0, 10)
+            # rows, so the first noise-free choices already depend on the image (logits ~2.9
+            # apart on MNIST at 20x with logistic units and gain 20, vs 0.14): with logits 0.1 apart against uniform(0, 10)
             # noise the training-time y is pure noise, the distortion net learns to ignore it,
             # the CCs stay alike and the manager never chooses (docs/models/capsule.md, "Measured
             # earlier: the previous defaults")
