@@ -189,8 +189,9 @@ def test_outputs_files_and_sensitivity(fresh_host, sdae_ckpt, tmp_path):
     with np.load(out / "arrays.npz") as data:
         assert data["stimuli"].shape == (4, 1, 8, 8) and data["restarts"].shape == (4, 5, 1, 8, 8)
         assert data["activations"].shape == (4, 5) and data["steps_taken"].shape == (4, 5)
-        best = data["activations"].argmax(1)
+        best = data["best_restart"]  # chosen in float64 (the SDAE's units: their logit, target auto)
         np.testing.assert_array_equal(data["stimuli"], data["restarts"][np.arange(4), best])
+        assert (data["activations"][np.arange(4), best] >= data["activations"].max(1)).all()
         sens, resp = data["sensitivity"], data["responses"]
         np.testing.assert_allclose(sens, resp / np.abs(resp).max(axis=0, keepdims=True), rtol=1e-6)
         np.testing.assert_allclose(np.diag(resp), data["activations"].max(1), rtol=1e-5)
@@ -240,7 +241,7 @@ def test_logit_target_gives_the_same_optimum_and_the_pre_activation(fresh_host):
     the model's float type: w·x below ~16 in float32.)"""
     model = make_sdae("6,4")
     rho = 1.0  # h(x*) = 0.998-0.9999: the saturation of the demo SDAE units
-    plain = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, restarts=3)
+    plain = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, target="activation", restarts=3)
     result = vizkit.run_probe("actmax", model, "h1", units="0:6", rho=rho, target="logit", restarts=3)
     w = model.weight[0].detach().numpy().astype(np.float64)
     b = model.hidden_bias[0].detach().numpy().astype(np.float64)
@@ -435,7 +436,7 @@ def test_units_that_never_switch_on_are_named_in_the_caption(fresh_host):
     assert result.meta["never_on"] == [1]
     assert "Never switched on: unit(s) 1," in result.captions["stimuli"]
     # maximising the output itself, the probe cannot know the unit's midpoint: nothing is claimed
-    plain = vizkit.run_probe("actmax", model, "1", units="0:3", rho=1.0, restarts=2, steps=50)
+    plain = vizkit.run_probe("actmax", model, "1", units="0:3", rho=1.0, target="activation", restarts=2, steps=50)
     assert "never_on" not in plain.meta and "Never switched on" not in plain.captions["stimuli"]
 
 
@@ -455,3 +456,47 @@ def test_never_switched_on_on_a_users_resnet(fresh_host):
     assert reached[1] < -30  # the sigmoid undone in float64: clamped near -36, far below 0
     assert result.meta["never_on"] == [u for u in range(3) if reached[u] < 0]
     assert 1 in result.meta["never_on"] and "Never switched on: unit(s) " in result.captions["stimuli"]
+
+
+def test_default_target_is_the_total_input_where_the_layer_says_its_units_are_sigmoid_or_tanh(fresh_host):
+    """``target auto`` (the default) maximises what Erhan et al. maximise on the layers that say they
+    are sigmoid (the SDAE's, the DBN's, a wrapped nn.Sigmoid) or tanh, and the output elsewhere; the
+    optimum and the value reached are those of the explicit target, and the caption names it."""
+    from vizkit.probes.actmax import TARGET_TEXT
+
+    from .resnets import mynets
+
+    sdae = make_sdae("6,4")
+    auto = vizkit.run_probe("actmax", sdae, "h1", units="0:3", rho=1.0, restarts=2)
+    explicit = vizkit.run_probe("actmax", sdae, "h1", units="0:3", rho=1.0, target="logit", restarts=2)
+    assert auto.meta["target"] == TARGET_TEXT["logit"] and "logit(h)" in auto.captions["stimuli"]
+    np.testing.assert_allclose(auto.arrays["activations"], explicit.arrays["activations"])
+    w = sdae.weight[0].detach().numpy().astype(np.float64)
+    np.testing.assert_allclose(auto.arrays["activations"].max(axis=1),
+                               np.linalg.norm(w[:3], axis=1) + sdae.hidden_bias[0].detach().numpy()[:3], rtol=2e-3)
+
+    torch.manual_seed(0)
+    resnet = mynets().ResNet(widths=(4, 6, 8, 8), num_classes=3)
+    net = torch.nn.Sequential(resnet, torch.nn.Tanh()).eval()
+    model = vizkit.wrap(net, input_shape=(3, 32, 32))
+    tanh = vizkit.run_probe("actmax", model, "1", units="0:2", restarts=1, steps=20)
+    assert tanh.meta["target"] == TARGET_TEXT["atanh"]
+    with torch.no_grad():
+        logits = resnet(torch.as_tensor(tanh.arrays["stimuli"])).double()
+    np.testing.assert_allclose(tanh.arrays["activations"][:, 0], logits[torch.arange(2), torch.arange(2)].numpy(),
+                               rtol=1e-3, atol=1e-3)
+    inner = vizkit.run_probe("actmax", model, "0.fc", units="0:2", restarts=1, steps=5)
+    assert inner.meta["target"] == TARGET_TEXT["activation"]
+
+
+def test_layers_say_which_squashing_their_units_end_in(fresh_host):
+    """The DBN's and SDAE's layers are sigmoid, a wrapped nn.Sigmoid / nn.Tanh says so and a
+    layer that is not a squashing module says nothing (a sigmoid inside forward cannot be seen)."""
+    from vizkit.models.rbm import DBN
+
+    dbn = DBN([1, 8, 8], layers="6,5")
+    assert {info.squash for info in dbn.layer_infos().values()} == {"sigmoid"}
+    assert {info.squash for info in make_sdae("6,4").layer_infos().values()} == {"sigmoid"}
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 2), torch.nn.Tanh())
+    infos = vizkit.wrap(net, input_shape=[4]).layer_infos()
+    assert [infos[n].squash for n in ("0", "1", "2", "3")] == [None, "sigmoid", None, "tanh"]

@@ -9,7 +9,7 @@ third-party plugin registers. Which optional calls a model supports is stated by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
@@ -24,10 +24,15 @@ class LayerInfo:
 
     A three-dimensional shape is a convolutional map (channels, height, width) whose units are
     channels; anything else is flattened and every element is a unit.
+
+    ``squash`` names the squashing function the units end in when the model knows it
+    (``"sigmoid"`` or ``"tanh"``, else None): a probe can then work on the pre-activation, which
+    the squashing hides, e.g. actmax maximises a sigmoid unit's total input as Erhan et al. do.
     """
 
     name: str
     shape: tuple[int, ...]
+    squash: str | None = None
 
     @property
     def is_map(self) -> bool:
@@ -36,6 +41,11 @@ class LayerInfo:
     @property
     def n_units(self) -> int:
         return self.shape[0] if self.is_map else math.prod(self.shape)
+
+
+def squashed(infos: dict[str, LayerInfo], squash: str) -> dict[str, LayerInfo]:
+    """``infos`` with every layer's units marked as ending in ``squash`` (see LayerInfo.squash)."""
+    return {name: replace(info, squash=squash) for name, info in infos.items()}
 
 
 @dataclass(frozen=True)

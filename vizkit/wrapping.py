@@ -40,6 +40,16 @@ def split_call(layer: str) -> tuple[str, int]:
     return layer, 1
 
 
+def squash_of(module: nn.Module) -> str | None:
+    """The squashing a layer's output went through, when the layer is the squashing module itself
+    (``nn.Sigmoid``, ``nn.Tanh``); a sigmoid or tanh called inside ``forward`` cannot be seen."""
+    if isinstance(module, nn.Sigmoid):
+        return "sigmoid"
+    if isinstance(module, nn.Tanh):
+        return "tanh"
+    return None
+
+
 def _tensor_output(output: Any) -> torch.Tensor | None:
     out = output[0] if isinstance(output, tuple | list) and output else output
     return out if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dim() >= 2 else None
@@ -114,7 +124,7 @@ class WrappedModel(VizModel):
             for i, shape in enumerate(shapes, start=1):
                 if shape is not None:
                     label = name if len(shapes) == 1 else f"{name}{CALL_MARK}{i}"
-                    offered[label] = LayerInfo(label, shape)
+                    offered[label] = LayerInfo(label, shape, squash_of(self._named[name]))
         self._calls = {name: len(shapes) for name, shapes in calls.items()}
         if layers is None:
             return offered

@@ -15,7 +15,7 @@ from torch import nn
 
 from .. import capabilities as caps
 from ..errors import OptionError
-from ..model import Weights
+from ..model import LayerInfo, Weights, squashed
 from ..options import Option
 from .base import ReferenceModel, StackedLayers
 
@@ -101,6 +101,10 @@ class SDAE(StackedLayers, ReferenceModel):
             self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
 
     # -- probe protocol -----------------------------------------------------------------------
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        """Every encoder layer is sigmoid (encode_layer): probes can reach its total input."""
+        return squashed(super().layer_infos(), "sigmoid")
+
     def activations(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         h = self.flat(x)
         for i in range(self._depth(layer)):

@@ -97,11 +97,13 @@ class ActMax(Probe):
         Option("memory_mb", float, 1024.0, "memory budget of one chunk of (unit x restart) samples, MB", min=1.0),
         Option("chunk", int, 0, "samples per chunk (0: as many as fit in memory_mb)", min=0),
         Option("panel", int, 8, "units shown in the restarts panel (0: no panel)", min=0, max=100),
-        Option("target", str, "activation", "what is maximised: the unit's output h, or the pre-activation "
+        Option("target", str, "auto", "what is maximised: the unit's output h, or the pre-activation "
                "of a squashing unit, recovered exactly from its output: logit(h) for sigmoid units (SDAE, "
                "RBM/DBN; what Erhan et al. maximise, their footnote 1: the total input plus bias), atanh(h) for "
-               "tanh units. Same optimum direction in principle, but gradients and values that do not saturate",
-               choices=("activation", "logit", "atanh")),
+               "tanh units. Same optimum direction in principle, but gradients and values that do not saturate. "
+               "auto: the pre-activation where the layer says its units are sigmoid or tanh (the SDAE's and "
+               "DBN's layers, a wrapped nn.Sigmoid or nn.Tanh), else the output",
+               choices=("auto", "activation", "logit", "atanh")),
     )
 
     # every (unit, restart) has its own seed, so a unit's optimum does not depend on the batch
@@ -111,7 +113,7 @@ class ActMax(Probe):
     def compute(self, ctx: ProbeContext) -> Result:
         model = ctx.model
         shape = tuple(int(s) for s in model.input_shape)
-        opts = recipe.resolve(ctx.options, shape)
+        opts = self._options(ctx, shape)
         self._check_regularisers(opts, shape)
         rho, rho_source = self._radius(model, opts, shape)
         dtype = vizkit.model_dtype(model)
@@ -210,7 +212,7 @@ class ActMax(Probe):
         the figures: the parts of the result that compare units with each other."""
         arrays, meta = result.arrays, result.meta
         model, shape = ctx.model, tuple(int(s) for s in ctx.model.input_shape)
-        opts = recipe.resolve(ctx.options, shape)
+        opts = self._options(ctx, shape)
         position = vizkit.parse_position(opts["position"], ctx.layer_info)
         dtype = vizkit.model_dtype(model)
         if not opts["objective"]:
@@ -298,6 +300,14 @@ class ActMax(Probe):
         if not names or max(units) >= len(names):
             return None
         return [names[u] for u in units]
+
+    @staticmethod
+    def _options(ctx: ProbeContext, shape: tuple[int, ...]) -> dict[str, Any]:
+        """The options with the preset filled in and ``target auto`` made concrete for this layer."""
+        opts = recipe.resolve(ctx.options, shape)
+        if opts["target"] == "auto":
+            opts["target"] = AUTO_TARGET.get(ctx.layer_info.squash, "activation")
+        return opts
 
     @staticmethod
     def _radius(model: Any, opts: dict[str, Any], shape: tuple[int, ...]) -> tuple[float, str]:
@@ -397,6 +407,9 @@ class ActMax(Probe):
 AGREE_COSINE = 0.999
 #: ... and their activations differ by at most this share of the best one's magnitude.
 AGREE_SPREAD = 1e-3
+
+#: what ``target auto`` maximises for a layer whose units end in this squashing (LayerInfo.squash)
+AUTO_TARGET = {"sigmoid": "logit", "tanh": "atanh"}
 
 TARGET_TEXT = {
     "activation": "the unit's activation h",
