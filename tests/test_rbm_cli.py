@@ -286,10 +286,12 @@ def test_upper_rbms_above_gaussian_units_get_their_own_defaults():
     real = {"stats": {"binary_like": False, "pixel_std": 0.5}, "name": "patches"}
     hp = DBN.hparams_from_options({"layers": "6,5"}, input_shape=(1, 4, 4), data=real, lr=None)
     assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.1, 0.0, 2e-4)
+    assert hp["upper_data"] == "samples"
     binary = {"stats": {"binary_like": True, "binary": True}, "name": "mnist"}
     hp = DBN.hparams_from_options({"layers": "6,5", "weight_decay": 1e-4, "sparsity": 0.05}, input_shape=(1, 4, 4),
                                   data=binary, lr=0.03)
     assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.03, 0.05, 1e-4)
+    assert hp["upper_data"] == "probabilities"
     hp = DBN.hparams_from_options({"layers": "6,5", "upper_lr": 0.2, "upper_sparsity": 0.1, "upper_weight_decay": 0},
                                   input_shape=(1, 4, 4), data=real, lr=None)
     assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.2, 0.1, 0.0)
@@ -311,23 +313,80 @@ def test_each_stage_trains_with_its_own_rate_decay_and_sparsity():
 def test_checkpoints_from_before_the_upper_options_report_what_they_were_trained_with():
     model = DBN(input_shape=[1, 2, 2], layers="3,2", visible="gaussian", visible_std=1.0)
     ckpt = model.to_checkpoint()
-    for name in ("upper_lr", "upper_sparsity", "upper_weight_decay"):
+    for name in ("upper_lr", "upper_sparsity", "upper_weight_decay", "upper_data"):
         ckpt["hparams"].pop(name)
     old = DBN.from_checkpoint(ckpt)
     upper = (old.hparams["upper_lr"], old.hparams["upper_sparsity"], old.hparams["upper_weight_decay"])
     assert upper == (0.02, 0.02, 0.0)
+    assert old.hparams["upper_data"] == "probabilities"
+
+
+@pytest.mark.parametrize("scale", ["activity", "none"])
+def test_rbms_above_the_second_learn_at_a_rate_scaled_by_their_inputs_activity(scale):
+    """``upper_lr_scale activity``: the third RBM's rate is upper_lr x (mean input of the second RBM) /
+    (mean input of the third), measured on the training rows when its stage is set up, and never
+    above upper_lr; the second RBM learns at upper_lr itself."""
+    from types import SimpleNamespace
+
+    model = DBN(input_shape=[1, 2, 2], layers="3,3,2", visible="gaussian", visible_std=1.0, upper_lr_scale=scale)
+    with torch.no_grad():
+        model.hidden_bias[1].fill_(3.0)  # h2 far denser than h1: the third RBM's steps would be larger
+    model.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    data = torch.randn(50, 1, 2, 2)
+    model.trainer.datamodule = SimpleNamespace(train_tensor=lambda: data)
+    rates = []
+    for stage in (1, 2):
+        model.stage = stage
+        model.setup("fit")
+        rates.append(model.configure_optimizers().param_groups[0]["lr"])
+    with torch.no_grad():
+        h1 = torch.sigmoid(torch.nn.functional.linear(data.reshape(50, -1), model.weight[0], model.hidden_bias[0]))
+        h2 = torch.sigmoid(torch.nn.functional.linear(h1, model.weight[1], model.hidden_bias[1]))
+    expected = 0.1 * float(h1.mean()) / float(h2.mean()) if scale == "activity" else 0.1
+    assert rates[0] == pytest.approx(0.1) and rates[1] == pytest.approx(expected, rel=1e-5)
+    assert (rates[1] < 0.07) == (scale == "activity")
+    with torch.no_grad():
+        model.hidden_bias[1].fill_(-3.0)  # sparser: the rate stays upper_lr, never above it
+    model.setup("fit")
+    assert model.configure_optimizers().param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("upper_data", ["samples", "probabilities"])
+def test_upper_rbms_learn_from_binary_samples_or_the_probabilities_below(upper_data):
+    """An upper RBM's training input is the layer below's probabilities, or 0/1 samples whose mean is
+    those probabilities; the first RBM always sees the data itself."""
+    torch.manual_seed(0)
+    model = DBN(input_shape=[1, 2, 3], layers="5,4", visible="gaussian", visible_std=1.0, upper_data=upper_data)
+    batch = torch.randn(4000, 1, 2, 3)
+    model.stage = 0
+    assert torch.equal(model._stage_input(batch), batch.reshape(4000, -1))
+    model.stage = 1
+    probs = torch.sigmoid(torch.nn.functional.linear(batch.reshape(4000, -1), model.weight[0], model.hidden_bias[0]))
+    got = model._stage_input(batch)
+    if upper_data == "probabilities":
+        torch.testing.assert_close(got, probs)
+    else:
+        assert set(got.unique().tolist()) <= {0.0, 1.0}
+        assert (got.mean(0) - probs.mean(0)).abs().max() < 0.03  # 4000 draws: 4 standard errors
 
 
 @pytest.mark.slow
-def test_patch_dbn_clamped_units_differ(fresh_host, tmp_path, cli, measured):
+def test_patch_dbn_clamped_units_differ_and_its_third_layer_is_selective(fresh_host, tmp_path, cli, measured):
     """Issue 10: with the upper RBMs' own defaults, clamping different h2 units of a patch DBN gives
-    different, reproducible means (with the Gaussian layer's settings: 1% unit share, all alike)."""
+    different, reproducible means (with the Gaussian layer's settings: 1% unit share, all alike).
+    Issue 24: its third layer is selective, each h3 unit's actmax optimum drives the other units
+    at most half as much as their own do (sensitivity off-diagonal <= 0.5; trained on the h2
+    probabilities at the second RBM's rate it was 0.89: every unit learned one common mode)."""
     out = tmp_path / "dbn.pt"
-    res = cli("train", "dbn", "--data", "patches", "--layers", "400,400", "--out", out,
+    res = cli("train", "dbn", "--data", "patches", "--layers", "400,400,400", "--out", out,
               "--log-dir", tmp_path / "logs", "-q")
     assert res.code == 0, res.err
     model = vizkit.load(out)
     assert (model.hparams["upper_lr"], model.hparams["upper_sparsity"]) == (0.1, 0.0)
+    assert (model.hparams["upper_data"], model.hparams["upper_lr_scale"]) == ("samples", "activity")
+    h3 = vizkit.run_probe("actmax", model, "h3", units="0:144", target="activation")
+    off = h3.meta["summary"]["sensitivity_off_diagonal"]
+    assert measured("h3 actmax sensitivity off-diagonal (activation)", off, "<= 0.5") <= 0.5
     # 20 samples per chain: with 5, the halves' agreement is itself noise (on one model its median
     # was 0.10 with probe seed 0 and 0.64 with seed 1; with 20: 0.33 and 0.87)
     result = vizkit.run_probe("clamp", model, "h2", units="0:36", samples=20)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ... import capabilities as caps
 from ...errors import OptionError
-from ...model import Weights
+from ...model import LayerInfo, Weights, squashed
 from ...optim import Progress
 from ...options import Option, resolve_options
 from ..base import ReferenceModel, StackedLayers
@@ -70,6 +70,15 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("upper_weight_decay", float, None, "L2 penalty on the weights of the RBMs above the first (default: "
            "--weight-decay; 2e-4 above gaussian visible units, where without it CD-1 leaves a spurious mode "
            "that every clamped chain falls into)", min=0.0),
+    Option("upper_lr_scale", str, "auto", "activity: the rate of each RBM above the second is --upper-lr × "
+           "(mean of the second RBM's input) / (mean of its own input), at most --upper-lr, so its weight steps "
+           "keep their size on "
+           "denser codes (auto: activity above gaussian visible units, where at the second RBM's rate every "
+           "third-layer unit learned the same pattern; none otherwise)", choices=("auto", "none", "activity")),
+    Option("upper_data", str, "auto", "what the RBMs above the first learn from: the layer below's "
+           "probabilities, or binary samples of them drawn afresh each update (auto: samples above gaussian "
+           "visible units, where on the probabilities every third-layer unit learned the same pattern, "
+           "probabilities otherwise)", choices=("auto", "probabilities", "samples")),
     Option("visible_std", float, None, "gaussian visible units: the data's std σ; inputs are divided by it so "
            "p(v | h) = N(c + Wᵀh, σ²) (default: the data's pixel std, so the model's noise matches the "
            "data's variance; 1 for binary units)", min=1e-6),
@@ -121,9 +130,15 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             self.hidden_bias.append(nn.Parameter(torch.zeros(n_out)))
             self.visible_bias.append(nn.Parameter(torch.zeros(n_in)))
         self._estimator: GradientEstimator | None = None
+        self._activity: tuple[float, float] | None = None  # see _stage_lr
         self._estimator_state: dict[str, Any] | None = None
         self._history: dict[str, list[float]] = {}
         self._loglik_cache: tuple[int, dict[str, Any]] | None = None
+
+    def layer_infos(self) -> dict[str, LayerInfo]:
+        """The hidden units are sigmoid: probes can reach their total input, what Erhan et al.
+        call a unit's activation (their footnote 1)."""
+        return squashed(super().layer_infos(), "sigmoid")
 
     # -- the RBMs -------------------------------------------------------------------------------
     @property
@@ -204,11 +219,14 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any]) -> ReferenceModel:
         """Checkpoints from before the ``upper_*`` options trained every RBM with ``lr``,
-        ``sparsity`` and ``weight_decay``; say so instead of filling in today's defaults."""
+        ``sparsity`` and ``weight_decay``, and on the probabilities below; say so instead of
+        filling in today's defaults."""
         hparams = dict(ckpt["hparams"])
         for name in ("lr", "sparsity", "weight_decay"):
             if f"upper_{name}" not in hparams and name in hparams:
                 hparams[f"upper_{name}"] = hparams[name]
+        hparams.setdefault("upper_data", "probabilities")
+        hparams.setdefault("upper_lr_scale", "none")
         return super().from_checkpoint({**ckpt, "hparams": hparams})
 
     @classmethod
@@ -263,11 +281,24 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         upper = self.hparams.get(f"upper_{name}")
         return self.hparams[name] if upper is None else upper
 
+    def _stage_lr(self) -> float:
+        """The rate of the RBM being trained. With ``upper_lr_scale activity`` an RBM above the
+        second learns at ``upper_lr`` × (mean of the second RBM's input) / (mean of its own), never
+        faster than ``upper_lr``: the
+        weight gradient of a binary input grows with how often it is on, and the codes get denser
+        going up (on patches ~0.02 at h1, ~0.1 at h2), so at the second RBM's rate the third took
+        steps several times larger and every unit learned the layer's overall activity
+        (docs/models/rbm.md, "The RBMs above Gaussian visible units")."""
+        lr = float(self._stage_hparam("lr"))
+        if self.stage < 2 or self.hparams.get("upper_lr_scale") != "activity" or self._activity is None:
+            return lr
+        return lr * min(1.0, self._activity[0] / max(self._activity[1], 1e-6))
+
     def configure_optimizers(self) -> Any:
         weight, hbias, vbias = self._stage_params()
         opt = torch.optim.SGD([{"params": [weight], "weight_decay": self._stage_hparam("weight_decay")},
                                {"params": [hbias, vbias], "weight_decay": 0.0}],
-                              lr=self._stage_hparam("lr"), momentum=self.hparams.get("momentum") or 0.0)
+                              lr=self._stage_lr(), momentum=self.hparams.get("momentum") or 0.0)
         if self.hparams["lr_schedule"] != "linear":
             return opt  # a constant rate needs no scheduler (and no per-step scheduler call)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -281,7 +312,12 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         if stage != "fit" or dm is None:
             return
         with torch.no_grad():
-            data = self._fixed_stage_input(dm.train_tensor()[:_MONITOR_ROWS], offset=1)
+            rows = dm.train_tensor()[:_MONITOR_ROWS]
+            data = self._fixed_stage_input(rows, offset=1)
+            self._activity = None
+            if self.stage >= 2:  # mean input of the second RBM and of this one (see _stage_lr)
+                second = self._fixed_stage_input(rows, offset=1, stage=1)
+                self._activity = (float(second.mean()), float(data.mean()))
             if self.rbm(self.stage).visible == "binary":
                 self.visible_bias[self.stage].copy_(base_rate_bias(data).to(self.visible_bias[self.stage]))
             else:
@@ -329,13 +365,14 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         self._fast_lr = (hp["fast_lr"] if hp["fast_lr"] is not None else hp["lr"]) if hp["trainer"] == "fpcd" else None
 
     @torch.no_grad()
-    def _fixed_stage_input(self, x: torch.Tensor, offset: int) -> torch.Tensor:
-        """Inputs of the current stage's RBM for fixed data (binarised with a fixed seed)."""
+    def _fixed_stage_input(self, x: torch.Tensor, offset: int, stage: int | None = None) -> torch.Tensor:
+        """Inputs of the current stage's RBM (or ``stage``'s) for fixed data (binarised with a fixed
+        seed), as probabilities."""
         x = self.flat(x).to(self.weight[0].device, self.weight[0].dtype)
         if self.hparams["binarize"]:
             gen = torch.Generator(device=x.device).manual_seed(12345 + offset)
             x = bernoulli(x, gen)
-        for i in range(self.stage):
+        for i in range(self.stage if stage is None else stage):
             x = self.rbm(i).hidden_probs(x)
         return x
 
@@ -350,6 +387,11 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             x = torch.lt(buf, x, out=buf)
         for i in range(self.stage):
             x = torch.sigmoid(F.linear(x, self.weight[i], self.hidden_bias[i]))
+        if self.stage > 0 and self.hparams.get("upper_data") == "samples":
+            # (inferred) the greedy bound of Hinton et al. (2006) trains the next RBM on samples of
+            # q(h | v); the sampling noise also breaks the one mode (overall activity of the layer
+            # below) that an RBM trained on the probabilities gave every unit (docs/models/rbm.md)
+            x = torch.bernoulli(x)
         return x
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -463,6 +505,10 @@ def _concrete(hp: dict[str, Any]) -> dict[str, Any]:
         hp["upper_sparsity"] = 0.0 if gaussian else hp["sparsity"]
     if hp.get("upper_weight_decay") is None:
         hp["upper_weight_decay"] = 2e-4 if gaussian else hp.get("weight_decay", 0.0)
+    if hp.get("upper_lr_scale") in (None, "auto"):
+        hp["upper_lr_scale"] = "activity" if gaussian else "none"
+    if hp.get("upper_data") in (None, "auto"):
+        hp["upper_data"] = "samples" if gaussian else "probabilities"
     if hp.get("lr_schedule") == "auto":
         hp["lr_schedule"] = "linear" if hp.get("trainer") == "fpcd" else "constant"
     if hp.get("trainer") == "fpcd" and hp.get("fast_lr") is None:
