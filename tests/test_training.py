@@ -205,3 +205,57 @@ def test_sdae_sparsity_penalty_is_the_kl_divergence():
     code = torch.full((4, 3), 0.5)
     kl = 0.1 * math.log(0.1 / 0.5) + 0.9 * math.log(0.9 / 0.5)
     assert float(model.penalties(code, 0)) == pytest.approx(2.0 * 3 * kl, rel=1e-5)
+
+
+def test_an_rbm_run_cut_at_an_epochs_end_is_the_run_in_one_piece(fresh_host, tmp_path, cli):
+    """Cut exactly at an epoch's end (10 batches per epoch, --max-steps 20), as every checkpoint a
+    crashed run leaves behind is: the resumed run must read on where the whole run read. Lightning's
+    resumed loop takes one batch of the next epoch's stream as the "rest" of the old epoch and then
+    begins a new one; before vizkit.resume_state continued the stream inside that epoch, the
+    sampler started the epoch after it and steps 21-24 saw other patches."""
+    args = ["rbm", "--hidden", "6", "--trainer", "cd", "--data", "patches", "-D", "size=4", "-D", "n_train=200",
+            "-D", "n_test=40", "--batch-size", "20", "-q"]
+    res = cli("train", *args, "--max-steps", "25", "--out", tmp_path / "whole.pt", "--log-dir", tmp_path / "a")
+    assert res.code == 0, res.err
+    res = cli("train", *args, "--max-steps", "20", "--out", tmp_path / "first.pt", "--log-dir", tmp_path / "b")
+    assert res.code == 0, res.err
+    ckpt = next((tmp_path / "b").rglob("last.ckpt"))
+    res = cli("train", *args, "--max-steps", "25", "--out", tmp_path / "pieces.pt", "--log-dir", tmp_path / "c",
+              "--resume", ckpt)
+    assert res.code == 0, res.err
+    one = dict(_tensors(torch.load(tmp_path / "whole.pt", weights_only=True)["state_dict"]))
+    two = dict(_tensors(torch.load(tmp_path / "pieces.pt", weights_only=True)["state_dict"]))
+    assert all(torch.equal(one[key], two[key]) for key in one)
+
+
+def test_a_dbn_stopped_by_ctrl_c_inside_an_upper_stage_resumes_to_the_run_in_one_piece(fresh_host, tmp_path, cli,
+                                                                                        monkeypatch):
+    """A crashed run leaves the last epoch's checkpoint behind. A DBN above gaussian units, whose
+    second RBM learns from binary samples of the first's probabilities (torch's global generator),
+    stopped by Ctrl-C inside its second stage and continued from that stage's last checkpoint
+    (written at an epoch's end), ends with the weights of an uninterrupted run."""
+    from vizkit.models.rbm import DBN
+
+    args = ["dbn", "--layers", "6,4", "--trainer", "cd", "--data", "patches", "-D", "size=4", "-D", "n_train=200",
+            "-D", "n_test=40", "--batch-size", "20", "--max-steps", "25", "-q"]
+    res = cli("train", *args, "--out", tmp_path / "whole.pt", "--log-dir", tmp_path / "a")
+    assert res.code == 0, res.err
+    step = DBN.training_step
+
+    def stop_in_stage_two(self, batch, batch_idx):  # noqa: ANN001, ANN202
+        if self.stage == 1 and self.trainer.global_step == 15:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DBN, "training_step", stop_in_stage_two)
+    res = cli("train", *args, "--out", tmp_path / "cut.pt", "--log-dir", tmp_path / "b")
+    assert res.code == 130 and not (tmp_path / "cut.pt").exists()
+    monkeypatch.setattr(DBN, "training_step", step)
+    ckpt = next((tmp_path / "b").rglob("*stage1/checkpoints/last.ckpt"))
+    assert torch.load(ckpt, weights_only=False)["global_step"] == 10  # the epoch's end before the cut
+    res = cli("train", *args, "--out", tmp_path / "pieces.pt", "--log-dir", tmp_path / "c", "--resume", ckpt)
+    assert res.code == 0, res.err
+    one = dict(_tensors(torch.load(tmp_path / "whole.pt", weights_only=True)["state_dict"]))
+    two = dict(_tensors(torch.load(tmp_path / "pieces.pt", weights_only=True)["state_dict"]))
+    assert one.keys() == two.keys() and all(torch.equal(one[key], two[key]) for key in one)
+    assert vizkit.load(tmp_path / "pieces.pt").hparams["upper_data"] == "samples"

@@ -74,5 +74,20 @@ def ResumeState(pl: Any, datamodule: Any) -> Any:  # noqa: N802 - a class built 
             resume_at = getattr(datamodule, "resume_data_at", None)
             if "data" in state_dict and resume_at is not None:
                 resume_at(*(int(v) for v in state_dict["data"].tolist()))
+                self._first_epoch = True
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            # Resumed at an epoch's end, Lightning may take a batch or more of the next epoch's
+            # stream as the rest of the old epoch and then begin a new one; the stream must read on
+            # inside that epoch rather than start the one after it (the sampler counts every
+            # iterator it hands out as an epoch)
+            if not getattr(self, "_first_epoch", False):
+                return
+            self._first_epoch = False
+            sampler = getattr(datamodule, "_train_sampler", None)
+            if sampler is not None:
+                epoch, rows = sampler.position()
+                if rows:
+                    sampler.resume_at(epoch, rows)
 
     return _ResumeState()
