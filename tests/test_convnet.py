@@ -56,6 +56,10 @@ def test_training_uses_labels_and_keeps_epochs(tmp_path, fresh_host):
     model = vizkit.load(out)
     metrics = model.metrics
     assert metrics["test"]["n"] == 359 and metrics["test"]["accuracy"] > 0.5  # chance is 0.1
+    assert 0.1 < metrics["train"]["train_acc"] <= 1 and metrics["train"]["train_loss"] > 0  # the epoch's means
+    # trained channels_last, written in the ordinary layout
+    saved = torch.load(out, weights_only=True)["state_dict"]
+    assert all(v.is_contiguous() for v in saved.values())
     kept = model.epoch_models()
     assert sorted(kept) == [1, 3]
     # the epoch-3 snapshot is the final model; epoch 1 differs and is worse on the test split

@@ -52,3 +52,21 @@ def test_second_layer_on_patches_learns_distinct_units(fresh_host, tmp_path, cli
     w = w / w.norm(dim=1, keepdim=True)
     cos = (w @ w.T).numpy()
     assert measured("mean |cosine| between h2 rows", np.abs(cos[~np.eye(len(cos), dtype=bool)]).mean(), "< 0.3") < 0.3
+
+
+def test_the_loss_from_logits_is_the_cross_entropy_of_the_reconstruction():
+    """Known answer: the stage loss reads the decoder's total input; for moderate logits it is the
+    summed binary cross-entropy of sigmoid(pre) (and the squared error of the linear output on
+    real-valued data), averaged over the batch."""
+    torch.manual_seed(0)
+    pre, target = torch.randn(4, 6) * 3, torch.rand(4, 6)
+    binary = SDAE(input_shape=[6], layers="5", binary_input=True)
+    expected = -(target * torch.log(torch.sigmoid(pre)) + (1 - target) * torch.log(1 - torch.sigmoid(pre))).sum() / 4
+    torch.testing.assert_close(binary.reconstruction_loss(pre, target, 0), expected)
+    torch.testing.assert_close(binary.reconstruction_loss(pre, target, 0),
+                               binary.reconstruction_loss(pre, target, 1))  # layers above: always cross-entropy
+    real = SDAE(input_shape=[6], layers="5", binary_input=False)
+    torch.testing.assert_close(real.reconstruction_loss(pre, target, 0), (pre - target).square().sum() / 4)
+    h = torch.rand(4, 5)
+    torch.testing.assert_close(binary.decode_layer(h, 0), torch.sigmoid(binary.decode_input(h, 0)))
+    torch.testing.assert_close(real.decode_layer(h, 0), real.decode_input(h, 0))
