@@ -45,6 +45,7 @@ MODELS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any], int]] = {
     "sdae": ("sdae", "mnist", {"layers": "1000,1000,1000", "finetune_epochs": 0}, {}, 100),
     "convnet": ("convnet", "mnist", {}, {}, 100),
     "capsule": ("capsule", "mnist", {}, {}, 100),
+    "tcnn": ("tcnn", "patches", {}, {}, 100),
 }
 HEAVY = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
          torch.ops.aten.baddbmm.default, torch.ops.aten.convolution.default,
