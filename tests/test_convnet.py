@@ -69,6 +69,36 @@ def test_training_uses_labels_and_keeps_epochs(tmp_path, fresh_host):
     assert metrics["kept_epochs"]["1"]["test_accuracy"] < metrics["test"]["accuracy"]
 
 
+@pytest.mark.parametrize("state_layout", ["as written", "ordinary"])
+def test_a_run_cut_into_pieces_is_the_run_in_one_piece(fresh_host, tmp_path, cli, state_layout):
+    """The convnet trains channels_last with a fused Adam, which reads its state as raw memory: a
+    checkpoint whose optimiser state is in the ordinary layout (as vizkit wrote them before it
+    trained channels_last) must resume to the same weights, not to silently scrambled updates."""
+    args = ["convnet", "--data", "digits", "--channels", "4,6", "--batch-size", "50", "-q"]
+    res = cli("train", *args, "--epochs", "3", "--out", tmp_path / "whole.pt", "--log-dir", tmp_path / "a")
+    assert res.code == 0, res.err
+    res = cli("train", *args, "--epochs", "2", "--out", tmp_path / "first.pt", "--log-dir", tmp_path / "b")
+    assert res.code == 0, res.err
+    ckpt = next((tmp_path / "b").rglob("last.ckpt"))
+    raw = torch.load(ckpt, weights_only=True)
+    states = raw["optimizer_states"][0]["state"]
+    assert any(not v.is_contiguous() for s in states.values() for v in s.values() if v.dim() == 4)
+    if state_layout == "ordinary":
+        for state in states.values():
+            for key, value in state.items():
+                state[key] = value.contiguous()
+    torch.save(raw, tmp_path / "resume.ckpt")
+    res = cli("train", *args, "--epochs", "3", "--out", tmp_path / "pieces.pt", "--log-dir", tmp_path / "c",
+              "--resume", tmp_path / "resume.ckpt")
+    assert res.code == 0, res.err
+    one = torch.load(tmp_path / "whole.pt", weights_only=True)["state_dict"]
+    two = torch.load(tmp_path / "pieces.pt", weights_only=True)["state_dict"]
+    first = torch.load(tmp_path / "first.pt", weights_only=True)["state_dict"]
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(one["features.3.weight"], first["features.3.weight"])  # the last piece trained
+
+
 def test_checkpoint_round_trip_keeps_snapshots(tmp_path):
     model = make_convnet(keep_epochs="2")
     model.snapshots[0] = torch.arange(model.snapshots.shape[1], dtype=torch.float32)

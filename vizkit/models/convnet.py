@@ -169,7 +169,18 @@ class ConvNet(ReferenceModel):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None:
             datamodule.with_labels = True
-        self.to(memory_format=torch.channels_last)
+        if stage == "fit":
+            self.to(memory_format=torch.channels_last)
+
+    def on_train_start(self) -> None:
+        """Give a resumed run's optimiser state the filters' layout: a checkpoint written in the
+        ordinary layout (before vizkit trained channels_last) would otherwise be read by the fused
+        update as raw memory in the wrong order, silently (tests/test_convnet.py)."""
+        for optimizer in self.trainer.optimizers:
+            for param, state in optimizer.state.items():
+                for key, value in state.items():
+                    if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                        state[key] = torch.empty_like(param).copy_(value)
 
     def on_fit_end(self) -> None:
         """Back to the ordinary layout, so the checkpoint and the probes see plain tensors."""
