@@ -54,6 +54,9 @@ def ResumeState(pl: Any, datamodule: Any) -> Any:  # noqa: N802 - a class built 
     restoring them and telling ``datamodule`` where in its epoch the checkpoint stopped."""
 
     class _ResumeState(pl.Callback):
+        #: set by a restored data position: the first epoch's end must put the stream back inside it
+        _first_epoch = False
+
         @property
         def state_key(self) -> str:
             return "vizkit.ResumeState"
@@ -81,12 +84,12 @@ def ResumeState(pl: Any, datamodule: Any) -> Any:  # noqa: N802 - a class built 
             # stream as the rest of the old epoch and then begin a new one; the stream must read on
             # inside that epoch rather than start the one after it (the sampler counts every
             # iterator it hands out as an epoch)
-            if not getattr(self, "_first_epoch", False):
+            if not self._first_epoch:
                 return
             self._first_epoch = False
-            sampler = getattr(datamodule, "_train_sampler", None)
+            sampler = getattr(datamodule, "_train_sampler", None)  # the loader Lightning keeps using
             if sampler is not None:
-                epoch, rows = sampler.position()
+                epoch, rows = datamodule.data_position()
                 if rows:
                     sampler.resume_at(epoch, rows)
 
