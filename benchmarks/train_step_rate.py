@@ -6,7 +6,8 @@ For each model, three times per update, measured side by side in one run:
   from one real step by a dispatch mode and replayed on the same shapes (as recorded and in the
   default memory layout; the faster counts): the floor;
 - ``bare``: the same step as a plain PyTorch loop (the module's ``training_step``, backward, its own
-  optimiser, its after-step hook), no Lightning;
+  optimiser as the CLI steps it (gradients set to None; the ladder's compiled ADADELTA), its
+  after-step hook), no Lightning;
 - ``cli``: ``vizkit train`` itself (Lightning, logging, checkpoints, validation every epoch, and the
   ladder's compiled ADADELTA as long runs use it), timed by a callback over the updates after the
   first few hundred, so start-up and compilation are left out.
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from vizkit.compiled_step import CompiledStep
 from vizkit.registry import get_host
 from vizkit.training import build_data, train
 
@@ -106,9 +108,11 @@ def bare_step(model: Any, batch: Any) -> tuple[Callable[[], None], Any]:
     model.train()
     model.log = lambda *a, **k: None  # no Lightning loop to log into
     model.optimizers = lambda: opt  # nor a trainer to hold the optimiser (the capsule's after-step hook asks)
+    if model.hparams.get("compile") == "on":  # the ladder's fused ADADELTA, as its on_train_start installs it
+        CompiledStep(opt)
 
     def step() -> None:
-        opt.zero_grad(set_to_none=False)
+        opt.zero_grad()  # as Lightning's loop: the gradients set to None
         loss = model.training_step(batch, 0)
         loss.backward()
         opt.step()
