@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import capabilities as caps
+from ...epoch_means import EpochMeans
 from ...errors import DataError, VizkitError
 from ...model import LayerInfo, layer_info
 from ...options import Option
@@ -276,6 +277,7 @@ class CapsuleAE(ReferenceModel):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self._train_means = EpochMeans()
         self.image_shape = image_shape(input_shape)
         n_pix = math.prod(self.image_shape)
         self.n_ccs, self.n_acs, self.n_dist = ccs, acs, distortion
@@ -519,8 +521,9 @@ class CapsuleAE(ReferenceModel):
         loss = sum(v for k, v in terms.items() if k != "mse")
         if not torch.isfinite(loss):
             self._diverged(loss)
-        self.log("train_mse", terms["mse"], prog_bar=True, on_epoch=True, on_step=False)
-        self.log("train_loss", loss.detach(), on_epoch=True, on_step=False)
+        # logged once per epoch: Lightning's per-step self.log moves its whole result object on
+        # every call (benchmarks/README.md, train_step_rate.py)
+        self._train_means.add(batch.shape[0], train_mse=terms["mse"], train_loss=loss)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -533,19 +536,15 @@ class CapsuleAE(ReferenceModel):
             history["share"].append([round(float(v), 5) for v in opt.rule_share])
 
     def on_train_epoch_end(self) -> None:
-        """Keep a Lightning checkpoint of every finished epoch (``last-epoch.ckpt`` in the harness's
-        checkpoint folder), so a later divergence leaves the last good state to resume from."""
-        callback = self.trainer.checkpoint_callback
-        dirpath = getattr(callback, "dirpath", None)
-        if dirpath:
-            path = Path(dirpath) / "last-epoch.ckpt"
-            self.trainer.save_checkpoint(path)
-            self._last_good = str(path)
+        self._train_means.log(self, prog_bar=("train_mse",))
 
     def _diverged(self, loss: torch.Tensor) -> None:
         trainer = getattr(self, "_trainer", None)
         where = f"epoch {self.current_epoch}, step {self.global_step}" if trainer is not None else "a step"
-        last = getattr(self, "_last_good", "")
+        # the harness rewrites its last.ckpt after every finished epoch: the last good state
+        callback = trainer.checkpoint_callback if trainer is not None else None
+        last = getattr(callback, "best_model_path", "") or ""
+        last = last if last and Path(last).is_file() else ""
         keep = (f"the last good checkpoint is {last} (continue with --resume {last}, e.g. at a lower --lr)"
                 if last else "no epoch had finished, so there is no checkpoint yet")
         raise TrainingDiverged(f"capsule training diverged: the loss became {float(loss.detach())} at {where}; {keep}")
