@@ -500,3 +500,32 @@ def test_layers_say_which_squashing_their_units_end_in(fresh_host):
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Sigmoid(), torch.nn.Linear(3, 2), torch.nn.Tanh())
     infos = vizkit.wrap(net, input_shape=[4]).layer_infos()
     assert [infos[n].squash for n in ("0", "1", "2", "3")] == [None, "sigmoid", None, "tanh"]
+
+
+@pytest.mark.parametrize("panel", ["thresholds", "restarts"])
+def test_long_class_names_stay_inside_their_rows_and_the_title_inside_the_figure(panel):
+    """A row label like "6 immunohistochemistry" once ran across the rows beside it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from vizkit.probes.actmax.figures import restarts_panel, thresholds_panel
+
+    names = ["astronaut", "hubble_deep_field", "immunohistochemistry", "retina"]
+    images = np.random.default_rng(0).random((4, 3, 16, 16, 3))
+    title = "actmax logits: the kept optimum after each number of steps, a title longer than the figure"
+    if panel == "thresholds":
+        fig = thresholds_panel(images, [64, 256, 512], [0, 1, 2, 3], title=title, mode="unit", names=names)
+    else:
+        fig = restarts_panel(images, np.random.default_rng(1).random((4, 3)), [0, 1, 2, 3], title=title,
+                             mode="unit", names=names)
+    fig.set_dpi(100)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    rows = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert [ax.get_ylabel().split()[0] for ax in rows] == ["0", "1", "2", "3"]
+    for ax in rows:  # the label is no taller than the row (tile plus its share of the gap)
+        pitch = abs(rows[1].get_position().y0 - rows[0].get_position().y0) * fig.get_figheight() * fig.dpi
+        assert ax.yaxis.label.get_window_extent(renderer).height <= pitch, ax.get_ylabel()
+    assert "hubble_deep_" in rows[1].get_ylabel() and "\n" in rows[2].get_ylabel()
+    box = fig._suptitle.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.get_figwidth() * fig.dpi

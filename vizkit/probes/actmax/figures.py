@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vizkit.figure import normalise
 
+#: a character's width in a DejaVu Sans label, as a share of its font size (a generous mean)
+CHAR_EM = 0.6
 
-def _row_label(units: Sequence[int], names: Sequence[str] | None, i: int) -> str:
-    """``unit 3``, or ``3 rocket`` where the units are a classifier's named classes."""
-    return f"{units[i]} {names[i]}" if names else f"unit {units[i]}"
+
+def _label_row(ax: Axes, units: Sequence[int], names: Sequence[str] | None, i: int, fontsize: float,
+               row_inches: float) -> None:
+    """Label a row ``unit 3``, or ``3 rocket`` where the units are a classifier's named classes.
+
+    A class name longer than its row is tall ("5 hubble_deep_field") would run into the rows
+    beside it: the number goes on a line of its own, the name is broken after its underscores,
+    and the font shrinks until the longest line fits the row.
+    """
+    text = f"{units[i]} {names[i]}" if names else f"unit {units[i]}"
+    fits = lambda line: len(line) * CHAR_EM * fontsize / 72 <= row_inches  # noqa: E731
+    if not fits(text):
+        lines = [str(units[i])]
+        for part in str(names[i]).replace("_", "_\n").split("\n"):
+            if lines[1:] and fits(lines[-1] + part):
+                lines[-1] += part
+            else:
+                lines.append(part)
+        text = "\n".join(lines)
+        fontsize = min(fontsize, row_inches * 72 / (CHAR_EM * max(len(line) for line in lines)))
+    ax.set_ylabel(text, fontsize=fontsize)
+
+
+def _fitted_title(title: str, fig_inches: float, fontsize: float) -> str:
+    """``title`` broken into lines that fit the figure's width (a suptitle is clipped, not wrapped)."""
+    return textwrap.fill(title, max(20, int(fig_inches * 72 / (CHAR_EM * fontsize))))
 
 
 def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[int], title: str, *,
@@ -53,7 +80,7 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                                 transform=axes[i, 1].transAxes, fontsize=8, va="center", ha="left")
             if i == 0:
                 ax.set_title("kept", fontsize=7)
-            axes[i, 0].set_ylabel(_row_label(units, names, i), fontsize=8)
+            _label_row(axes[i, 0], units, names, i, 8, tile + 0.28)
             continue
         for r in range(n_restarts):
             ax = axes[i, r]
@@ -69,8 +96,8 @@ def restarts_panel(images: np.ndarray, activations: np.ndarray, units: Sequence[
                 ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor="tab:red", linewidth=2.0))
             if i == 0:
                 ax.set_title(f"restart {r}", fontsize=7)
-        axes[i, 0].set_ylabel(_row_label(units, names, i), fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        _label_row(axes[i, 0], units, names, i, 8, tile + 0.28)
+    fig.suptitle(_fitted_title(title, fig.get_figwidth(), 9), fontsize=9)
     if agree is not None and np.all(agree):  # no row shows its restarts, so no red frame to explain
         key = ("number under each tile: activation reached; in every row all restarts agree, so the optimum "
                "is shown once with the measured agreement")
@@ -162,6 +189,6 @@ def thresholds_panel(images: np.ndarray, steps: Sequence[int], units: Sequence[i
             if i == 0:
                 ax.set_title(f"step {steps[j]}", fontsize=9)
             if j == 0:
-                ax.set_ylabel(_row_label(units, names, i), fontsize=9)
-    fig.suptitle(title, fontsize=10)
+                _label_row(ax, units, names, i, 9, tile + 0.2)
+    fig.suptitle(_fitted_title(title, fig.get_figwidth(), 10), fontsize=10)
     return fig
