@@ -36,7 +36,6 @@ from torch import nn
 
 from .. import capabilities as caps
 from ..compiled_step import CompiledStep, wants_compile
-from ..epoch_means import EpochMeans
 from ..errors import OptionError
 from ..model import Weights
 from ..options import Option
@@ -59,41 +58,6 @@ def unit_norm_orthogonal(n_out: int, n_in: int, generator: torch.Generator | Non
     w = q if n_out >= n_in else q.t()
     w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return w.to(torch.float32).contiguous()
-
-
-class _Tape:
-    """What one training step's forward pass keeps for its hand-written backward."""
-
-    def __init__(self) -> None:
-        self.noisy = self.error = torch.empty(0)
-        self.hs: list[torch.Tensor] = []
-        self.ds: list[torch.Tensor] = []  # dᵢ: the decoder's output at level i (ĥ, before Wᵢ)
-        self.relu: list[torch.Tensor] = []  # φ(·) of each encoder layer (where it passes gradient)
-        self.gain: dict[int, torch.Tensor] = {}  # σ(gate) of the lateral path at level i
-        self.passed: dict[int, torch.Tensor] = {}  # h + bₐ of the lateral path at level i
-        self.down_relu: dict[int, torch.Tensor] = {}  # φ(Wᵍĥ + bᵍ) at level i (no-lat, add)
-
-
-class _FusedCost(torch.autograd.Function):
-    """The ladder's denoising cost with its backward written out (:meth:`Ladder._cost_grads`).
-
-    Autograd's backward of this small model is dozens of kernels over 50 × 1622 activations, two
-    gradient products and a transposed sum per tied matrix; written out, an update of the paper's
-    Mod takes a quarter less time on one core (benchmarks/train_step_rate.py). tests/test_ladder.py
-    holds it to autograd's gradients for every decoder and depth.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, model: Ladder, x: torch.Tensor, noise: torch.Tensor, record: bool,
-                *params: torch.Tensor) -> torch.Tensor:
-        cost, ctx.tape = model._cost_forward(x, noise, record)
-        ctx.model = model
-        return cost
-
-    @staticmethod
-    def backward(ctx: Any, grad_cost: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        grads = ctx.model._cost_grads(ctx.tape, grad_cost)
-        return (None, None, None, None, *(grads.get(p) for p in ctx.model.parameters()))
 
 
 class Ladder(StackedLayers, ReferenceModel):
@@ -162,7 +126,7 @@ class Ladder(StackedLayers, ReferenceModel):
             self.register_buffer(f"centre{i}", torch.zeros(n))
         self.best_val = float("inf")
         self._fused_step: CompiledStep | None = None
-        self._train_means = EpochMeans()
+        self._train_sum, self._train_count = torch.zeros(()), 0
         self._val_sum = 0.0
         self._val_count = 0
 
@@ -195,12 +159,10 @@ class Ladder(StackedLayers, ReferenceModel):
     def centre(self, i: int) -> torch.Tensor:
         return getattr(self, f"centre{i}")
 
-    def encode(self, x: torch.Tensor, depth: int | None = None, record: bool = False,
-               tape: _Tape | None = None) -> list[torch.Tensor]:
+    def encode(self, x: torch.Tensor, depth: int | None = None, record: bool = False) -> list[torch.Tensor]:
         """[h⁽¹⁾, …, h⁽ᵈᵉᵖᵗʰ⁾] of the (scaled) input; the linear baseline's one layer is x̂.
 
-        ``record`` keeps each layer's batch mean of φ(·) for the centring update after the step;
-        ``tape`` keeps what the hand-written backward of :class:`_FusedCost` reads.
+        ``record`` keeps each layer's batch mean of φ(·) for the centring update after the step.
         """
         if self.linear:
             return [F.linear(x, self.weight[0], self.bias[0])]
@@ -210,125 +172,44 @@ class Ladder(StackedLayers, ReferenceModel):
             relu = F.relu(F.linear(h, self.weight[i], self.bias[i]))
             if record:
                 means.append(relu.detach().mean(dim=0))
-            if tape is not None:
-                tape.relu.append(relu)
             h = relu + self.centre(i)
             hs.append(h)
         if record:
             self._relu_means = means
         return hs
 
-    def _lateral(self, i: int, h: torch.Tensor, top_down: torch.Tensor | None = None,
-                 tape: _Tape | None = None) -> torch.Tensor:
-        gate = torch.addcmul(self.lat_bb[i], self.lat_a[i], h)
+    def _lateral(self, i: int, h: torch.Tensor, top_down: torch.Tensor | None = None) -> torch.Tensor:
+        gate = self.lat_a[i] * h + self.lat_bb[i]
         if top_down is not None:
             gate = gate + top_down
-        gain, passed = torch.sigmoid(gate), h + self.lat_ba[i]
-        if tape is not None:
-            tape.gain[i], tape.passed[i] = gain, passed
-        return passed * gain
+        return (h + self.lat_ba[i]) * torch.sigmoid(gate)
 
-    def _top_down(self, i: int, down: torch.Tensor, tape: _Tape | None = None) -> torch.Tensor:
-        """φ(Wᵍĥ + bᵍ) of the no-lat and add decoders at level ``i``."""
-        relu = F.relu(down + self.dec_bias[i + 1])
-        if tape is not None:
-            tape.down_relu[i] = relu
-        return relu
-
-    def decode(self, hs: list[torch.Tensor], tape: _Tape | None = None) -> torch.Tensor:
+    def decode(self, hs: list[torch.Tensor]) -> torch.Tensor:
         """x̂ from the encoder's (noisy) activations, through the chosen decoder."""
         if self.linear:
             return hs[0]
         decoder = self.hparams["decoder"]
         top = len(hs) - 1
-        d = hs[top] if decoder == "nolat" else self._lateral(top, hs[top], tape=tape)
-        ds = [d]
+        d = hs[top] if decoder == "nolat" else self._lateral(top, hs[top])
         for i in range(top - 1, -1, -1):  # level i + 1 (1-based) receives from level i + 2
             down = F.linear(d, self.weight[i + 1].t())
             if decoder == "mod":
-                d = self._lateral(i, hs[i], down, tape=tape)
+                d = self._lateral(i, hs[i], down)
             elif decoder == "add":
-                d = self._lateral(i, hs[i], tape=tape) + self._top_down(i, down, tape)
+                d = self._lateral(i, hs[i]) + F.relu(down + self.dec_bias[i + 1])
             else:
-                d = self._top_down(i, down, tape)
-            ds.insert(0, d)
-        if tape is not None:
-            tape.hs, tape.ds = hs, ds
+                d = F.relu(down + self.dec_bias[i + 1])
         return F.linear(d, self.weight[0].t(), self.dec_bias[0])
 
     def denoise(self, x: torch.Tensor, record: bool = False) -> torch.Tensor:
         return self.decode(self.encode(x, record=record))
 
     def cost(self, x: torch.Tensor, noise: torch.Tensor | None = None, record: bool = False) -> torch.Tensor:
-        """‖x̂ − x‖² per element for a scaled clean batch ``x`` and its corruption.
-
-        With gradients on, the backward pass is :class:`_FusedCost`'s hand-written one (the same
-        gradients as autograd's, in fewer passes); the linear baseline and a batch that itself
-        wants a gradient go through autograd.
-        """
+        """‖x̂ − x‖² per element for a scaled clean batch ``x`` and its corruption."""
         if noise is None:
             noise = torch.randn_like(x)
-        if torch.is_grad_enabled() and not self.linear and not x.requires_grad:
-            return _FusedCost.apply(self, x, noise, record, *self.parameters())
         x_hat = self.denoise(x + self.hparams["noise"] * noise, record=record)
         return (x_hat - x).pow(2).mean()
-
-    def _cost_forward(self, x: torch.Tensor, noise: torch.Tensor, record: bool) -> tuple[torch.Tensor, _Tape]:
-        tape = _Tape()
-        tape.noisy = x + self.hparams["noise"] * noise
-        x_hat = self.decode(self.encode(tape.noisy, record=record, tape=tape), tape=tape)
-        tape.error = x_hat - x
-        return tape.error.pow(2).mean(), tape
-
-    def _cost_grads(self, tape: _Tape, grad_cost: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
-        """The gradient of the cost with respect to every parameter, written out layer by layer.
-
-        Two things autograd cannot do here: a tied matrix Wˡ gets its encoder and decoder
-        gradients from one product (the two factor pairs stacked along the batch), instead of two
-        products and a sum over a transposed view; and each lateral gate's derivative is formed
-        once and shared by a, b_b, the level below and h.
-        """
-        decoder = self.hparams["decoder"]
-        hs, ds, top = tape.hs, tape.ds, len(tape.hs) - 1
-        g = tape.error * (2.0 * grad_cost / tape.error.numel())
-        grads: dict[nn.Parameter, torch.Tensor] = {self.dec_bias[0]: g.sum(0)}
-        below = [g]  # below[i]: the gradient at the output of level i's decoder product dᵢWᵢ
-        lateral: list[torch.Tensor | None] = []  # the gradient reaching hᵢ through the decoder
-        grad_d = g @ self.weight[0].t()
-        for i in range(top + 1):
-            if decoder == "nolat" and i < top:
-                lateral.append(None)
-            elif decoder == "nolat":
-                lateral.append(grad_d)
-            else:
-                gain, passed = tape.gain[i], tape.passed[i]
-                through = grad_d * gain
-                grad_gate = torch.ops.aten.sigmoid_backward(grad_d * passed, gain)
-                grads[self.lat_ba[i]] = through.sum(0)
-                grads[self.lat_bb[i]] = grad_gate.sum(0)
-                grads[self.lat_a[i]] = (grad_gate * hs[i]).sum(0)
-                lateral.append(through.addcmul_(grad_gate, self.lat_a[i]))
-            if i == top:
-                break
-            if decoder == "mod":
-                grad_down = grad_gate
-            else:
-                grad_down = torch.ops.aten.threshold_backward(grad_d, tape.down_relu[i], 0)
-                grads[self.dec_bias[i + 1]] = grad_down.sum(0)
-            below.append(grad_down)
-            grad_d = grad_down @ self.weight[i + 1].t()
-        grad_h = lateral[top]
-        for i in range(top, -1, -1):
-            grad_pre = torch.ops.aten.threshold_backward(grad_h, tape.relu[i], 0)
-            grads[self.bias[i]] = grad_pre.sum(0)
-            inputs = hs[i - 1] if i else tape.noisy
-            # encoder (grad_preᵀ · input) and decoder (dᵢᵀ · below) parts of the tied Wⁱ at once
-            grads[self.weight[i]] = torch.cat([grad_pre, ds[i]]).t() @ torch.cat([inputs, below[i]])
-            if i:
-                grad_h = grad_pre @ self.weight[i]
-                if lateral[i - 1] is not None:
-                    grad_h = grad_h.add_(lateral[i - 1])
-        return grads
 
     # -- centring (Raiko et al. 2012) -----------------------------------------------------------
     @torch.no_grad()
@@ -354,13 +235,19 @@ class Ladder(StackedLayers, ReferenceModel):
 
     # -- Lightning ------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = self.scale(batch)
-        loss = self.cost(x, record=True)
-        self._train_means.add(x.shape[0], train_cost=loss)
+        loss = self.cost(self.scale(batch), record=True)
+        # summed here and logged once per epoch: Lightning's per-step self.log bookkeeping costs a
+        # tenth of a small model's update (benchmarks/train_step_rate.py)
+        self._train_sum = self._train_sum + loss.detach()
+        self._train_count += 1
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self._train_sum, self._train_count = torch.zeros(()), 0
+
     def on_train_epoch_end(self) -> None:
-        self._train_means.log(self, prog_bar=("train_cost",))
+        if self._train_count:
+            self.log("train_cost", self._train_sum / self._train_count, prog_bar=True)
 
     def on_train_start(self) -> None:
         planned = float(self.trainer.estimated_stepping_batches)
