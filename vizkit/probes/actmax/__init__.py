@@ -370,7 +370,7 @@ class ActMax(Probe):
                 mode=mode, names=names[:panel] if names else None,
                 reached="activation reached" if not (opts["objective"] or opts["diversity"])
                 else "objective reached (with its diversity term)" if not opts["objective"] else "objective reached",
-                title=(f"actmax: {n_restarts} random initialisations of {fill(opts['objective'], 60)}"
+                title=(f"actmax: {n_restarts} random initialisations of {opts['objective']}"
                        if opts["objective"] and "{unit}" not in opts["objective"] else
                        f"actmax {ctx.layer}: {n_restarts} random initialisations per unit, {shown_units} "
                        f"(the first {panel} of {n_units})"),
