@@ -153,6 +153,17 @@ def cli_per_step(name: str, warmup: int, timed: int) -> float:
     return (marks["end"] - marks["start"]) / timed
 
 
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    import platform
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="ladder,sdae")
@@ -163,7 +174,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     warmup, timed = (int(v) for v in args.cli_steps.split(","))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    # the ratios depend on the CPU (its BLAS against its elementwise speed): say which one ran
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU {cpu_name()}")
     print("| model | matmul ms | bare loop ms | vizkit train ms | matmul / bare | matmul / vizkit train |")
     print("|---|---|---|---|---|---|")
     for name in args.models.split(","):
