@@ -36,6 +36,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vizkit.compiled_step import CompiledStep
+from vizkit.machine import cpu_name
 from vizkit.registry import get_host
 from vizkit.training import build_data, train
 
@@ -151,17 +152,6 @@ def cli_per_step(name: str, warmup: int, timed: int) -> float:
     finally:
         pl.Trainer = real
     return (marks["end"] - marks["start"]) / timed
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else what ``platform`` knows."""
-    import platform
-
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

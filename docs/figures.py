@@ -5,7 +5,8 @@ recipe (``recipe``, ``model``, ``probe``, ``layer``, ``file``), or a benchmark c
 it (``command`` with ``{out}``, ``script``, and the model ``kinds`` whose code it runs). This script
 builds every recipe named there (``vizkit gallery build``, reusing finished runs), copies the files
 into docs/img and writes ``docs/img/manifest.json``: for each image its source, the commit it was
-built at, the SHA-256 of the image and a **fingerprint of what it shows**, computed without
+built at, the machine (the CPU: the same commit trains to slightly different models on another
+one), the SHA-256 of the image and a **fingerprint of what it shows**, computed without
 training anything, from
 
 * the recipe's [[model]] table and the [[probe]] table(s) of that model, probe and layer,
@@ -92,6 +93,11 @@ def _result_file(source: dict[str, Any]) -> Path:
 
 def build(names: list[str] | None = None) -> None:
     """Build the recipes and commands the images come from, copy them and write the manifest."""
+    import platform
+
+    import torch
+
+    from vizkit.machine import cpu_name
     from vizkit.output import verified_meta
 
     images = spec()
@@ -103,6 +109,7 @@ def build(names: list[str] | None = None) -> None:
         subprocess.run([sys.executable, "-m", "vizkit", "gallery", "build", str(ROOT / recipe), "--out", str(out)],
                        check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    machine = f"{cpu_name()}, {platform.machine()}, torch {torch.__version__}"
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     for name in chosen:
         source = images[name]
@@ -126,7 +133,8 @@ def build(names: list[str] | None = None) -> None:
             origin = {k: source[k] for k in ("recipe", "model", "probe", "layer", "file")}
             origin["result_fingerprint"] = json.loads((made.parent / "result.json").read_text())["fingerprint"]
         shutil.copyfile(made, IMG / name)
-        manifest[name] = {**origin, "commit": commit, "fingerprint": fingerprint(source),
+        # the CPU too: the same commit trains to other last bits, so other images, on another one
+        manifest[name] = {**origin, "commit": commit, "machine": machine, "fingerprint": fingerprint(source),
                           "sha256": _sha256(IMG / name)}
         print(f"[figures] docs/img/{name} <- {made.relative_to(ROOT) if made.is_relative_to(ROOT) else made}")
     MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")

@@ -1,0 +1,16 @@
+"""vizkit.machine: the processor that made a number or an image is named, never left blank."""
+
+from __future__ import annotations
+
+from vizkit.machine import cpu_name
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back(tmp_path):
+    """The manifest and the rate benchmark name the processor: from cpuinfo where there is one,
+    else from ``platform``, never empty."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3.00GHz\nflags\t: a b\n")
+    assert cpu_name(info) == "Example CPU 9000 @ 3.00GHz"
+    assert cpu_name(tmp_path / "missing")  # platform's answer, or "unknown"
+    info.write_text("model name\t:\n")
+    assert cpu_name(info)

@@ -1,0 +1,26 @@
+"""Which machine made a number or an image.
+
+The same code and seed train to slightly different models on different CPUs (their matrix
+routines round differently, and thousands of updates amplify that), and a speed ratio such as
+``benchmarks/train_step_rate.py``'s depends on how fast the CPU's BLAS is against its elementwise
+work. So the docs manifest and the benchmarks say which processor they ran on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from pathlib import Path
+
+__all__ = ["cpu_name"]
+
+
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The processor's model name (from ``cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                name = line.split(":", 1)[1].strip()
+                if name:
+                    return name
+    return platform.processor() or platform.machine() or "unknown"
