@@ -93,11 +93,7 @@ def _result_file(source: dict[str, Any]) -> Path:
 
 def build(names: list[str] | None = None) -> None:
     """Build the recipes and commands the images come from, copy them and write the manifest."""
-    import platform
-
-    import torch
-
-    from vizkit.machine import cpu_name
+    from vizkit.machine import machine_name
     from vizkit.output import verified_meta
 
     images = spec()
@@ -109,7 +105,7 @@ def build(names: list[str] | None = None) -> None:
         subprocess.run([sys.executable, "-m", "vizkit", "gallery", "build", str(ROOT / recipe), "--out", str(out)],
                        check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    machine = f"{cpu_name()}, {platform.machine()}, torch {torch.__version__}"
+    machine = machine_name()
     manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
     for name in chosen:
         source = images[name]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vizkit.machine import cpu_name
+from vizkit.machine import cpu_name, machine_name
 
 
 def test_cpu_name_reads_the_model_name_and_falls_back(tmp_path):
@@ -14,3 +14,8 @@ def test_cpu_name_reads_the_model_name_and_falls_back(tmp_path):
     assert cpu_name(tmp_path / "missing")  # platform's answer, or "unknown"
     info.write_text("model name\t:\n")
     assert cpu_name(info)
+
+
+def test_machine_name_starts_with_the_cpu_and_names_torch():
+    name = machine_name()
+    assert name.startswith(cpu_name() + ", ") and ", torch " in name

@@ -12,7 +12,7 @@ import contextlib
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_name"]
+__all__ = ["cpu_name", "machine_name"]
 
 
 def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -24,3 +24,10 @@ def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
                 if name:
                     return name
     return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_name() -> str:
+    """The processor, the architecture and torch's version: what decides a trained model's last bits."""
+    import torch
+
+    return f"{cpu_name()}, {platform.machine()}, torch {torch.__version__}"
