@@ -129,3 +129,15 @@ def test_rbm_and_dbn_rows_equal_their_reconstruct(fresh_host, kind):
     np.testing.assert_allclose(result.arrays["reconstructions"], rec[result.arrays["row_indices"]].numpy(), atol=1e-6)
     np.testing.assert_allclose(result.arrays["templates"],
                                model.weights("h1").matrix.detach()[:3].reshape(3, 1, 8, 8).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("acs, xlabels, ylabels", [(2, ["AC0", "AC1"], []),
+                                                   (12, [f"+{c}" for c in range(10)], ["AC0–9", "AC10–11"])])
+def test_every_template_tile_can_be_named(fresh_host, acs, xlabels, ylabels):
+    """Past ten templates the gallery wraps to a second row, whose tiles once sat under the first
+    row's AC0–AC9 labels: rows now name their capsules and columns count on from them."""
+    result = vizkit.run_probe("templates", tiny(acs=acs), "code", images="0:2", forced_rows=0, cog_images=10)
+    ax = result.figures["templates"].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == xlabels
+    assert [t.get_text() for t in ax.get_yticklabels()] == ylabels
+    assert ("is capsule r + c" in result.captions["templates"]) == bool(ylabels)

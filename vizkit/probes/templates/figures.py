@@ -108,15 +108,22 @@ def _templates(result: Result) -> None:
     vmin = min(0.0, float(up.min()))
     _panel(ax, mosaic(up, cols, pad=2, fill=vmax), "", vmin=vmin, vmax=vmax)
     th = up.shape[1]
+    rows = math.ceil(k / cols)
     ax.set_xticks([2 + c * (th + 2) + th / 2 for c in range(cols)])
-    ax.set_xticklabels([f"AC{c}" for c in range(cols)], fontsize=7)
+    # one row: each column is its capsule; more: each row names its first and last capsule and the
+    # columns count on from it, so the second row's tiles are not read as AC0-AC9 again
+    ax.set_xticklabels([f"AC{c}" if rows == 1 else f"+{c}" for c in range(cols)], fontsize=7)
     ax.xaxis.tick_top()
+    if rows > 1:
+        ax.set_yticks([2 + r * (th + 2) + th / 2 for r in range(rows)])
+        ax.set_yticklabels([f"AC{r * cols}–{min(k, (r + 1) * cols) - 1}" for r in range(rows)], fontsize=7)
     fig.suptitle(f"learned templates ({a['templates'].shape[1]}×{a['templates'].shape[2]} points, bilinear)",
                  fontsize=9)
     result.figures["templates"] = fig
     result.captions["templates"] = (
         f"The {k} learned templates as the renderer sees them: the points bilinearly interpolated "
-        f"(Tieleman Fig. 2.15); one grey scale, black 0, white {vmax:.3g}.")
+        f"(Tieleman Fig. 2.15); one grey scale, black 0, white {vmax:.3g}"
+        + ("; tile +c of row ACr–… is capsule r + c." if rows > 1 else "."))
 
 
 def _centres(result: Result) -> None:
