@@ -176,6 +176,28 @@ def test_weight_decay_equals_the_thesis_formula_on_the_weights_in_use():
         assert torch.autograd.gradcheck(lambda r, s=scale: excess_decay(r, s), (raw,))
 
 
+def test_weight_decay_skips_tensors_inside_the_limit_and_gives_the_same_bits():
+    """A tensor with no number past the limit adds exactly 0 and no gradient, as the full path
+    would; one number past it (even by one float32 step at the limit) takes the full path."""
+    from vizkit.models.capsule.model import _ExcessSquare, excess_decay
+
+    scale = 0.05
+    limit = torch.tensor(0.1 / scale, dtype=torch.float32)  # the clamp's limit, in float32
+    inside = (torch.rand(40, 30) * 2 - 1) * limit
+    inside[0, 0] = limit  # on the limit: no excess
+    past = inside.clone()
+    past[3, 4] = torch.nextafter(limit, torch.tensor(math.inf))
+    for raw, skipped in ((inside, True), (past, False)):
+        a = raw.clone().requires_grad_()
+        b = raw.clone().requires_grad_()
+        fast, full = excess_decay(a, scale), _ExcessSquare.apply(b, scale)
+        assert torch.equal(fast.detach(), full.detach()) and (fast.grad_fn is None) == skipped
+        ((a * 3).sum() + fast).backward()
+        ((b * 3).sum() + full).backward()
+        assert torch.equal(a.grad, b.grad)
+    assert float(_ExcessSquare.apply(past, scale)) > 0
+
+
 def test_cosine_schedule_runs_from_lr_to_its_final_fraction():
     model = tiny(lr_final=0.05, warmup=0.1)
     total = 100
@@ -238,13 +260,14 @@ def test_nan_stops_training_with_the_last_good_checkpoint_kept(cli, tmp_path, fr
         return terms
 
     monkeypatch.setattr(CapsuleAE, "loss_terms", poisoned)
+    monkeypatch.setattr("vizkit.training.CHECK_EVERY", 1)  # last.ckpt after every epoch
     out = tmp_path / "m.pt"
     args = ["train", "capsule", "--data", "digits", "--epochs", "3", "--out", str(out),
             "--log-dir", str(tmp_path / "logs")] + [a for k, v in TINY.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     res = cli(*args)
     assert res.code == 1, res.err
     assert "diverged" in res.err and "last good checkpoint" in res.err and "Traceback" not in res.err
-    last = next((tmp_path / "logs").rglob("last.ckpt"))  # the harness's, rewritten every epoch
+    last = next((tmp_path / "logs").rglob("last.ckpt"))  # the harness's, written after epoch 0
     assert str(last) in res.err
     assert not out.exists()
     model = vizkit.load(last)  # the kept checkpoint loads and reconstructs

@@ -33,7 +33,10 @@ def test_progress_off_a_terminal_is_one_line_per_epoch(fresh_host, tmp_path, cli
     assert res.code == 0, res.err
     lines = [line for line in (res.out + res.err).splitlines() if " epoch " in line]
     assert [line.split(":")[0] for line in lines] == ["[sdae] epoch 1/2", "[sdae] epoch 2/2"]
-    assert "train_loss=" in lines[0] and "val_loss=" in lines[0]
+    # 15 updates an epoch: validated only after the last (vizkit.training.CHECK_EVERY), and an
+    # unvalidated epoch's line does not repeat an older validation's numbers
+    assert "train_loss=" in lines[0] and "val_loss=" not in lines[0]
+    assert "train_loss=" in lines[1] and "val_loss=" in lines[1]
     assert "\r" not in res.out + res.err
 
 
@@ -127,6 +130,7 @@ def test_a_crash_mid_training_leaves_the_last_finished_epoch_to_resume(fresh_hos
             raise OSError(28, "No space left on device")  # e.g. the disk fills up mid-run
 
     monkeypatch.setattr(SDAE, "on_train_epoch_start", crash_in_third_epoch)
+    monkeypatch.setattr("vizkit.training.CHECK_EVERY", 1)  # a checkpoint every epoch (15 updates)
     logs = tmp_path / "logs"
     res = cli("train", "sdae", "--data", "digits", "--layers", "8", "--epochs", "5", "--out", tmp_path / "a.pt",
               "--log-dir", logs, "-q")
@@ -248,6 +252,7 @@ def test_a_dbn_stopped_by_ctrl_c_inside_an_upper_stage_resumes_to_the_run_in_one
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(DBN, "training_step", stop_in_stage_two)
+    monkeypatch.setattr("vizkit.training.CHECK_EVERY", 10)  # a checkpoint every epoch (10 updates)
     res = cli("train", *args, "--out", tmp_path / "cut.pt", "--log-dir", tmp_path / "b")
     assert res.code == 130 and not (tmp_path / "cut.pt").exists()
     monkeypatch.setattr(DBN, "training_step", step)
@@ -259,3 +264,55 @@ def test_a_dbn_stopped_by_ctrl_c_inside_an_upper_stage_resumes_to_the_run_in_one
     two = dict(_tensors(torch.load(tmp_path / "pieces.pt", weights_only=True)["state_dict"]))
     assert one.keys() == two.keys() and all(torch.equal(one[key], two[key]) for key in one)
     assert vizkit.load(tmp_path / "pieces.pt").hparams["upper_data"] == "samples"
+
+
+def test_validation_and_checkpoints_every_check_every_updates_and_at_the_end(fresh_host, tmp_path, cli, monkeypatch):
+    """Checks (validation and last.ckpt) come every ceil(CHECK_EVERY / updates per epoch) epochs,
+    and after the run's last update, whether that ends an epoch or --max-steps stops inside one."""
+    from vizkit.training import check_every_epochs
+
+    assert [check_every_epochs(n) for n in (1, 15, 40, 399, 400, 401, 20_000, math.inf)] == [400, 27, 10, 2, 1, 1, 1, 1]
+    monkeypatch.setattr("vizkit.training.CHECK_EVERY", 30)  # 15 updates an epoch: every 2nd epoch
+    checks: list[tuple[int, int]] = []
+    saves: list[int] = []
+    real_validation = SDAE.validation_step
+    real_save = torch.save
+
+    def validation_step(self, batch, batch_idx):  # noqa: ANN001, ANN202
+        if batch_idx == 0:
+            checks.append((self.current_epoch, self.global_step))
+        return real_validation(self, batch, batch_idx)
+
+    def save(obj, f, *args, **kwargs):  # noqa: ANN001, ANN202
+        if isinstance(obj, dict) and "loops" in obj:  # Lightning's checkpoint, not vizkit's
+            saves.append(obj["global_step"])
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(SDAE, "validation_step", validation_step)
+    monkeypatch.setattr(torch, "save", save)
+    args = ["train", "sdae", "--data", "digits", "--layers", "8", "-q", "--log-dir", tmp_path / "logs"]
+    res = cli(*args, "--epochs", "5", "--out", tmp_path / "a.pt")
+    assert res.code == 0, res.err
+    assert checks == [(1, 30), (3, 60), (4, 75)] and saves == [30, 60, 75]
+    val = vizkit.load(tmp_path / "a.pt").metrics["layer 1"]["val_loss"]
+    checks.clear(), saves.clear()
+    res = cli(*args, "--max-steps", "50", "--out", tmp_path / "b.pt")  # stops inside the 4th epoch
+    assert res.code == 0, res.err
+    assert checks == [(1, 30), (3, 50)] and saves == [30, 50]
+    assert vizkit.load(tmp_path / "b.pt").metrics["layer 1"]["val_loss"] != val
+
+
+def test_sdae_validation_leaves_the_training_stream_alone():
+    """Validation draws its corruption from a fixed seed of its own: the loss is the same at every
+    validation, and how often a run validates cannot change what it learns."""
+    model = SDAE(input_shape=[1, 4, 4], layers="3", noise=0.3, corruption="masking")
+    batch = torch.rand(5, 1, 4, 4)
+    model.log = lambda *a, **k: seen.append(float(a[1].detach()))  # noqa: ARG005
+    seen: list[float] = []
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    model.validation_step(batch, 0)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)
+    model.validation_step(batch, 0)
+    assert seen[0] == seen[1]

@@ -223,7 +223,14 @@ class SDAE(StackedLayers, ReferenceModel):
         self.train_means.log(self, prog_bar={"train_loss"})
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self.log("val_loss", self._stage_loss(batch), prog_bar=True)
+        # the same corruption at every validation, drawn outside the training's random stream: how
+        # often a run validates (vizkit.training.CHECK_EVERY) must not change what it learns, and
+        # the losses of different epochs compare like for like
+        with torch.random.fork_rng(devices=[batch.device] if batch.device.type != "cpu" else [],
+                                   device_type=batch.device.type):
+            torch.manual_seed(10_007 + batch_idx)
+            loss = self._stage_loss(batch)
+        self.log("val_loss", loss, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.stage >= len(self.weight):

@@ -113,7 +113,18 @@ class _ExcessSquare(torch.autograd.Function):
 
 
 def excess_decay(raw: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """The thesis's weight-decay sum Σ max(0, |scale·raw| − 0.1)² (differentiable in ``raw``)."""
+    """The thesis's weight-decay sum Σ max(0, |scale·raw| − 0.1)² (differentiable in ``raw``).
+
+    Most tensors have no number past the limit most of the time (70 % of a trained MNIST model's
+    numbers): on the CPU one read of their extremes stands in for the five passes, and their term
+    and gradient are exactly zero either way, so the result is the same to the bit. (On a GPU the
+    test would wait for the device at every step, so every tensor takes the full path there.)
+    """
+    if raw.device.type == "cpu":
+        low, high = torch.aminmax(raw.detach())
+        limit = 0.1 / scale  # compared in raw's dtype, as the clamp compares
+        if bool((low >= -limit) & (high <= limit)):
+            return raw.new_zeros(())
     return _ExcessSquare.apply(raw, scale)
 
 
@@ -541,12 +552,12 @@ class CapsuleAE(ReferenceModel):
     def _diverged(self, loss: torch.Tensor) -> None:
         trainer = getattr(self, "_trainer", None)
         where = f"epoch {self.current_epoch}, step {self.global_step}" if trainer is not None else "a step"
-        # the harness rewrites its last.ckpt after every finished epoch: the last good state
+        # the harness rewrites its last.ckpt every few hundred updates: the last good state
         callback = trainer.checkpoint_callback if trainer is not None else None
         last = getattr(callback, "best_model_path", "") or ""
         last = last if last and Path(last).is_file() else ""
         keep = (f"the last good checkpoint is {last} (continue with --resume {last}, e.g. at a lower --lr)"
-                if last else "no epoch had finished, so there is no checkpoint yet")
+                if last else "no checkpoint had been written yet")
         raise TrainingDiverged(f"capsule training diverged: the loss became {float(loss.detach())} at {where}; {keep}")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
