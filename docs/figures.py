@@ -5,8 +5,8 @@ recipe (``recipe``, ``model``, ``probe``, ``layer``, ``file``), or a benchmark c
 it (``command`` with ``{out}``, ``script``, and the model ``kinds`` whose code it runs). This script
 builds every recipe named there (``vizkit gallery build``, reusing finished runs), copies the files
 into docs/img and writes ``docs/img/manifest.json``: for each image its source, the commit it was
-built at, the machine (the CPU: the same commit trains to slightly different models on another
-one), the SHA-256 of the image and a **fingerprint of what it shows**, computed without
+built at, the machine (the CPU and torch's thread count: the same commit trains to slightly
+different models on another CPU, or on another number of threads), the SHA-256 of the image and a **fingerprint of what it shows**, computed without
 training anything, from
 
 * the recipe's [[model]] table and the [[probe]] table(s) of that model, probe and layer,

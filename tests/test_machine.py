@@ -16,6 +16,15 @@ def test_cpu_name_reads_the_model_name_and_falls_back(tmp_path):
     assert cpu_name(info)
 
 
-def test_machine_name_starts_with_the_cpu_and_names_torch():
+def test_machine_name_starts_with_the_cpu_and_names_torch_and_its_threads():
+    import torch
+
     name = machine_name()
     assert name.startswith(cpu_name() + ", ") and ", torch " in name
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert machine_name().endswith(", 1 thread")
+    finally:
+        torch.set_num_threads(before)
+    assert machine_name().endswith(f", {before} thread" + ("s" if before != 1 else ""))

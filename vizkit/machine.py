@@ -27,7 +27,10 @@ def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
 
 
 def machine_name() -> str:
-    """The processor, the architecture and torch's version: what decides a trained model's last bits."""
+    """The processor, the architecture, torch's version and its thread count: what decides a
+    trained model's last bits (a matrix product split over two threads sums in another order than
+    on one, so the same commit and CPU train the capsule to other images at 2 threads than at 1)."""
     import torch
 
-    return f"{cpu_name()}, {platform.machine()}, torch {torch.__version__}"
+    threads = torch.get_num_threads()
+    return f"{cpu_name()}, {platform.machine()}, torch {torch.__version__}, {threads} thread{'s' * (threads != 1)}"
