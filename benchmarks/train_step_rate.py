@@ -8,9 +8,10 @@ For each model, three times per update, measured side by side in one run:
 - ``bare``: the same step as a plain PyTorch loop (the module's ``training_step``, backward, its own
   optimiser as the CLI steps it (gradients set to None; the ladder's compiled ADADELTA), its
   after-step hook), no Lightning;
-- ``cli``: ``vizkit train`` itself (Lightning, logging, checkpoints, validation every epoch, and the
-  ladder's compiled ADADELTA as long runs use it), timed by a callback over the updates after the
-  first few hundred, so start-up and compilation are left out.
+- ``cli``: ``vizkit train`` itself (Lightning, logging, checkpoints and validation as the harness
+  schedules them, ``vizkit.training.CHECK_EVERY``, and the ladder's compiled ADADELTA as long runs
+  use it), timed by a callback over the updates after the first few hundred, so start-up and
+  compilation are left out.
 
 The ratio matmul / cli is the share of torch's matmul rate that training reaches (the issue's goal:
 at least 0.5 where the model's size allows).
@@ -123,8 +124,8 @@ def bare_step(model: Any, batch: Any) -> tuple[Callable[[], None], Any]:
 
 
 def cli_per_step(name: str, warmup: int, timed: int) -> float:
-    """Seconds per update of ``vizkit train``, over ``timed`` updates after ``warmup`` (epoch ends,
-    with their validation and checkpoint, included as they fall)."""
+    """Seconds per update of ``vizkit train``, over ``timed`` updates after ``warmup`` (validations
+    and checkpoints included as they fall, the final one too)."""
     import pytorch_lightning as pl
 
     kind, data, options, data_options, batch = MODELS[name]
