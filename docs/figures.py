@@ -6,8 +6,8 @@ it (``command`` with ``{out}``, ``script``, and the model ``kinds`` whose code i
 builds every recipe named there (``vizkit gallery build``, reusing finished runs), copies the files
 into docs/img and writes ``docs/img/manifest.json``: for each image its source, the commit it was
 built at, the machine (the CPU and torch's thread count: the same commit trains to slightly
-different models on another CPU, or on another number of threads), the SHA-256 of the image and a **fingerprint of what it shows**, computed without
-training anything, from
+different models on another CPU, or on another number of threads), the SHA-256 of the image and a
+**fingerprint of what it shows**, computed without training anything, from
 
 * the recipe's [[model]] table and the [[probe]] table(s) of that model, probe and layer,
 * the content hash of the model kind's code, vizkit's training harness and the dataset's module
@@ -129,7 +129,7 @@ def build(names: list[str] | None = None) -> None:
             origin = {k: source[k] for k in ("recipe", "model", "probe", "layer", "file")}
             origin["result_fingerprint"] = json.loads((made.parent / "result.json").read_text())["fingerprint"]
         shutil.copyfile(made, IMG / name)
-        # the CPU too: the same commit trains to other last bits, so other images, on another one
+        # the CPU and threads too: the same commit trains to other last bits, so other images, on another
         manifest[name] = {**origin, "commit": commit, "machine": machine, "fingerprint": fingerprint(source),
                           "sha256": _sha256(IMG / name)}
         print(f"[figures] docs/img/{name} <- {made.relative_to(ROOT) if made.is_relative_to(ROOT) else made}")
