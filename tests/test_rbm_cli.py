@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import vizkit
+from vizkit.errors import OptionError
 from vizkit.models.rbm import DBN, RBM
 
 # the held-out split feeds the RBM's epoch-end free-energy monitor instead of a validation loop
@@ -297,6 +298,42 @@ def test_upper_rbms_above_gaussian_units_get_their_own_defaults():
     assert (hp["upper_lr"], hp["upper_sparsity"], hp["upper_weight_decay"]) == (0.2, 0.1, 0.0)
 
 
+def test_upper_rbms_above_gaussian_units_take_ten_gibbs_steps_per_update():
+    """CD-10 above a Gaussian RBM (with CD-1 the patch DBN's second RBM had a spurious mode that the
+    chains of every clamped unit fell into, docs/plugins/clamp.md); elsewhere --k; --upper-k is
+    refused where the trainer takes one step, as --k is."""
+    real = {"stats": {"binary_like": False, "pixel_std": 0.5}, "name": "patches"}
+    binary = {"stats": {"binary_like": True, "binary": True}, "name": "mnist"}
+    hp = DBN.hparams_from_options({"layers": "6,5"}, input_shape=(1, 4, 4), data=real, lr=None)
+    assert (hp["trainer"], hp["k"], hp["upper_k"]) == ("cd", 1, 10)
+    hp = DBN.hparams_from_options({"layers": "6,5", "upper_k": 3}, input_shape=(1, 4, 4), data=real, lr=None)
+    assert hp["upper_k"] == 3
+    hp = DBN.hparams_from_options({"layers": "6,5", "trainer": "cd", "k": 5}, input_shape=(1, 4, 4), data=binary,
+                                  lr=None)
+    assert (hp["k"], hp["upper_k"]) == (5, 5)
+    hp = DBN.hparams_from_options({"layers": "6,5"}, input_shape=(1, 4, 4), data=binary, lr=None)
+    assert (hp["trainer"], hp["upper_k"]) == ("pcd", 1)
+    with pytest.raises(OptionError, match="--upper-k applies to --trainer cd or mfcd"):
+        DBN.hparams_from_options({"layers": "6,5", "trainer": "pcd", "upper_k": 10}, input_shape=(1, 4, 4),
+                                 data=binary, lr=None)
+
+
+def test_each_stage_estimates_its_gradient_with_its_own_gibbs_steps():
+    """The estimator of stage 0 takes --k steps, those above --upper-k."""
+    from types import SimpleNamespace
+
+    model = DBN(input_shape=[1, 2, 2], layers="3,2", visible="gaussian", visible_std=1.0, trainer="cd", upper_k=7)
+    data = torch.randn(20, 1, 2, 2)
+    dm = SimpleNamespace(batch_size=5, train_tensor=lambda: data, test_tensor=lambda: data)
+    model.trainer = SimpleNamespace(datamodule=dm)
+    steps = []
+    for stage in (0, 1):
+        model.stage = stage
+        model.on_fit_start()
+        steps.append(model._estimator.k)
+    assert steps == [1, 7]
+
+
 def test_each_stage_trains_with_its_own_rate_decay_and_sparsity():
     from types import SimpleNamespace
 
@@ -313,9 +350,11 @@ def test_each_stage_trains_with_its_own_rate_decay_and_sparsity():
 def test_checkpoints_from_before_the_upper_options_report_what_they_were_trained_with():
     model = DBN(input_shape=[1, 2, 2], layers="3,2", visible="gaussian", visible_std=1.0)
     ckpt = model.to_checkpoint()
-    for name in ("upper_lr", "upper_sparsity", "upper_weight_decay", "upper_data"):
+    for name in ("upper_lr", "upper_sparsity", "upper_weight_decay", "upper_data", "upper_k"):
         ckpt["hparams"].pop(name)
+    ckpt["hparams"]["k"] = 3
     old = DBN.from_checkpoint(ckpt)
+    assert old.hparams["upper_k"] == 3  # every RBM took --k steps
     upper = (old.hparams["upper_lr"], old.hparams["upper_sparsity"], old.hparams["upper_weight_decay"])
     assert upper == (0.02, 0.02, 0.0)
     assert old.hparams["upper_data"] == "probabilities"

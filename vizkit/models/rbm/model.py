@@ -70,6 +70,9 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("upper_weight_decay", float, None, "L2 penalty on the weights of the RBMs above the first (default: "
            "--weight-decay; 2e-4 above gaussian visible units, where without it CD-1 leaves a spurious mode "
            "that every clamped chain falls into)", min=0.0),
+    Option("upper_k", int, None, "Gibbs steps per update of CD-k in the RBMs above the first (default: --k; 10 "
+           "above gaussian visible units, where CD-1 left the second RBM a spurious mode, a diagonal grating "
+           "that the chains of every clamped unit fell into)", min=1, max=1000),
     Option("upper_lr_scale", str, "auto", "activity: the rate of each RBM above the second is --upper-lr × "
            "(mean of the second RBM's input) / (mean of its own input), at most --upper-lr, so its weight steps "
            "keep their size on "
@@ -225,6 +228,7 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         for name in ("lr", "sparsity", "weight_decay"):
             if f"upper_{name}" not in hparams and name in hparams:
                 hparams[f"upper_{name}"] = hparams[name]
+        hparams.setdefault("upper_k", hparams.get("k", 1))
         hparams.setdefault("upper_data", "probabilities")
         hparams.setdefault("upper_lr_scale", "none")
         return super().from_checkpoint({**ckpt, "hparams": hparams})
@@ -262,6 +266,9 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
             raise OptionError("--binarize is for binary visible units; drop it or use --visible binary")
         if hp["trainer"] not in LOCAL_METHODS and hp["k"] != 1:
             raise OptionError(f"--k applies to --trainer cd or mfcd; {hp['trainer']} takes one Gibbs step per update")
+        if hp["trainer"] not in LOCAL_METHODS and hp.get("upper_k") not in (None, 1):
+            raise OptionError(f"--upper-k applies to --trainer cd or mfcd; {hp['trainer']} takes one Gibbs step per "
+                              "update")
         if hp["loglik"] == "exact":
             check_exact(sizes[0], "--loglik exact")
         return _concrete(hp)
@@ -274,7 +281,7 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         return [self.weight[self.stage], self.hidden_bias[self.stage], self.visible_bias[self.stage]]
 
     def _stage_hparam(self, name: str) -> Any:
-        """``lr``, ``sparsity`` or ``weight_decay`` of the RBM being trained: the first RBM's own,
+        """``lr``, ``k``, ``sparsity`` or ``weight_decay`` of the RBM being trained: the first RBM's own,
         ``upper_*`` above it (the upper RBMs are binary whatever the first one is)."""
         if self.stage == 0:
             return self.hparams[name]
@@ -336,7 +343,7 @@ class BoltzmannStack(StackedLayers, ReferenceModel):
         rbm = self.rbm(self.stage)
         self._estimator = GradientEstimator(
             self.hparams["trainer"], n_visible=rbm.n_visible, n_hidden=rbm.n_hidden, batch_size=dm.batch_size,
-            visible=rbm.visible, k=self.hparams["k"], fast_decay=self.hparams["fast_decay"],
+            visible=rbm.visible, k=self._stage_hparam("k"), fast_decay=self.hparams["fast_decay"],
             sparsity=self._stage_hparam("sparsity") or 0.0, sparsity_cost=self.hparams.get("sparsity_cost", 1.0),
             device=self.device, dtype=self.weight[0].dtype)
         if self._estimator_state is not None:  # --resume: the chains go on where they were
@@ -505,6 +512,11 @@ def _concrete(hp: dict[str, Any]) -> dict[str, Any]:
         hp["upper_sparsity"] = 0.0 if gaussian else hp["sparsity"]
     if hp.get("upper_weight_decay") is None:
         hp["upper_weight_decay"] = 2e-4 if gaussian else hp.get("weight_decay", 0.0)
+    if hp.get("upper_k") is None:
+        # CD-10 above a gaussian RBM: chains of the second RBM trained with CD-1 settled at three
+        # times the data's h1 activity, and every clamped h2 unit's mean was one grating there
+        # (docs/plugins/clamp.md, "Patches")
+        hp["upper_k"] = 10 if gaussian and hp.get("trainer") == "cd" else hp.get("k", 1)
     if hp.get("upper_lr_scale") in (None, "auto"):
         hp["upper_lr_scale"] = "activity" if gaussian else "none"
     if hp.get("upper_data") in (None, "auto"):
