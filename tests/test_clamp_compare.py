@@ -156,3 +156,21 @@ def test_clamp_reports_the_agreement_of_chain_halves(fresh_host):
     assert result.arrays["half_agreement"].shape == (4,)
     assert result.meta["half_agreement_median"] > 0.9
     assert "Agreement" in result.captions["clamp"]
+
+
+def test_real_valued_samples_share_a_scale_per_unit_and_each_mean_has_its_own():
+    """A faint sample beside a strong one of the same unit stays faint (shown tile by tile, the
+    visible bias alone of a chain with no unit on looked as bold as a real pattern); units of very
+    different contrast each fill their range; zero stays zero."""
+    from vizkit.probes.clamp import row_scaled
+
+    pattern = np.array([[1.0, -2.0], [0.5, 0.0]])
+    table = np.stack([
+        np.stack([0.1 * pattern, 4.0 * pattern, 0.04 * pattern]),  # unit 0: mean, strong, faint
+        np.stack([1e-3 * pattern, 2e-3 * pattern, -1e-3 * pattern]),  # unit 1: 2,000 times fainter
+    ])
+    shown = row_scaled(table)
+    assert np.allclose(shown[0, 1], pattern / 2) and np.allclose(shown[0, 2], pattern / 200)
+    assert np.allclose(shown[0, 0], pattern / 2) and np.allclose(shown[1, 0], pattern / 2)
+    assert np.abs(shown[1, 1:]).max() == pytest.approx(1.0)
+    assert np.array_equal(row_scaled(np.zeros((1, 3, 2, 2))), np.zeros((1, 3, 2, 2)))

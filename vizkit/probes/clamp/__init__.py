@@ -47,6 +47,21 @@ def half_agreement(samples: np.ndarray, chains: int) -> np.ndarray:
         return np.where(defined, (a * b).sum(axis=1) / (na * nb), np.nan).astype(np.float32)
 
 
+def row_scaled(table: np.ndarray) -> np.ndarray:
+    """Real-valued ``table`` [units, 1 + shown, ...] (each unit's mean, then its samples) divided
+    so that the mean fills its own tile's range and a unit's samples share one range, zero kept.
+
+    On whitened patches a fifth of the samples have no first-layer unit on (about as many as the
+    data's patches) and are the visible bias alone, some 20 times fainter than a unit's other
+    samples: scaled tile by tile, that faint bias looked like a bold checkerboard.
+    """
+    out = np.asarray(table, dtype=np.float64).copy()
+    for block in (out[:, :1], out[:, 1:]):
+        scale = np.abs(block).reshape(len(block), -1).max(axis=1)
+        block /= np.where(scale > 0, scale, 1.0).reshape(-1, *([1] * (block.ndim - 1)))
+    return out
+
+
 class Clamp(Probe):
     name = "clamp"
     summary = "samples of a DBN with one unit clamped on, and their mean (Erhan et al. 2009 §4)"
@@ -92,23 +107,27 @@ class Clamp(Probe):
         order = np.arange(samples.shape[1]).reshape(opts["chains"], opts["samples"]).T.reshape(-1)[:shown]
         table = np.concatenate([mean[:, None], samples[:, order]], axis=1).astype(np.float64)
         # pixel probabilities share one scale; real-valued samples (Gaussian visible units on whitened
-        # patches) differ in contrast by orders of magnitude, so on one scale most were flat grey:
-        # each tile gets its own, zero at mid-grey
+        # patches) differ in contrast between units by orders of magnitude, so on one scale most were
+        # flat grey: each unit's row gets its own (its mean its own too), zero at mid-grey
         real_valued = bool(table.min() < 0)
-        result.figures["clamp"] = image_grid(
-            as_images(table.reshape(-1, *shape), shape),
+        figure = image_grid(
+            as_images((row_scaled(table) if real_valued else table).reshape(-1, *shape), shape),
             ncols=1 + shown,
             mode="symmetric" if real_valued else "minmax",
-            shared_scale=not real_valued,
+            shared_scale=True,
             title=f"clamp: {ctx.layer} units on, mean | {shown} samples"
             + (f"\nunit vs chain halves: median agreement {median:.2f} (1 = each unit's own pattern, 0 = noise)"
                if finite.size else ""),
             row_labels=[str(u) for u in units],
             col_labels=["mean"] + [str(i + 1) for i in range(shown)],
         )
+        if real_valued:
+            figure.axes[0].set_xlabel("grey = 0, black negative, white positive;\n"
+                                      "each mean on its own scale, each unit's samples on one", fontsize=8)
+        result.figures["clamp"] = figure
         result.captions["clamp"] = clamp_caption(ctx.layer, samples.shape[1], opts["chains"], opts["samples"],
                                                  opts["every"], opts["burn_in"], opts["probabilities"],
-                                                 median if finite.size else None)
+                                                 median if finite.size else None, real_valued)
         if opts["gif"]:
             frames = as_images(samples[0, : opts["samples"]].astype(np.float64), shape)
             frames = np.clip(normalise(frames, "minmax", shared=True) * 255, 0, 255).astype(np.uint8)
