@@ -40,7 +40,7 @@ test: install browser
 figures: install
 	OMP_NUM_THREADS=1 $(PYTHON) docs/figures.py
 
-# Every slow science check (real training runs: 160 s on this project's 2-core machines, run by CI
+# Every slow science check (real training runs: about 6 minutes on this project's 2-core machines, run by CI
 # after `make test`); what each measured goes to $(SCIENCE_LOG) with the date and commit: the
 # committed benchmarks/test_slow.md is the log that docs' numbers cite.
 SCIENCE_LOG ?= benchmarks/test_slow.md
